@@ -1,0 +1,28 @@
+//! The `flow` command. It assembles the plugins, parses the command line, and
+//! owns what reaches the terminal: diagnostics, plans and exit codes.
+
+// The plugins register their operations when linked; naming them links them.
+use flow_plugin_drizzle as _;
+use flow_plugin_minio as _;
+use flow_plugin_pg as _;
+use flow_plugin_sh as _;
+use flow_plugin_shp as _;
+use flow_plugin_sql as _;
+
+mod args;
+mod cli_error;
+mod commands;
+mod exit;
+mod load;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    output::install_report_handler();
+    let args = args::Args::parse();
+    let code = commands::run(args);
+    ExitCode::from(code as u8)
+}

@@ -1,0 +1,44 @@
+//! Everything `flow` writes to the terminal goes through here.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, NamedSource, Report};
+
+pub fn install_report_handler() {
+    let _ = miette::set_hook(Box::new(|_| {
+        let handler = if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+            GraphicalReportHandler::new()
+        } else {
+            GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(80)
+        };
+        Box::new(handler.with_links(false))
+    }));
+}
+
+/// Prints diagnostics about one source file.
+pub fn diagnostics<D>(path: &str, source: &str, errors: impl IntoIterator<Item = D>)
+where
+    D: Diagnostic + Send + Sync + 'static,
+{
+    for error in errors {
+        let report = Report::new(error).with_source_code(NamedSource::new(path, source.to_owned()));
+        eprintln!("{report:?}");
+    }
+}
+
+/// Prints a diagnostic that is not about a place in a file.
+pub fn error<D>(error: D)
+where
+    D: Diagnostic + Send + Sync + 'static,
+{
+    eprintln!("{:?}", Report::new(error));
+}
+
+pub fn out(text: &str) {
+    print!("{text}");
+}
+
+pub fn note(text: &str) {
+    eprintln!("{text}");
+}

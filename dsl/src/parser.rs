@@ -1,0 +1,522 @@
+//! From text to [`Flow`]: pest does the matching, this module builds the tree and
+//! turns pest's errors into diagnostics that say what was expected in words.
+
+use std::collections::BTreeSet;
+use std::sync::Once;
+
+use pest::Parser as _;
+use pest::error::InputLocation;
+use pest::iterators::Pair;
+use pest_derive::Parser;
+
+use crate::ast::{
+    Binding, BindingKind, Block, Comment, DurationUnit, EnvBlock, Flow, Groups, Ident, Item, Param,
+    Step, Value, ValueKind,
+};
+use crate::{Span, SyntaxError};
+
+#[derive(Parser)]
+#[grammar = "grammar.pest"]
+struct FlowParser;
+
+/// The outcome of parsing: the statements that parsed, and an error for each one
+/// that did not. A file with errors still yields the statements around them.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub flow: Flow,
+    pub errors: Vec<SyntaxError>,
+}
+
+impl Parsed {
+    pub fn into_result(self) -> Result<Flow, Vec<SyntaxError>> {
+        if self.errors.is_empty() {
+            Ok(self.flow)
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+const KEYWORDS: [&str; 8] = [
+    "flow", "database", "storage", "groups", "step", "env", "schedule", "check",
+];
+
+/// Parses a whole file. Never panics; every error carries the span it is about.
+pub fn parse(source: &str) -> Parsed {
+    static DETAIL: Once = Once::new();
+    DETAIL.call_once(|| pest::set_error_detail(true));
+
+    let mut parsed = Parsed::default();
+    let mut name: Option<Ident> = None;
+    let mut offset = 0;
+    while offset <= source.len() {
+        let rest = &source[offset..];
+        match FlowParser::parse(Rule::item, rest) {
+            Ok(mut pairs) => {
+                let Some(item) = pairs.next() else { break };
+                let consumed = item.as_span().end();
+                collect_comments(&item, offset, &mut parsed.flow.comments);
+                let builder = Builder { offset };
+                let Some(statement) = item.into_inner().find(|p| p.as_rule() != Rule::COMMENT)
+                else {
+                    break;
+                };
+                if statement.as_rule() == Rule::EOI {
+                    break;
+                }
+                match builder.item(statement) {
+                    Ok(Item::Name(ident)) => {
+                        if let Some(first) = &name {
+                            parsed.errors.push(SyntaxError::DuplicateName {
+                                first: first.name.clone(),
+                                span: ident.span.into(),
+                                first_span: first.span.into(),
+                            });
+                        } else {
+                            name = Some(ident.clone());
+                            parsed.flow.items.push(Item::Name(ident));
+                        }
+                    }
+                    Ok(item) => parsed.flow.items.push(item),
+                    Err(error) => parsed.errors.push(error),
+                }
+                if consumed == 0 {
+                    break;
+                }
+                offset += consumed;
+            }
+            Err(error) => {
+                parsed.errors.push(describe(&error, source, offset));
+                match next_statement(source, offset) {
+                    Some(next) => offset = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    parsed
+}
+
+/// Where to go on after a syntax error: the next line, after the first line of the
+/// statement that failed, that starts at column 0 with a keyword.
+fn next_statement(source: &str, statement_start: usize) -> Option<usize> {
+    let mut at = statement_start;
+    loop {
+        let rest = &source[at..];
+        let trimmed = rest.trim_start();
+        at += rest.len() - trimmed.len();
+        if !trimmed.starts_with('#') {
+            break;
+        }
+        at += trimmed.find('\n')?;
+    }
+    let mut line_start = at + source[at..].find('\n')? + 1;
+    while line_start < source.len() {
+        let line = &source[line_start..];
+        let starts_statement = KEYWORDS.iter().any(|kw| {
+            line.strip_prefix(kw)
+                .and_then(|after| after.chars().next())
+                .is_some_and(char::is_whitespace)
+        });
+        if starts_statement {
+            return Some(line_start);
+        }
+        line_start += line.find('\n')? + 1;
+    }
+    None
+}
+
+fn collect_comments(item: &Pair<'_, Rule>, offset: usize, comments: &mut Vec<Comment>) {
+    for pair in item.clone().into_inner().flatten() {
+        if pair.as_rule() == Rule::COMMENT {
+            let span = pair.as_span();
+            comments.push(Comment {
+                text: pair.as_str()[1..].to_owned(),
+                span: Span::new(offset + span.start(), offset + span.end()),
+            });
+        }
+    }
+}
+
+struct Builder {
+    offset: usize,
+}
+
+/// The children of a pair, without the comments that pest interleaves.
+fn children<'i>(pair: Pair<'i, Rule>) -> impl Iterator<Item = Pair<'i, Rule>> {
+    pair.into_inner().filter(|p| p.as_rule() != Rule::COMMENT)
+}
+
+impl Builder {
+    fn span(&self, pair: &Pair<'_, Rule>) -> Span {
+        let span = pair.as_span();
+        Span::new(self.offset + span.start(), self.offset + span.end())
+    }
+
+    fn ident(&self, pair: &Pair<'_, Rule>) -> Ident {
+        Ident {
+            name: pair.as_str().to_owned(),
+            span: self.span(pair),
+        }
+    }
+
+    fn idents(&self, pair: Pair<'_, Rule>) -> Vec<Ident> {
+        children(pair)
+            .filter(|p| p.as_rule() == Rule::ident)
+            .map(|p| self.ident(&p))
+            .collect()
+    }
+
+    fn item(&self, pair: Pair<'_, Rule>) -> Result<Item, SyntaxError> {
+        let span = self.span(&pair);
+        let rule = pair.as_rule();
+        let mut inner = children(pair).filter(|p| !is_keyword(p.as_rule()));
+        Ok(match rule {
+            Rule::flow_decl => Item::Name(self.ident(&next(&mut inner)?)),
+            Rule::database_decl => Item::Database(self.binding(span, inner)?),
+            Rule::storage_decl => Item::Storage(self.binding(span, inner)?),
+            Rule::groups_decl => Item::Groups(Groups {
+                groups: inner.map(|p| self.ident(&p)).collect(),
+                span,
+            }),
+            Rule::step_decl => {
+                let operation = next(&mut inner)?;
+                let operation_span = self.span(&operation);
+                let operation = self.idents(operation);
+                let mut name = None;
+                let mut params = Vec::new();
+                for pair in inner {
+                    match pair.as_rule() {
+                        Rule::step_name => name = Some(self.ident(&next(&mut children(pair))?)),
+                        _ => params = self.params(pair)?,
+                    }
+                }
+                Item::Step(Step {
+                    operation,
+                    operation_span,
+                    name,
+                    params,
+                    span,
+                })
+            }
+            Rule::env_decl => {
+                let name = self.ident(&next(&mut inner)?);
+                let mut env = EnvBlock {
+                    name,
+                    databases: Vec::new(),
+                    storages: Vec::new(),
+                    order: Vec::new(),
+                    span,
+                };
+                for pair in inner {
+                    match self.item(pair)? {
+                        Item::Database(binding) => {
+                            env.databases.push(binding);
+                            env.order.push(BindingKind::Database);
+                        }
+                        Item::Storage(binding) => {
+                            env.storages.push(binding);
+                            env.order.push(BindingKind::Storage);
+                        }
+                        _ => {}
+                    }
+                }
+                Item::Env(env)
+            }
+            Rule::schedule_decl | Rule::check_decl => {
+                let name = self.ident(&next(&mut inner)?);
+                let params = self.params(next(&mut inner)?)?;
+                let block = Block { name, params, span };
+                if rule == Rule::schedule_decl {
+                    Item::Schedule(block)
+                } else {
+                    Item::Check(block)
+                }
+            }
+            _ => return Err(internal(span)),
+        })
+    }
+
+    fn binding<'i>(
+        &self,
+        span: Span,
+        mut inner: impl Iterator<Item = Pair<'i, Rule>>,
+    ) -> Result<Binding, SyntaxError> {
+        let name = self.ident(&next(&mut inner)?);
+        let value = self.value(next(&mut inner)?)?;
+        Ok(Binding { name, value, span })
+    }
+
+    fn params(&self, block: Pair<'_, Rule>) -> Result<Vec<Param>, SyntaxError> {
+        children(block)
+            .map(|param| {
+                let span = self.span(&param);
+                let mut inner = children(param);
+                let key = self.ident(&next(&mut inner)?);
+                let value = self.value(next(&mut inner)?)?;
+                Ok(Param { key, value, span })
+            })
+            .collect()
+    }
+
+    fn value(&self, pair: Pair<'_, Rule>) -> Result<Value, SyntaxError> {
+        let span = self.span(&pair);
+        let pair = next(&mut children(pair))?;
+        let kind = match pair.as_rule() {
+            Rule::list => ValueKind::List(
+                children(pair)
+                    .map(|p| self.value(p))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Rule::env_call => {
+                let mut inner = children(pair);
+                let name = unescape(next(&mut children(next(&mut inner)?))?.as_str());
+                let default = inner.next().map(|p| self.value(p)).transpose()?;
+                ValueKind::Env {
+                    name,
+                    default: default.map(Box::new),
+                }
+            }
+            Rule::string => ValueKind::String(unescape(next(&mut children(pair))?.as_str())),
+            Rule::duration => {
+                let text = pair.as_str();
+                let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+                let unit = match &text[digits.len()..] {
+                    "ms" => DurationUnit::Millis,
+                    "s" => DurationUnit::Seconds,
+                    "m" => DurationUnit::Minutes,
+                    "h" => DurationUnit::Hours,
+                    _ => DurationUnit::Days,
+                };
+                let amount = digits
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| n.checked_mul(unit.millis()).is_some())
+                    .ok_or_else(|| SyntaxError::DurationRange {
+                        text: text.to_owned(),
+                        span: span.into(),
+                    })?;
+                ValueKind::Duration { amount, unit }
+            }
+            Rule::number => ValueKind::Number(pair.as_str().to_owned()),
+            Rule::boolean => ValueKind::Bool(pair.as_str() == "true"),
+            Rule::step_ref => {
+                let text = pair.as_str();
+                let idents: Vec<Ident> = self.idents(pair);
+                let (operation, name) = if text.contains('/') {
+                    let mut operation = idents;
+                    let name = operation.pop();
+                    (operation, name)
+                } else {
+                    (idents, None)
+                };
+                ValueKind::StepRef { operation, name }
+            }
+            Rule::reference => {
+                let mut inner = children(pair);
+                let path = self.idents(next(&mut inner)?);
+                let suffix = inner
+                    .next()
+                    .map(|s| next(&mut children(s)).map(|p| unescape(p.as_str())))
+                    .transpose()?;
+                ValueKind::Reference { path, suffix }
+            }
+            _ => return Err(internal(span)),
+        };
+        Ok(Value { kind, span })
+    }
+}
+
+fn is_keyword(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::kw_flow
+            | Rule::kw_database
+            | Rule::kw_storage
+            | Rule::kw_groups
+            | Rule::kw_step
+            | Rule::kw_env
+            | Rule::kw_schedule
+            | Rule::kw_check
+    )
+}
+
+fn next<'i>(
+    inner: &mut impl Iterator<Item = Pair<'i, Rule>>,
+) -> Result<Pair<'i, Rule>, SyntaxError> {
+    inner.next().ok_or_else(|| internal(Span::default()))
+}
+
+/// The grammar guarantees the shape of the tree; this error only exists so that a
+/// mismatch between grammar and builder is a diagnostic rather than a panic.
+fn internal(span: Span) -> SyntaxError {
+    SyntaxError::Unexpected {
+        expected: "a statement".into(),
+        found: "text the parser could not read".into(),
+        span: span.into(),
+        label: "here".into(),
+        help: None,
+    }
+}
+
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Turns a pest error into a diagnostic, and says where it happened.
+fn describe(error: &pest::error::Error<Rule>, source: &str, offset: usize) -> SyntaxError {
+    let local = match error.location {
+        InputLocation::Pos(pos) => pos,
+        InputLocation::Span((start, _)) => start,
+    };
+    let mut at = (offset + local).min(source.len());
+    let mut expected = BTreeSet::new();
+    if let Some(attempts) = error.parse_attempts() {
+        at = (offset + attempts.max_position).min(source.len());
+        for token in attempts.expected_tokens() {
+            // Literal tokens (`=`, `{`, keywords); ranges like `a..z` are covered by
+            // the rule that asked for them.
+            let token = token.to_string();
+            if token != "BUILTIN_RULE" && !token.contains("..") {
+                expected.insert(format!("`{token}`"));
+            }
+        }
+        for stack in &attempts.call_stacks {
+            if let Some(name) = stack.deepest.get_rule().copied().and_then(rule_name) {
+                expected.insert(name.to_owned());
+            }
+        }
+    }
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &error.variant {
+        for rule in positives {
+            if let Some(name) = rule_name(*rule) {
+                expected.insert(name.to_owned());
+            }
+        }
+    }
+    if expected
+        .iter()
+        .any(|e| e.starts_with("`step`") || e == "a statement")
+    {
+        expected.retain(|e| !KEYWORDS.iter().any(|kw| e == &format!("`{kw}`")));
+        expected.insert("a statement".into());
+    }
+    if expected.is_empty() {
+        expected.insert("a statement".into());
+    }
+    let (found, span) = found_at(source, at);
+    let expected: Vec<String> = expected.into_iter().collect();
+    let help = help_for(&expected, &found, source, at);
+    let expected_text = one_of(&expected);
+    SyntaxError::Unexpected {
+        label: format!("expected {expected_text}"),
+        expected: expected_text,
+        found,
+        span: span.into(),
+        help,
+    }
+}
+
+fn rule_name(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::ident | Rule::step_name => "a name",
+        Rule::value
+        | Rule::list
+        | Rule::env_call
+        | Rule::string
+        | Rule::duration
+        | Rule::number
+        | Rule::boolean
+        | Rule::step_ref
+        | Rule::reference
+        | Rule::path => "a value",
+        Rule::operation => "an operation like `pg:source:load`",
+        Rule::param => "a parameter `key = value`",
+        Rule::statement
+        | Rule::flow_decl
+        | Rule::database_decl
+        | Rule::storage_decl
+        | Rule::groups_decl
+        | Rule::step_decl
+        | Rule::env_decl
+        | Rule::schedule_decl
+        | Rule::check_decl
+        | Rule::item => "a statement",
+        _ => return None,
+    })
+}
+
+fn one_of(expected: &[String]) -> String {
+    match expected {
+        [] => "a statement".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// The token at `at`, in words, and its span.
+fn found_at(source: &str, at: usize) -> (String, Span) {
+    let rest = &source[at..];
+    let Some(first) = rest.chars().next() else {
+        return ("end of file".into(), Span::new(at, at));
+    };
+    if first == '\n' || first == '\r' {
+        return ("end of line".into(), Span::new(at, at + first.len_utf8()));
+    }
+    let len = if first.is_alphanumeric() || first == '_' {
+        rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len())
+    } else if first == '"' {
+        rest[1..].find(['"', '\n']).map_or(rest.len(), |i| i + 2)
+    } else {
+        first.len_utf8()
+    };
+    let text = &rest[..len];
+    let found = if first == '"' && !text.ends_with('"') || text.len() == 1 && first == '"' {
+        "an unterminated string".to_owned()
+    } else {
+        format!("`{}`", text.escape_debug())
+    };
+    (found, Span::new(at, at + len))
+}
+
+fn help_for(expected: &[String], found: &str, source: &str, at: usize) -> Option<String> {
+    let wants = |token: &str| expected.iter().any(|e| e == token);
+    if found == "an unterminated string" {
+        return Some("strings end with `\"` on the same line; write `\\n` for a line break".into());
+    }
+    if found == "end of file" && wants("`}`") {
+        return Some("a block opened with `{` is never closed".into());
+    }
+    if wants("`}`") && KEYWORDS.iter().any(|kw| source[at..].starts_with(kw)) {
+        return Some("is a `}` missing before this line?".into());
+    }
+    if wants("`=`") {
+        return Some("parameters are written `key = value`".into());
+    }
+    if expected.iter().any(|e| e == "a statement") {
+        return Some(
+            "a flow is made of `flow`, `database`, `storage`, `groups`, `step`, `env`, `schedule` and `check` statements"
+                .into(),
+        );
+    }
+    if found.starts_with("`'") {
+        return Some("strings are written in double quotes".into());
+    }
+    None
+}

@@ -1,0 +1,51 @@
+//! The engine: what a flow means and in what order it runs.
+//!
+//! A flow goes through three stages, each its own module:
+//! 1. [`compile`] checks the syntax tree against the [`Registry`] of operations
+//!    (every parameter of every step, every reference to a database, storage,
+//!    group or step) and asks each operation, in its pure `prepare` phase, what
+//!    it reads and writes;
+//! 2. the compiler links the steps into a DAG whose edges carry their [`Reason`]:
+//!    the group order, an explicit `after`, or a resource one step writes and
+//!    another reads;
+//! 3. a [`Selection`] picks the steps to run and [`Plan`] orders them in waves of
+//!    steps that can run at the same time.
+//!
+//! Nothing here does I/O: `flow check` and `flow plan` are instant and need no
+//! database. Plugins bring the effects in their `run` phase.
+
+mod compile_error;
+mod compiler;
+mod operation;
+mod param;
+mod pipeline;
+mod plan;
+mod registry;
+mod render;
+mod resource;
+mod selection;
+mod step_id;
+mod suggest;
+
+pub use compile_error::CompileError;
+pub use compiler::compile;
+pub use operation::{
+    Operation, OperationSpec, Prepared, Problem, Registration, StepContext, Target,
+};
+pub use param::{ParamSpec, ParamType, Params};
+pub use pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, StepIndex, StepNode};
+pub use plan::{Plan, PlannedStep};
+pub use registry::Registry;
+pub use render::{GraphFormat, render_graph};
+pub use resource::{Access, Resource, check_glob, table_ref};
+pub use selection::{Selection, SelectionError};
+pub use step_id::{StepId, StepPattern};
+
+/// The name of the group whose steps run only when selected by name.
+pub const MANUAL_GROUP: &str = "manual";
+
+/// Databases every flow has, embedded unless declared otherwise.
+pub const DEFAULT_DATABASES: [&str; 2] = ["flow", "api"];
+
+/// The re-export plugins use to register themselves.
+pub use inventory;

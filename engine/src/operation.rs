@@ -1,0 +1,96 @@
+//! The plugin interface: an operation describes itself, prepares (pure), and runs.
+
+use crate::param::{ParamSpec, Params};
+use crate::resource::{Access, Resource};
+
+/// What the middle segment of an operation's name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No middle segment: `minio:download`, `sh:run`.
+    None,
+    /// A fixed word: `pg:source:load`.
+    Fixed(&'static str),
+    /// Any declared database: `pg:flow:configure`, `sql:api:run`.
+    Database,
+}
+
+/// An operation's name and parameter schema.
+#[derive(Debug)]
+pub struct OperationSpec {
+    pub tool: &'static str,
+    pub target: Target,
+    pub operation: &'static str,
+    pub summary: &'static str,
+    pub params: &'static [ParamSpec],
+}
+
+impl OperationSpec {
+    /// How the operation is written, with `<db>` for a database target.
+    pub fn pattern(&self) -> String {
+        match self.target {
+            Target::None => format!("{}:{}", self.tool, self.operation),
+            Target::Fixed(target) => format!("{}:{target}:{}", self.tool, self.operation),
+            Target::Database => format!("{}:<db>:{}", self.tool, self.operation),
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+/// What a step will touch, declared before anything runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prepared {
+    pub accesses: Vec<(Access, Resource)>,
+}
+
+impl Prepared {
+    pub fn creates(mut self, resource: Resource) -> Self {
+        self.accesses.push((Access::Create, resource));
+        self
+    }
+
+    pub fn writes(mut self, resource: Resource) -> Self {
+        self.accesses.push((Access::Write, resource));
+        self
+    }
+
+    pub fn reads(mut self, resource: Resource) -> Self {
+        self.accesses.push((Access::Read, resource));
+        self
+    }
+}
+
+/// A problem `prepare` found with a step's parameters, beyond their types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The parameter at fault; `None` points at the step itself.
+    pub param: Option<&'static str>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// What a step's `prepare` sees: its parameters, already checked against the
+/// schema, and the database its operation targets (for `pg:<db>:...`).
+#[derive(Debug)]
+pub struct StepContext<'a> {
+    pub params: &'a Params,
+    pub target: Option<&'a str>,
+}
+
+/// One operation of a tool. Plugins implement this and register it with
+/// [`Registration`]; the engine never names a plugin.
+pub trait Operation: Send + Sync + 'static {
+    fn spec(&self) -> &'static OperationSpec;
+
+    /// Checks what the schema cannot (parameters that exclude each other, say)
+    /// and declares what the step reads and writes. Pure: no filesystem,
+    /// network, environment or clock, so `flow check` is instant and safe.
+    fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>>;
+}
+
+/// How a plugin makes an operation known: `inventory::submit!(Registration(&MyOp));`
+pub struct Registration(pub &'static dyn Operation);
+
+inventory::collect!(Registration);

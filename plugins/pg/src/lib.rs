@@ -1,0 +1,32 @@
+//! The `pg` tool: everything done inside PostgreSQL.
+//!
+//! | operation | does |
+//! |---|---|
+//! | `pg:<db>:configure` | create extensions (PostGIS by default) |
+//! | `pg:<db>:push` | apply a types file (enums, domains, composites) |
+//! | `pg:source:create` | a table per CSV file |
+//! | `pg:source:load` | COPY each CSV into its table |
+//! | `pg:model:create` | tables shaped like the API's, or like a schema release |
+//! | `pg:model:transform` | SQL files from source tables into model tables |
+//! | `pg:target:populate` | model tables into the API database, safely |
+
+mod configure;
+mod model_create;
+mod model_transform;
+mod push;
+mod source;
+mod target_populate;
+
+use flow_engine::{ParamSpec, ParamType, StepContext};
+
+/// The database a `pg:source:*`/`pg:model:*` step works in (the flow database
+/// unless `database` says otherwise).
+const DATABASE: ParamSpec = ParamSpec::optional(
+    "database",
+    ParamType::Database,
+    "the database to work in (default `flow`)",
+);
+
+fn database<'a>(step: &'a StepContext<'_>) -> &'a str {
+    step.params.str("database").unwrap_or("flow")
+}
