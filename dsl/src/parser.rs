@@ -392,7 +392,8 @@ fn describe(error: &pest::error::Error<Rule>, source: &str, offset: usize) -> Sy
             // Literal tokens (`=`, `{`, keywords); ranges like `a..z` are covered by
             // the rule that asked for them.
             let token = token.to_string();
-            if token != "BUILTIN_RULE" && !token.contains("..") {
+            let noise = token.trim().is_empty() || token == "#" || token == "BUILTIN_RULE";
+            if !noise && !token.contains("..") {
                 expected.insert(format!("`{token}`"));
             }
         }
@@ -419,12 +420,30 @@ fn describe(error: &pest::error::Error<Rule>, source: &str, offset: usize) -> Sy
     if expected.is_empty() {
         expected.insert("a statement".into());
     }
-    let (found, span) = found_at(source, at);
+    // Between parameters, the continuations of the last value are noise.
+    if expected.contains("`}`") && expected.contains("a name") {
+        expected.retain(|e| e == "`}`" || e == "a name");
+    }
+    let (found, span) = match open_string(source, at) {
+        Some(quote) => {
+            let end = source[quote..]
+                .find('\n')
+                .map_or(source.len(), |i| quote + i);
+            ("an unterminated string".to_owned(), Span::new(quote, end))
+        }
+        None => found_at(source, at),
+    };
     let expected: Vec<String> = expected.into_iter().collect();
-    let help = help_for(&expected, &found, source, at);
+    let statement = offset + (source[offset..].len() - source[offset..].trim_start().len());
+    let help = help_for(&expected, &found, source, at, statement);
     let expected_text = one_of(&expected);
+    let label = if found == "an unterminated string" {
+        "not closed on this line".to_owned()
+    } else {
+        format!("expected {expected_text}")
+    };
     SyntaxError::Unexpected {
-        label: format!("expected {expected_text}"),
+        label,
         expected: expected_text,
         found,
         span: span.into(),
@@ -469,6 +488,28 @@ fn one_of(expected: &[String]) -> String {
     }
 }
 
+/// Where the string that is still open at `at` starts, if one is.
+fn open_string(source: &str, at: usize) -> Option<usize> {
+    let line_start = source[..at].rfind('\n').map_or(0, |i| i + 1);
+    let mut open = None;
+    let mut escaped = false;
+    for (i, c) in source[line_start..at].char_indices() {
+        match c {
+            '\\' if open.is_some() => escaped = !escaped,
+            '"' if !escaped => {
+                open = if open.is_some() {
+                    None
+                } else {
+                    Some(line_start + i)
+                }
+            }
+            '#' if open.is_none() => return None,
+            _ => escaped = false,
+        }
+    }
+    open
+}
+
 /// The token at `at`, in words, and its span.
 fn found_at(source: &str, at: usize) -> (String, Span) {
     let rest = &source[at..];
@@ -487,15 +528,32 @@ fn found_at(source: &str, at: usize) -> (String, Span) {
         first.len_utf8()
     };
     let text = &rest[..len];
-    let found = if first == '"' && !text.ends_with('"') || text.len() == 1 && first == '"' {
+    let found = if first == '"' && (text.len() == 1 || !text.ends_with('"')) {
         "an unterminated string".to_owned()
     } else {
-        format!("`{}`", text.escape_debug())
+        let shown: String = text
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
+        format!("`{shown}`")
     };
     (found, Span::new(at, at + len))
 }
 
-fn help_for(expected: &[String], found: &str, source: &str, at: usize) -> Option<String> {
+fn help_for(
+    expected: &[String],
+    found: &str,
+    source: &str,
+    at: usize,
+    statement: usize,
+) -> Option<String> {
     let wants = |token: &str| expected.iter().any(|e| e == token);
     if found == "an unterminated string" {
         return Some("strings end with `\"` on the same line; write `\\n` for a line break".into());
@@ -503,17 +561,26 @@ fn help_for(expected: &[String], found: &str, source: &str, at: usize) -> Option
     if found == "end of file" && wants("`}`") {
         return Some("a block opened with `{` is never closed".into());
     }
-    if wants("`}`") && KEYWORDS.iter().any(|kw| source[at..].starts_with(kw)) {
+    let line_start = source[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = &source[line_start..];
+    let keyword_line = KEYWORDS.iter().any(|kw| {
+        line.strip_prefix(kw)
+            .is_some_and(|rest| rest.starts_with(' '))
+    });
+    if (wants("`}`") || wants("`=`")) && keyword_line && line_start > statement {
         return Some("is a `}` missing before this line?".into());
     }
     if wants("`=`") {
-        return Some("parameters are written `key = value`".into());
+        return Some("write `name = value`".into());
     }
     if expected.iter().any(|e| e == "a statement") {
         return Some(
             "a flow is made of `flow`, `database`, `storage`, `groups`, `step`, `env`, `schedule` and `check` statements"
                 .into(),
         );
+    }
+    if found == "`/`" || found == "`*`" {
+        return Some("paths and globs are strings: put them in double quotes".into());
     }
     if found.starts_with("`'") {
         return Some("strings are written in double quotes".into());

@@ -100,7 +100,13 @@ pub fn compile(
     let schedules = compiler.schedules(flow, &steps);
     let checks = compiler.checks(flow);
     if !compiler.errors.is_empty() {
-        return Err(compiler.errors);
+        let mut errors = compiler.errors;
+        errors.sort_by_key(|error| {
+            miette::Diagnostic::labels(error)
+                .and_then(|mut labels| labels.next())
+                .map_or(0, |label| label.offset())
+        });
+        return Err(errors);
     }
     let (graph, step_nodes) = link(&compiler.groups, &steps, &afters);
     let order = match topological_order(&graph, &steps) {
@@ -818,10 +824,14 @@ fn wrong_type(name: &str, expected: &str, value: &Value, help: Option<String>) -
         (ValueKind::StepRef { .. }, _) => Some("step references go in `after = [...]`".into()),
         _ => None,
     });
+    let found = match &value.kind {
+        ValueKind::Number(text) => format!("`{text}`"),
+        _ => value.describe().to_owned(),
+    };
     CompileError::WrongType {
         name: name.to_owned(),
         expected: expected.to_owned(),
-        found: value.describe().to_owned(),
+        found,
         span: value.span.into(),
         help,
     }

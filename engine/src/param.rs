@@ -288,8 +288,8 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
         // Which steps and groups exist is checked by the compiler, which knows them.
         ParamType::Steps | ParamType::GroupsOrSteps => match kind {
             ValueKind::List(items) => match items.iter().find(|item| {
-                !matches!(item.kind, ValueKind::StepRef { .. } | ValueKind::String(_))
-                    && !(ty == ParamType::GroupsOrSteps && item.as_ident().is_some())
+                !(matches!(item.kind, ValueKind::StepRef { .. } | ValueKind::String(_))
+                    || ty == ParamType::GroupsOrSteps && item.as_ident().is_some())
             }) {
                 Some(item) => Err(Mismatch::Value {
                     message: format!("this list holds {}", item.describe()),

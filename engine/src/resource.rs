@@ -333,6 +333,26 @@ impl<'a> ResourceIndex<'a> {
     }
 }
 
+/// Checks a file glob, for operations that take globs inside lists.
+pub fn check_glob(glob: &str) -> Result<(), String> {
+    glob::Pattern::new(glob)
+        .map(|_| ())
+        .map_err(|e| e.msg.to_owned())
+}
+
+/// A table written `schema.table` or `schema.*`, in `database`.
+pub fn table_ref(database: &str, text: &str) -> Result<Resource, String> {
+    let valid =
+        |part: &str| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_');
+    match text.split_once('.') {
+        Some((schema, "*")) if valid(schema) => Ok(Resource::table(database, schema, None)),
+        Some((schema, table)) if valid(schema) && valid(table) => {
+            Ok(Resource::table(database, schema, Some(table)))
+        }
+        _ => Err(format!("`{text}` is not a table")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,25 +396,5 @@ mod tests {
         assert!(Access::Write.waits_for(Access::Create));
         assert!(!Access::Write.waits_for(Access::Write));
         assert!(!Access::Create.waits_for(Access::Read));
-    }
-}
-
-/// Checks a file glob, for operations that take globs inside lists.
-pub fn check_glob(glob: &str) -> Result<(), String> {
-    glob::Pattern::new(glob)
-        .map(|_| ())
-        .map_err(|e| e.msg.to_owned())
-}
-
-/// A table written `schema.table` or `schema.*`, in `database`.
-pub fn table_ref(database: &str, text: &str) -> Result<Resource, String> {
-    let valid =
-        |part: &str| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_');
-    match text.split_once('.') {
-        Some((schema, "*")) if valid(schema) => Ok(Resource::table(database, schema, None)),
-        Some((schema, table)) if valid(schema) && valid(table) => {
-            Ok(Resource::table(database, schema, Some(table)))
-        }
-        _ => Err(format!("`{text}` is not a table")),
     }
 }

@@ -22,7 +22,7 @@ pub fn did_you_mean<'a>(
         None => {
             let all: Vec<String> = candidates.into_iter().map(|c| format!("`{c}`")).collect();
             if all.is_empty() {
-                format!("no {what} is declared")
+                format!("there are no {what}")
             } else {
                 format!("known {what}: {}", all.join(", "))
             }

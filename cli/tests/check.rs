@@ -1,0 +1,88 @@
+//! `flow check`: every flow we ship is valid, and every broken flow gets the
+//! diagnostics recorded in the snapshots.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{Flow, root};
+
+fn flow_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            flow_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "flow") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_flow_in_flows_passes_check() {
+    let mut files = Vec::new();
+    flow_files(&root().join("flows"), &mut files);
+    assert!(!files.is_empty(), "flows/ holds flow files");
+    for file in files {
+        Flow::new(["check", file.to_str().expect("utf-8 path")]).expect(0);
+    }
+}
+
+#[test]
+fn every_flow_in_flows_is_formatted() {
+    let mut files = Vec::new();
+    flow_files(&root().join("flows"), &mut files);
+    for file in files {
+        Flow::new(["fmt", "--check", file.to_str().expect("utf-8 path")]).expect(0);
+    }
+}
+
+#[test]
+fn broken_flows_get_their_diagnostics() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let mut files = Vec::new();
+    flow_files(&dir, &mut files);
+    files.sort();
+    assert!(files.len() >= 5);
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        let output = Flow::new(["check", name]).dir(&dir).expect(2);
+        assert!(output.stdout.is_empty());
+        insta::assert_snapshot!(
+            format!("check_{}", name.trim_end_matches(".flow")),
+            output.stderr
+        );
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_diagnostic() {
+    let output = Flow::new(["check", "flows/nope.flow"]).expect(2);
+    assert!(
+        output.stderr.contains("flow::cli::read"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("cannot read `flows/nope.flow`"));
+}
+
+#[test]
+fn check_reports_every_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let output = Flow::new(["check", "shape.flow", "blocks.flow"])
+        .dir(&dir)
+        .expect(2);
+    assert!(
+        output.stderr.contains("shape.flow: 3 problems"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains("blocks.flow: 6 problems"),
+        "{}",
+        output.stderr
+    );
+}

@@ -1,0 +1,70 @@
+//! A small builder for running the `flow` binary in tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Flow {
+    args: Vec<String>,
+    dir: PathBuf,
+    stdin: Option<String>,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The repository's root, where `flows/` lives.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+impl Flow {
+    pub fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            args: args.into_iter().map(Into::into).collect(),
+            dir: root(),
+            stdin: None,
+        }
+    }
+
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = dir.into();
+        self
+    }
+
+    pub fn run(self) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_flow"))
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env_remove("FLOW_ENV")
+            .env_remove("ENV")
+            .output()
+            .expect("the flow binary runs");
+        let _ = self.stdin;
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts the exit code.
+    pub fn expect(self, code: i32) -> Output {
+        let description = self.args.join(" ");
+        let output = self.run();
+        assert_eq!(
+            output.code, code,
+            "`flow {description}` exited with {}\nstdout:\n{}\nstderr:\n{}",
+            output.code, output.stdout, output.stderr
+        );
+        output
+    }
+}
