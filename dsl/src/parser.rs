@@ -2,7 +2,7 @@
 //! turns pest's errors into diagnostics that say what was expected in words.
 
 use std::collections::BTreeSet;
-use std::sync::Once;
+use std::sync::Mutex;
 
 use pest::Parser as _;
 use pest::error::InputLocation;
@@ -43,9 +43,6 @@ const KEYWORDS: [&str; 8] = [
 
 /// Parses a whole file. Never panics; every error carries the span it is about.
 pub fn parse(source: &str) -> Parsed {
-    static DETAIL: Once = Once::new();
-    DETAIL.call_once(|| pest::set_error_detail(true));
-
     let mut parsed = Parsed::default();
     let mut name: Option<Ident> = None;
     let mut offset = 0;
@@ -86,6 +83,7 @@ pub fn parse(source: &str) -> Parsed {
                 offset += consumed;
             }
             Err(error) => {
+                let error = detailed_error(rest).unwrap_or(error);
                 parsed.errors.push(describe(&error, source, offset));
                 match next_statement(source, offset) {
                     Some(next) => offset = next,
@@ -95,6 +93,21 @@ pub fn parse(source: &str) -> Parsed {
         }
     }
     parsed
+}
+
+/// Parses a statement again, this time tracking every token pest tried, so that
+/// the error can say what was expected. Tracking costs time on every parse, so
+/// it is only switched on for a statement known to fail; the switch is global,
+/// hence the lock.
+fn detailed_error(text: &str) -> Option<pest::error::Error<Rule>> {
+    static DETAIL: Mutex<()> = Mutex::new(());
+    let _guard = DETAIL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pest::set_error_detail(true);
+    let result = FlowParser::parse(Rule::item, text);
+    pest::set_error_detail(false);
+    result.err()
 }
 
 /// Where to go on after a syntax error: the next line, after the first line of the

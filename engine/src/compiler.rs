@@ -527,6 +527,7 @@ impl Compiler<'_> {
     /// Resolves every step's `after` to step indexes.
     fn afters(&mut self, flow: &Flow, steps: &[StepNode]) -> Vec<Vec<usize>> {
         let mut afters = vec![Vec::new(); steps.len()];
+        let ids = StepIds::new(steps);
         let by_span: HashMap<usize, usize> = steps
             .iter()
             .enumerate()
@@ -544,9 +545,8 @@ impl Compiler<'_> {
                 continue;
             };
             for item in items {
-                match self.match_steps(item, steps) {
-                    Some(matched) => afters[index].extend(matched),
-                    None => continue,
+                if let Some(matched) = self.match_steps(item, steps, &ids) {
+                    afters[index].extend(matched);
                 }
             }
         }
@@ -554,7 +554,12 @@ impl Compiler<'_> {
     }
 
     /// The steps a reference in `after` or `run` names; reports when it names none.
-    fn match_steps(&mut self, item: &Value, steps: &[StepNode]) -> Option<Vec<usize>> {
+    fn match_steps(
+        &mut self,
+        item: &Value,
+        steps: &[StepNode],
+        ids: &StepIds,
+    ) -> Option<Vec<usize>> {
         let text = match &item.kind {
             ValueKind::StepRef { operation, name } => {
                 let mut text = flow_dsl::ast::join_segments(operation);
@@ -578,9 +583,16 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let matched: Vec<usize> = (0..steps.len())
-            .filter(|&i| pattern.matches(&steps[i].id))
-            .collect();
+        let matched: Vec<usize> = if pattern.is_exact() {
+            ids.by_text
+                .get(pattern.text.as_str())
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            (0..steps.len())
+                .filter(|&i| pattern.matches(&steps[i].id))
+                .collect()
+        };
         if matched.is_empty() {
             let ids: Vec<String> = steps.iter().map(|s| s.id.to_string()).collect();
             self.errors.push(CompileError::UnknownStep {
@@ -595,6 +607,14 @@ impl Compiler<'_> {
 
     fn schedules(&mut self, flow: &Flow, steps: &[StepNode]) -> Vec<Schedule> {
         let mut schedules = Vec::new();
+        if !flow
+            .items
+            .iter()
+            .any(|item| matches!(item, Item::Schedule(_)))
+        {
+            return schedules;
+        }
+        let ids = StepIds::new(steps);
         let mut seen: HashMap<String, Span> = HashMap::new();
         for item in &flow.items {
             let Item::Schedule(block) = item else {
@@ -654,7 +674,7 @@ impl Compiler<'_> {
                             }
                         }
                         None => {
-                            self.match_steps(item, steps);
+                            self.match_steps(item, steps, &ids);
                         }
                     }
                 }
@@ -735,6 +755,25 @@ impl Compiler<'_> {
             }
             None => false,
         }
+    }
+}
+
+/// Steps by full id and, for named steps, by operation too: what an exact
+/// pattern matches, without scanning every step.
+struct StepIds {
+    by_text: HashMap<String, Vec<usize>>,
+}
+
+impl StepIds {
+    fn new(steps: &[StepNode]) -> Self {
+        let mut by_text: HashMap<String, Vec<usize>> = HashMap::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            by_text.entry(step.id.to_string()).or_default().push(i);
+            if step.id.name.is_some() {
+                by_text.entry(step.id.triple()).or_default().push(i);
+            }
+        }
+        Self { by_text }
     }
 }
 

@@ -223,7 +223,12 @@ pub(crate) struct ResourceIndex<'a> {
 }
 
 impl<'a> ResourceIndex<'a> {
+    /// Records that `step` touches `resource`. Reads are not recorded: nothing
+    /// waits for a reader.
     pub fn insert(&mut self, step: usize, access: Access, resource: &'a Resource) {
+        if access == Access::Read {
+            return;
+        }
         self.by_key
             .entry(key(resource))
             .or_default()

@@ -1,0 +1,65 @@
+//! Generators of realistic flows for the benchmarks.
+
+/// A flow of `steps` steps over four groups. Each step writes one table and
+/// reads up to three tables written by recent steps (fan-in), and every tenth
+/// step also waits on files another step writes, so that the compiler's group,
+/// `after` and resource edges are all exercised.
+pub fn generated_flow(steps: usize) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "flow generated\n\ndatabase flow = env(\"FLOW_DATABASE_URL\", \"embedded\")\n\ngroups download -> configure -> seed -> populate\n",
+    );
+    let groups = ["download", "configure", "seed", "populate"];
+    // A small deterministic generator: the same flow every run.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound.max(1) as u64) as usize
+    };
+    for i in 0..steps {
+        let group = groups[i * groups.len() / steps.max(1)];
+        if i % 10 == 9 {
+            let _ = write!(
+                text,
+                "\nstep sh:run s{i} {{\n  group = {group}\n  command = \"true\"\n  reads = [\"data/d{}/*.csv\"]\n  writes = [\"data/d{i}/out.csv\"]\n}}\n",
+                i.saturating_sub(1 + next(20))
+            );
+            continue;
+        }
+        let reads: Vec<String> = (0..next(4))
+            .map(|_| format!("\"model.t{}\"", i.saturating_sub(1 + next(50))))
+            .collect();
+        let _ = write!(
+            text,
+            "\nstep sql:flow:run t{i} {{\n  group = {group}\n  sql = \"sql/t{i}.sql\"\n  reads = [{}]\n  writes = [\"model.t{i}\"]\n",
+            reads.join(", ")
+        );
+        if i % 25 == 24 {
+            let mut upstream = i - 1 - next(10);
+            if upstream % 10 == 9 {
+                upstream -= 1;
+            }
+            let _ = writeln!(text, "  after = [sql:flow:run/t{upstream}]");
+        }
+        text.push_str("}\n");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use flow_plugin_sh as _;
+    use flow_plugin_sql as _;
+
+    #[test]
+    fn generated_flows_are_valid() {
+        let text = super::generated_flow(300);
+        let parsed = flow_dsl::parse(&text);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let pipeline = flow_engine::compile(&parsed.flow, &flow_engine::Registry::installed(), "g")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(pipeline.steps.len(), 300);
+    }
+}
