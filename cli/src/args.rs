@@ -26,6 +26,9 @@ pub enum Command {
         file: PathBuf,
         #[command(flatten)]
         select: SelectArgs,
+        /// The environment whose connections to show [env: FLOW_ENV, or ENV]
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
@@ -49,8 +52,58 @@ pub enum Command {
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
     },
+    /// Run the selected steps.
+    Run {
+        file: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Start, stop or inspect the embedded PostgreSQL cluster of a flow.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// List the operations of the installed plugins and their parameters.
     Operations,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct RunArgs {
+    /// The environment: its `env NAME { ... }` block applies [env: FLOW_ENV, or ENV]
+    #[arg(long = "env", short = 'e', value_name = "NAME")]
+    pub env: Option<String>,
+    /// Steps running at the same time.
+    #[arg(long, short = 'j', default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Run every branch that does not depend on a failed step, instead of stopping at the first failure.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Connections per database.
+    #[arg(
+        long,
+        default_value_t = 8,
+        value_name = "N",
+        env = "FLOW_DB_CONNECTIONS"
+    )]
+    pub db_connections: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbAction {
+    /// Start the cluster and keep it up after runs end.
+    Up { path: Option<PathBuf> },
+    /// Stop the cluster.
+    Down { path: Option<PathBuf> },
+    /// Whether the cluster exists and runs, and where.
+    Status { path: Option<PathBuf> },
+    /// The URL of a database of the cluster (the password is in `.flow/pgpass`).
+    Url {
+        path: Option<PathBuf>,
+        #[arg(long, default_value = "flow")]
+        database: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

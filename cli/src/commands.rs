@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use flow_engine::{GraphFormat, Plan, Registry};
@@ -11,20 +12,40 @@ pub fn run(args: Args) -> Exit {
     let registry = Registry::installed();
     match args.command {
         Command::Check { files } => check(&files, &registry),
-        Command::Plan { file, select, json } => match plan(&file, &select, &registry) {
-            Some(plan) if json => {
-                output::out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&plan).unwrap_or_default()
-                ));
-                Exit::Success
-            }
-            Some(plan) => {
-                output::out(&plan.render());
+        Command::Plan {
+            file,
+            select,
+            env,
+            json,
+        } => match load_and_plan(&file, &select, &registry) {
+            Some((pipeline, plan)) => {
+                let connections = connections(&pipeline, &file, env.as_deref());
+                if json {
+                    let mut value = serde_json::to_value(&plan).unwrap_or_default();
+                    value["environment"] = serde_json::json!(connections.0);
+                    value["databases"] = serde_json::json!(connections.1);
+                    value["storages"] = serde_json::json!(connections.2);
+                    output::out(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&value).unwrap_or_default()
+                    ));
+                } else {
+                    let mut header = format!("environment `{}`\n", connections.0);
+                    for (kind, entries) in
+                        [("database", &connections.1), ("storage", &connections.2)]
+                    {
+                        for (name, location) in entries {
+                            header.push_str(&format!("  {kind} {name}: {location}\n"));
+                        }
+                    }
+                    output::out(&format!("{header}\n{}", plan.render()));
+                }
                 Exit::Success
             }
             None => Exit::Invalid,
         },
+        Command::Run { file, select, run } => crate::run::run(&file, &select, &run, &registry),
+        Command::Db { action } => crate::db::db(&action),
         Command::Graph {
             file,
             select,
@@ -68,15 +89,55 @@ fn check(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
 }
 
 fn plan(file: &Path, select: &SelectArgs, registry: &Registry) -> Option<Plan> {
+    load_and_plan(file, select, registry).map(|(_, plan)| plan)
+}
+
+fn load_and_plan(
+    file: &Path,
+    select: &SelectArgs,
+    registry: &Registry,
+) -> Option<(flow_engine::Pipeline, Plan)> {
     let pipeline = load::load(file, registry)?;
     match select.selection().apply(&pipeline) {
-        Ok(selected) => Some(Plan::new(&pipeline, &selected)),
+        Ok(selected) => {
+            let plan = Plan::new(&pipeline, &selected);
+            Some((pipeline, plan))
+        }
         Err(errors) => {
             for error in errors {
                 output::error(error);
             }
             None
         }
+    }
+}
+
+type Connections = (String, BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// The environment and its connections, passwords hidden; a variable that is
+/// not set shows as such instead of failing the plan.
+fn connections(pipeline: &flow_engine::Pipeline, file: &Path, env: Option<&str>) -> Connections {
+    let base = crate::run::base_dir(file);
+    let name = flow_engine::environment_name(env);
+    match crate::run::resolve_environment(pipeline, &base, env) {
+        Ok(environment) => (
+            environment.name,
+            environment
+                .databases
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+            environment
+                .storages
+                .iter()
+                .map(|(k, v)| (k.clone(), flow_db::redact(v)))
+                .collect(),
+        ),
+        Err(error) => (
+            name,
+            BTreeMap::from([("error".to_owned(), error.to_string())]),
+            BTreeMap::new(),
+        ),
     }
 }
 

@@ -6,4 +6,6 @@ pub enum Exit {
     Failure = 1,
     /// The flow is invalid, or the command line is.
     Invalid = 2,
+    /// Ctrl-C or SIGTERM stopped the run.
+    Interrupted = 130,
 }

@@ -12,9 +12,11 @@ use flow_plugin_sql as _;
 mod args;
 mod cli_error;
 mod commands;
+mod db;
 mod exit;
 mod load;
 mod output;
+mod run;
 
 use std::process::ExitCode;
 

@@ -35,6 +35,10 @@ where
     eprintln!("{:?}", Report::new(error));
 }
 
+pub fn report(report: &Report) {
+    eprintln!("{report:?}");
+}
+
 pub fn out(text: &str) {
     print!("{text}");
 }

@@ -16,6 +16,8 @@
 
 mod compile_error;
 mod compiler;
+mod environment;
+pub mod executor;
 mod operation;
 mod param;
 mod pipeline;
@@ -23,14 +25,16 @@ mod plan;
 mod registry;
 mod render;
 mod resource;
+mod run_context;
 mod selection;
 mod step_id;
 mod suggest;
 
 pub use compile_error::CompileError;
 pub use compiler::compile;
+pub use environment::{Environment, EnvironmentError, environment_name, load_env_files};
 pub use operation::{
-    Operation, OperationSpec, Prepared, Problem, Registration, StepContext, Target,
+    BoxFuture, Operation, OperationSpec, Prepared, Problem, Registration, StepContext, Target,
 };
 pub use param::{ParamSpec, ParamType, Params};
 pub use pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, StepIndex, StepNode};
@@ -38,6 +42,7 @@ pub use plan::{Plan, PlannedStep};
 pub use registry::Registry;
 pub use render::{GraphFormat, render_graph};
 pub use resource::{Access, Resource, check_glob, table_ref};
+pub use run_context::{Outcome, Progress, RunContext, StepError, write_atomically};
 pub use selection::{Selection, SelectionError};
 pub use step_id::{StepId, StepPattern};
 
@@ -47,5 +52,5 @@ pub const MANUAL_GROUP: &str = "manual";
 /// Databases every flow has, embedded unless declared otherwise.
 pub const DEFAULT_DATABASES: [&str; 2] = ["flow", "api"];
 
-/// The re-export plugins use to register themselves.
-pub use inventory;
+/// The re-exports plugins use.
+pub use {flow_db, inventory, tokio_util};

@@ -1,7 +1,14 @@
 //! The plugin interface: an operation describes itself, prepares (pure), and runs.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::param::{ParamSpec, Params};
 use crate::resource::{Access, Resource};
+use crate::run_context::{Outcome, RunContext, StepError};
+
+/// A boxed future, so that the trait stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the middle segment of an operation's name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +95,18 @@ pub trait Operation: Send + Sync + 'static {
     /// and declares what the step reads and writes. Pure: no filesystem,
     /// network, environment or clock, so `flow check` is instant and safe.
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>>;
+
+    /// Does the work. Observes `context.cancel`; leaves nothing half-done
+    /// behind (temporary names, transactions) when it fails or is cancelled.
+    fn run<'a>(&'a self, _context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        let pattern = self.spec().pattern();
+        Box::pin(async move {
+            Err(StepError::message(
+                format!("`{pattern}` cannot run in this version of flow"),
+                Some("`flow check` and `flow plan` know it; its run phase is not built yet".into()),
+            ))
+        })
+    }
 }
 
 /// How a plugin makes an operation known: `inventory::submit!(Registration(&MyOp));`

@@ -2,9 +2,11 @@
 //! composite types) to a SQL file that is committed and applies as written.
 //! Named after the tool it replaces; it needs no Node.js.
 
+use flow_engine::flow_db::types;
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
+    write_atomically,
 };
 
 pub struct Pull;
@@ -37,6 +39,39 @@ impl Operation for Pull {
                 database: database.to_owned(),
             })
             .writes(Resource::file(out)))
+    }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(async move {
+            let name = context.target.as_deref().unwrap_or("api");
+            let database = context.database(name)?;
+            let schemas: Vec<String> = context
+                .params
+                .list("schemas")
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let mut client = database.client().await?;
+            let transaction = client.transaction().await?;
+            let found = types::introspect(
+                &transaction,
+                (!schemas.is_empty()).then_some(schemas.as_slice()),
+            )
+            .await?;
+            transaction.rollback().await?;
+            let out = context.path(context.params.str("out").unwrap_or_default());
+            let text = types::render(name, &found);
+            write_atomically(&out, text.as_bytes()).await?;
+            Ok(Outcome {
+                bytes: text.len() as u64,
+                note: Some(format!(
+                    "{} custom types written to {}",
+                    found.len(),
+                    out.display()
+                )),
+                ..Outcome::default()
+            })
+        })
     }
 }
 

@@ -1,6 +1,7 @@
+use flow_engine::flow_db::quote_ident;
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
 };
 
 pub struct Configure;
@@ -27,6 +28,73 @@ impl Operation for Configure {
             database: step.target.unwrap_or("flow").to_owned(),
         }))
     }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(async move {
+            let name = context.target.as_deref().unwrap_or("flow");
+            let client = context.database(name)?.client().await?;
+            let mut extensions = context.params.list("extensions");
+            if !context.params.contains("extensions") {
+                extensions = vec!["postgis"];
+            }
+            let mut created = Vec::new();
+            for extension in &extensions {
+                let row = client
+                    .query_opt(
+                        "SELECT installed_version IS NOT NULL FROM pg_available_extensions WHERE name = $1",
+                        &[extension],
+                    )
+                    .await?;
+                match row.map(|r| r.get::<_, bool>(0)) {
+                    Some(true) => continue,
+                    Some(false) => {}
+                    None => {
+                        let version: i32 = client
+                            .query_one(
+                                "SELECT current_setting('server_version_num')::int / 10000",
+                                &[],
+                            )
+                            .await?
+                            .get(0);
+                        return Err(StepError::message(
+                            format!(
+                                "extension `{extension}` is not available on the server of database `{name}`"
+                            ),
+                            Some(install_help(extension, version)),
+                        ));
+                    }
+                }
+                client
+                    .batch_execute(&format!(
+                        "CREATE EXTENSION IF NOT EXISTS {} CASCADE",
+                        quote_ident(extension)
+                    ))
+                    .await?;
+                created.push(*extension);
+            }
+            Ok(Outcome::note(if created.is_empty() {
+                format!("{} already there", extensions.join(", "))
+            } else {
+                format!("created {}", created.join(", "))
+            }))
+        })
+    }
+}
+
+/// Which package provides an extension, on Debian and Ubuntu.
+fn install_help(extension: &str, version: i32) -> String {
+    let package = if extension.starts_with("postgis") || extension == "address_standardizer" {
+        format!("postgresql-{version}-postgis-3")
+    } else if extension == "vector" {
+        format!("postgresql-{version}-pgvector")
+    } else if extension == "h3" {
+        format!("postgresql-{version}-h3")
+    } else {
+        format!(
+            "postgresql-contrib (or the package that provides `{extension}` for PostgreSQL {version})"
+        )
+    };
+    format!("install it on the database server, for example `apt-get install {package}`")
 }
 
 inventory::submit!(Registration(&Configure));

@@ -1,0 +1,261 @@
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::config::SslMode;
+
+use crate::{Client, Cluster, DbError, Location, tls};
+
+/// A pool of connections to one database of the flow.
+#[derive(Clone)]
+pub struct Database {
+    /// The database's name in the flow (`flow`, `api`).
+    pub name: String,
+    pub location: Location,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({} at {})", self.name, self.location)
+    }
+}
+
+impl Database {
+    /// Connects, creating the database first when it is embedded and missing.
+    /// `port` is the embedded cluster's, when there is one.
+    pub async fn connect(
+        name: &str,
+        location: &Location,
+        cluster: Option<(&Cluster, u16)>,
+        pool_size: usize,
+    ) -> Result<Self, DbError> {
+        let (config, verify) = match location {
+            Location::Embedded { database } => {
+                let Some((cluster, port)) = cluster else {
+                    return Err(DbError::Connect {
+                        name: name.to_owned(),
+                        location: location.to_string(),
+                        reason: "the embedded cluster is not running".into(),
+                        help: None,
+                    });
+                };
+                create_if_missing(cluster, port, database).await?;
+                (cluster.config(port, database)?, false)
+            }
+            Location::Url(url) => config_from_url(url)?,
+        };
+        let connector = tls::connector(verify);
+        let manager = Manager::from_config(
+            config,
+            connector,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .wait_timeout(Some(Duration::from_secs(600)))
+            .create_timeout(Some(Duration::from_secs(30)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Connect {
+                name: name.to_owned(),
+                location: location.to_string(),
+                reason: e.to_string(),
+                help: None,
+            })?;
+        let database = Database {
+            name: name.to_owned(),
+            location: location.clone(),
+            pool,
+        };
+        // Fail now, with a clear message, rather than in the middle of a step.
+        drop(database.client().await?);
+        Ok(database)
+    }
+
+    /// A connection from the pool.
+    pub async fn client(&self) -> Result<Client, DbError> {
+        self.pool.get().await.map_err(|error| {
+            let reason = match &error {
+                deadpool_postgres::PoolError::Backend(e) => describe(e),
+                other => other.to_string(),
+            };
+            let help = if reason.contains("password") {
+                Some(format!(
+                    "check the user and password of database `{}`",
+                    self.name
+                ))
+            } else if reason.contains("does not exist") {
+                Some("create the database, or check the name in the URL".into())
+            } else {
+                Some("is the server running, and reachable from here?".into())
+            };
+            DbError::Connect {
+                name: self.name.clone(),
+                location: self.location.to_string(),
+                reason,
+                help,
+            }
+        })
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.pool.status().max_size
+    }
+}
+
+/// The server's message when there is one, without the library's wrapping.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => {
+            let text = error.to_string();
+            match std::error::Error::source(error) {
+                Some(source) if !text.contains(&source.to_string()) => format!("{text}: {source}"),
+                _ => text,
+            }
+        }
+    }
+}
+
+async fn create_if_missing(cluster: &Cluster, port: u16, database: &str) -> Result<(), DbError> {
+    let config = cluster.config(port, "postgres")?;
+    let (client, connection) =
+        config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| DbError::Connect {
+                name: database.to_owned(),
+                location: format!("embedded cluster on port {port}"),
+                reason: describe(&e),
+                help: None,
+            })?;
+    let task = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
+    if !exists {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(database)))
+            .await
+        {
+            Ok(()) => tracing::info!(database, "created database in the embedded cluster"),
+            // Another process created it at the same time.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// A connection config from a URL, completed from the libpq environment.
+/// `verify-ca` and `verify-full` become `require` plus certificate checks.
+fn config_from_url(raw: &str) -> Result<(tokio_postgres::Config, bool), DbError> {
+    let invalid = |reason: String| DbError::Location {
+        value: crate::location::redact(raw),
+        reason,
+    };
+    let mut url = url::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
+    let mut sslmode = None;
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == "sslmode" {
+                sslmode = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    let mut config =
+        tokio_postgres::Config::from_str(url.as_str()).map_err(|e| invalid(e.to_string()))?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() {
+        config.host(env("PGHOST").as_deref().unwrap_or("localhost"));
+    }
+    if config.get_ports().is_empty()
+        && let Some(port) = env("PGPORT").and_then(|p| p.parse().ok())
+    {
+        config.port(port);
+    }
+    if config.get_user().is_none() {
+        let user = env("PGUSER")
+            .or_else(|| env("USER"))
+            .unwrap_or_else(|| "postgres".into());
+        config.user(&user);
+    }
+    if config.get_password().is_none()
+        && let Some(password) = env("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    if config.get_dbname().is_none()
+        && let Some(dbname) = env("PGDATABASE").or_else(|| config.get_user().map(str::to_owned))
+    {
+        config.dbname(&dbname);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("flow");
+    }
+    let mode = sslmode
+        .or_else(|| env("PGSSLMODE"))
+        .unwrap_or_else(|| "prefer".into());
+    let (ssl, verify) = match mode.as_str() {
+        "disable" => (SslMode::Disable, false),
+        "allow" | "prefer" => (SslMode::Prefer, false),
+        "require" => (SslMode::Require, false),
+        "verify-ca" | "verify-full" => (SslMode::Require, true),
+        other => return Err(invalid(format!("unknown sslmode `{other}`"))),
+    };
+    config.ssl_mode(ssl);
+    Ok((config, verify))
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `text` as a quoted SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_take_sslmode_and_fill_from_the_environment() {
+        let (config, verify) =
+            config_from_url("postgres://u:p@db:6543/api?sslmode=verify-full").expect("valid");
+        assert!(verify);
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(config.get_ports(), [6543]);
+        assert_eq!(config.get_dbname(), Some("api"));
+        let (config, verify) =
+            config_from_url("postgres://u@db/api?sslmode=disable").expect("valid");
+        assert!(!verify);
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        assert!(config_from_url("postgres://db/api?sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,117 @@
+use miette::Diagnostic;
+use thiserror::Error;
+
+/// What can go wrong reaching or running PostgreSQL. Messages name the
+/// database by its name in the flow and never carry a password.
+#[derive(Debug, Error, Diagnostic)]
+pub enum DbError {
+    #[error("PostgreSQL is not installed: no `initdb` found")]
+    #[diagnostic(
+        code(flow::db::postgres_missing),
+        help(
+            "install it, for example `apt-get install postgresql-15 postgresql-15-postgis-3`, or give every database a URL; flow looked in `pg_config --bindir`, /usr/lib/postgresql/*/bin and PATH"
+        )
+    )]
+    PostgresMissing,
+
+    #[error("the embedded cluster in `{dir}` did not start: {reason}")]
+    #[diagnostic(code(flow::db::cluster_start), help("the server's log is `{log}`"))]
+    ClusterStart {
+        dir: String,
+        reason: String,
+        log: String,
+    },
+
+    #[error("cannot run `{command}`: {reason}")]
+    #[diagnostic(code(flow::db::command))]
+    Command { command: String, reason: String },
+
+    #[error("cannot connect to database `{name}` at {location}: {reason}")]
+    #[diagnostic(code(flow::db::connect))]
+    Connect {
+        name: String,
+        location: String,
+        reason: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("`{value}` is not a database location: {reason}")]
+    #[diagnostic(
+        code(flow::db::location),
+        help(
+            "a database is `embedded` or a URL like `postgres://user@host:5432/name?sslmode=require`"
+        )
+    )]
+    Location { value: String, reason: String },
+
+    #[error("{message}")]
+    #[diagnostic(code(flow::db::query))]
+    Query {
+        message: String,
+        /// The SQLSTATE, when the server sent one.
+        code: Option<String>,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{context}: {source}")]
+    #[diagnostic(code(flow::db::io))]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DbError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DbError {
+        let context = context.into();
+        move |source| DbError::Io { context, source }
+    }
+
+    /// Whether retrying may help: a lost connection, a serialization failure,
+    /// a deadlock, a server starting up or shutting down.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Connect { reason, .. } => {
+                !reason.contains("password") && !reason.contains("does not exist")
+            }
+            DbError::Query {
+                code: Some(code), ..
+            } => {
+                matches!(
+                    code.as_str(),
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006"
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(db) => {
+                let mut help = db.hint().map(str::to_owned);
+                if let Some(detail) = db.detail() {
+                    help = Some(match help {
+                        Some(hint) => format!("{detail}\n{hint}"),
+                        None => detail.to_owned(),
+                    });
+                }
+                DbError::Query {
+                    message: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+                    code: Some(db.code().code().to_owned()),
+                    help,
+                }
+            }
+            None => DbError::Query {
+                message: error.to_string(),
+                code: error.code().map(|c| c.code().to_owned()),
+                help: None,
+            },
+        }
+    }
+}

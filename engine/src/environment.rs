@@ -1,0 +1,157 @@
+//! Which environment a run is in, and the connections it resolves to.
+//!
+//! The environment is `--env NAME`, else `FLOW_ENV`, else `ENV`, else
+//! `default`. Before `env(...)` values are read, flow loads, without
+//! overriding variables already set: `.env.NAME` and `.env` beside the flow,
+//! then the file named by `CONFIG_PATH`. An environment's block in the flow
+//! (`env prod { ... }`) overrides the declarations it names.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flow_db::Location;
+use flow_dsl::ast::ValueKind;
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::DEFAULT_DATABASES;
+use crate::pipeline::{Declaration, Pipeline};
+
+/// The environment's connections, resolved. Their `Display` hides passwords.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    pub databases: BTreeMap<String, Location>,
+    /// Storage URLs, as resolved (`s3://...`, `file://...`).
+    pub storages: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum EnvironmentError {
+    #[error("unknown environment `{name}`")]
+    #[diagnostic(code(flow::env::unknown))]
+    Unknown {
+        name: String,
+        #[help]
+        help: String,
+    },
+    #[error("`{variable}` is not set, and {what} `{name}` has no default")]
+    #[diagnostic(
+        code(flow::env::missing_variable),
+        help(
+            "set it in the environment, in `.env` beside the flow, or in the file `CONFIG_PATH` names"
+        )
+    )]
+    MissingVariable {
+        variable: String,
+        what: &'static str,
+        name: String,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Location(#[from] flow_db::DbError),
+    #[error("cannot read `{path}`: {reason}")]
+    #[diagnostic(code(flow::env::config))]
+    Config { path: String, reason: String },
+}
+
+/// The environment name a run uses, from the command line or the process's
+/// environment.
+pub fn environment_name(flag: Option<&str>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| std::env::var("FLOW_ENV").ok().filter(|v| !v.is_empty()))
+        .or_else(|| std::env::var("ENV").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// Loads `.env.NAME`, `.env` and `CONFIG_PATH` into the process environment,
+/// never overriding what is already set.
+pub fn load_env_files(base: &Path, name: &str) -> Result<(), EnvironmentError> {
+    for file in [base.join(format!(".env.{name}")), base.join(".env")] {
+        if file.is_file() {
+            dotenvy::from_path(&file).map_err(|e| EnvironmentError::Config {
+                path: file.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    if let Some(path) = std::env::var_os("CONFIG_PATH") {
+        dotenvy::from_path(&path).map_err(|e| EnvironmentError::Config {
+            path: Path::new(&path).display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+impl Environment {
+    /// Resolves the pipeline's declarations in environment `name`, reading
+    /// `env(...)` values from the process environment.
+    pub fn resolve(pipeline: &Pipeline, name: &str) -> Result<Self, EnvironmentError> {
+        let overrides = match pipeline.environments.get(name) {
+            Some(overrides) => Some(overrides),
+            None if name == "default" => None,
+            None => {
+                let known: Vec<&str> = pipeline.environments.keys().map(String::as_str).collect();
+                return Err(EnvironmentError::Unknown {
+                    name: name.to_owned(),
+                    help: crate::suggest::did_you_mean(name, "environments", known.iter().copied()),
+                });
+            }
+        };
+        let pick = |declared: &BTreeMap<String, Declaration>, key: &str| -> Option<Declaration> {
+            overrides
+                .and_then(|o| o.get(key))
+                .or_else(|| declared.get(key))
+                .cloned()
+        };
+        let mut databases = BTreeMap::new();
+        let mut names: Vec<&str> = pipeline.databases.keys().map(String::as_str).collect();
+        names.extend(DEFAULT_DATABASES);
+        names.sort_unstable();
+        names.dedup();
+        for db in names {
+            let value = match pick(&pipeline.databases, db) {
+                Some(declaration) => value_of(&declaration, "database", db)?,
+                None => "embedded".to_owned(),
+            };
+            databases.insert(db.to_owned(), Location::parse(&value, db)?);
+        }
+        let mut storages = BTreeMap::new();
+        for storage in pipeline.storages.keys() {
+            if let Some(declaration) = pick(&pipeline.storages, storage) {
+                storages.insert(storage.clone(), value_of(&declaration, "storage", storage)?);
+            }
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            databases,
+            storages,
+        })
+    }
+}
+
+fn value_of(
+    declaration: &Declaration,
+    what: &'static str,
+    name: &str,
+) -> Result<String, EnvironmentError> {
+    match &declaration.value.kind {
+        ValueKind::String(text) => Ok(text.clone()),
+        ValueKind::Env {
+            name: variable,
+            default,
+        } => match std::env::var(variable) {
+            Ok(value) if !value.is_empty() => Ok(value),
+            _ => match default.as_deref().map(|d| &d.kind) {
+                Some(ValueKind::String(text)) => Ok(text.clone()),
+                _ => Err(EnvironmentError::MissingVariable {
+                    variable: variable.clone(),
+                    what,
+                    name: name.to_owned(),
+                }),
+            },
+        },
+        _ => Ok(String::new()),
+    }
+}

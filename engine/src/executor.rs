@@ -1,0 +1,303 @@
+//! Runs a plan: every selected step as soon as everything it depends on has
+//! succeeded, at most `jobs` at a time.
+//!
+//! The DAG is walked as it is compiled: steps that are not selected, and group
+//! barriers, pass through at once, so the order between selected steps holds
+//! without them. A failed step blocks what depends on it. By default the first
+//! failure cancels the steps still running (they roll back) and starts nothing
+//! new; with `keep_going`, every branch that does not depend on a failure runs.
+//! Transient errors are retried with exponential backoff; each attempt may
+//! have a timeout. Cancellation (a signal) stops everything the same way.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petgraph::Direction;
+use petgraph::graph::NodeIndex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::{Node, Pipeline, StepIndex};
+use crate::run_context::{Outcome, Progress, RunContext, StepError};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub jobs: usize,
+    pub keep_going: bool,
+    /// Retries for steps that do not set `retries`.
+    pub retries: u64,
+    /// The first backoff; doubled for each retry, at most 30 seconds.
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            jobs: 4,
+            keep_going: false,
+            retries: 2,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Something that happened during a run, for displays and records.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started {
+        step: StepIndex,
+        attempt: u32,
+    },
+    Retrying {
+        step: StepIndex,
+        attempt: u32,
+        error: &'a StepError,
+        delay: Duration,
+    },
+    Finished {
+        step: StepIndex,
+        result: &'a StepResult,
+    },
+}
+
+/// How a step ended.
+#[derive(Debug)]
+pub enum Status {
+    Succeeded(Outcome),
+    Failed(StepError),
+    /// Cancelled while running: a sibling failed or a signal arrived.
+    Cancelled,
+    /// Not started: something it depends on failed, or the run stopped.
+    NotRun,
+}
+
+#[derive(Debug)]
+pub struct StepResult {
+    pub status: Status,
+    pub attempts: u32,
+    pub started: Option<Instant>,
+    pub duration: Duration,
+}
+
+impl StepResult {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status, Status::Succeeded(_))
+    }
+}
+
+/// The environment of every step of a run.
+pub struct Shared {
+    pub base_dir: std::path::PathBuf,
+    pub databases: Arc<std::collections::BTreeMap<String, flow_db::Database>>,
+    pub storages: Arc<std::collections::BTreeMap<String, String>>,
+}
+
+/// Runs the selected steps; returns each selected step's result, by index.
+pub async fn execute(
+    pipeline: &Pipeline,
+    selected: &[bool],
+    shared: &Shared,
+    options: &Options,
+    cancel: &CancellationToken,
+    mut on_event: impl FnMut(Event<'_>),
+) -> HashMap<StepIndex, StepResult> {
+    let graph = &pipeline.graph;
+    let mut waiting: Vec<usize> = graph
+        .node_indices()
+        .map(|n| graph.neighbors_directed(n, Direction::Incoming).count())
+        .collect();
+    let position: HashMap<NodeIndex, usize> = pipeline
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, i))
+        .collect();
+    let mut ready: BinaryHeap<Reverse<(usize, NodeIndex)>> = BinaryHeap::new();
+    let mut results: HashMap<StepIndex, StepResult> = HashMap::new();
+    let mut running: JoinSet<(StepIndex, StepResult)> = JoinSet::new();
+    let mut stopping = false;
+    // Tasks report retries here; the loop below passes them on.
+    let (retries_tx, mut retries_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(StepIndex, u32, StepError, Duration)>();
+    let is_selected = |node: NodeIndex| matches!(graph[node], Node::Step(i) if selected[i]);
+
+    for node in graph.node_indices() {
+        if waiting[node.index()] == 0 {
+            ready.push(Reverse((position[&node], node)));
+        }
+    }
+    loop {
+        // Pass-through nodes complete at once; selected steps start while there is room.
+        while let Some(Reverse((_, node))) = ready.peek().copied() {
+            if is_selected(node) && (running.len() >= options.jobs.max(1) || stopping) {
+                break;
+            }
+            ready.pop();
+            if !is_selected(node) {
+                release(pipeline, node, &mut waiting, &position, &mut ready);
+                continue;
+            }
+            let Node::Step(index) = graph[node] else {
+                continue;
+            };
+            let step = &pipeline.steps[index];
+            let context = RunContext {
+                step: step.id.to_string(),
+                params: step.params.clone(),
+                target: step
+                    .id
+                    .target
+                    .clone()
+                    .filter(|_| step.operation.spec().target == crate::Target::Database),
+                base_dir: shared.base_dir.clone(),
+                databases: Arc::clone(&shared.databases),
+                storages: Arc::clone(&shared.storages),
+                cancel: cancel.child_token(),
+                progress: Arc::new(Progress::default()),
+            };
+            let operation = step.operation;
+            let retries = step.retries.unwrap_or(options.retries);
+            let timeout = step.timeout;
+            let backoff = options.backoff;
+            on_event(Event::Started {
+                step: index,
+                attempt: 1,
+            });
+            let tx = retries_tx.clone();
+            running.spawn(async move {
+                let started = Instant::now();
+                let mut attempt = 1u32;
+                let status = loop {
+                    let work = operation.run(&context);
+                    let result = tokio::select! {
+                        () = context.cancel.cancelled() => break Status::Cancelled,
+                        result = with_timeout(timeout, work) => result,
+                    };
+                    match result {
+                        Ok(outcome) => break Status::Succeeded(outcome),
+                        Err(error) if error.transient && u64::from(attempt) <= retries => {
+                            let delay = backoff
+                                .saturating_mul(1 << (attempt - 1).min(16))
+                                .min(Duration::from_secs(30));
+                            let _ = tx.send((index, attempt, error, delay));
+                            tokio::select! {
+                                () = context.cancel.cancelled() => break Status::Cancelled,
+                                () = tokio::time::sleep(delay) => {}
+                            }
+                            attempt += 1;
+                        }
+                        Err(error) => break Status::Failed(error),
+                    }
+                };
+                (
+                    index,
+                    StepResult {
+                        status,
+                        attempts: attempt,
+                        started: Some(started),
+                        duration: started.elapsed(),
+                    },
+                )
+            });
+        }
+        if running.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            Some((step, attempt, error, delay)) = retries_rx.recv() => {
+                on_event(Event::Retrying { step, attempt, error: &error, delay });
+                continue;
+            }
+            joined = running.join_next() => joined,
+        };
+        let Some(joined) = joined else { break };
+        let (index, result) = match joined {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, "a step's task failed");
+                continue;
+            }
+        };
+        on_event(Event::Finished {
+            step: index,
+            result: &result,
+        });
+        if result.succeeded() {
+            release(
+                pipeline,
+                pipeline.node_of(index),
+                &mut waiting,
+                &position,
+                &mut ready,
+            );
+        } else if !options.keep_going && !stopping {
+            stopping = true;
+            cancel.cancel();
+        }
+        results.insert(index, result);
+        if cancel.is_cancelled() {
+            stopping = true;
+        }
+    }
+    for (index, _) in pipeline.steps.iter().enumerate() {
+        if selected[index] && !results.contains_key(&index) {
+            let result = StepResult {
+                status: Status::NotRun,
+                attempts: 0,
+                started: None,
+                duration: Duration::ZERO,
+            };
+            on_event(Event::Finished {
+                step: index,
+                result: &result,
+            });
+            results.insert(index, result);
+        }
+    }
+    results
+}
+
+/// Marks `node` done: its successors with nothing left to wait for are ready.
+fn release(
+    pipeline: &Pipeline,
+    node: NodeIndex,
+    waiting: &mut [usize],
+    position: &HashMap<NodeIndex, usize>,
+    ready: &mut BinaryHeap<Reverse<(usize, NodeIndex)>>,
+) {
+    for next in pipeline.graph.neighbors_directed(node, Direction::Outgoing) {
+        waiting[next.index()] -= 1;
+        if waiting[next.index()] == 0 {
+            ready.push(Reverse((position[&next], next)));
+        }
+    }
+}
+
+async fn with_timeout(
+    timeout: Option<Duration>,
+    work: impl Future<Output = Result<Outcome, StepError>>,
+) -> Result<Outcome, StepError> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(StepError::message(
+                format!("timed out after {}", humanize(limit)),
+                Some("raise the step's `timeout`, or look at what made it slow".into()),
+            ))
+        }),
+        None => work.await,
+    }
+}
+
+pub fn humanize(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1_000 {
+        format!("{millis}ms")
+    } else if millis < 60_000 {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", millis / 60_000, (millis / 1_000) % 60)
+    }
+}

@@ -1,0 +1,159 @@
+//! What a step's run phase gets, and what it gives back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flow_db::{Database, DbError};
+use miette::Diagnostic;
+use tokio_util::sync::CancellationToken;
+
+use crate::param::Params;
+
+/// Everything a step may use while it runs.
+pub struct RunContext {
+    /// The step's id, for messages.
+    pub step: String,
+    pub params: Params,
+    /// The database named by the operation, for `pg:<db>:...`.
+    pub target: Option<String>,
+    /// The flow file's directory: relative paths in the flow start here.
+    pub base_dir: PathBuf,
+    pub databases: Arc<BTreeMap<String, Database>>,
+    pub storages: Arc<BTreeMap<String, String>>,
+    /// Cancelled when the run stops (a sibling failed, or a signal arrived);
+    /// a step checks it between units of work and returns promptly.
+    pub cancel: CancellationToken,
+    pub progress: Arc<Progress>,
+}
+
+impl RunContext {
+    /// A path of the flow, relative to its directory.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.base_dir.join(relative)
+    }
+
+    pub fn database(&self, name: &str) -> Result<&Database, StepError> {
+        self.databases
+            .get(name)
+            .ok_or_else(|| StepError::message(format!("database `{name}` is not connected"), None))
+    }
+
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+}
+
+/// Counters a step advances as it works, read by the progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+    pub units_done: AtomicU64,
+    pub units_total: AtomicU64,
+}
+
+impl Progress {
+    pub fn add_rows(&self, rows: u64) {
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    pub fn add_bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// What a finished step reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub rows: u64,
+    pub bytes: u64,
+    /// One line for the summary (`3 extensions, 1 created`).
+    pub note: Option<String>,
+}
+
+impl Outcome {
+    pub fn note(note: impl Into<String>) -> Self {
+        Self {
+            note: Some(note.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// A step's failure: a diagnostic, and whether trying again may help.
+#[derive(Debug)]
+pub struct StepError {
+    pub report: miette::Report,
+    pub transient: bool,
+}
+
+impl StepError {
+    pub fn new(diagnostic: impl Diagnostic + Send + Sync + 'static) -> Self {
+        Self {
+            report: miette::Report::new(diagnostic),
+            transient: false,
+        }
+    }
+
+    /// A failure with a plain message and optional help.
+    pub fn message(message: impl Into<String>, help: Option<String>) -> Self {
+        Self::new(StepFailure {
+            message: message.into(),
+            help,
+        })
+    }
+
+    #[must_use]
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
+    }
+}
+
+impl From<DbError> for StepError {
+    fn from(error: DbError) -> Self {
+        let transient = error.is_transient();
+        Self {
+            report: miette::Report::new(error),
+            transient,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StepError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        DbError::from(error).into()
+    }
+}
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(flow::step::failed))]
+struct StepFailure {
+    message: String,
+    #[help]
+    help: Option<String>,
+}
+
+/// Writes a file under a temporary name and renames it into place, so that a
+/// reader never sees half of it.
+pub async fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StepError> {
+    let failed = |e: std::io::Error| {
+        StepError::message(format!("cannot write `{}`: {e}", path.display()), None)
+    };
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(failed)?;
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{file_name}.flow-{}", std::process::id()));
+    if let Err(error) = tokio::fs::write(&temporary, contents).await {
+        let _ = tokio::fs::remove_file(&temporary).await;
+        return Err(failed(error));
+    }
+    tokio::fs::rename(&temporary, path).await.map_err(failed)
+}
