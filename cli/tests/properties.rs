@@ -147,11 +147,11 @@ fn valid_flow() -> impl Strategy<Value = String> {
 
 fn compile_and_plan(text: &str) {
     let parsed = flow_dsl::parse(text);
-    if let Ok(pipeline) = flow_engine::compile(&parsed.flow, &Registry::installed(), "generated") {
-        if let Ok(selected) = Selection::default().apply(&pipeline) {
-            let plan = Plan::new(&pipeline, &selected);
-            let _ = plan.render();
-        }
+    if let Ok(pipeline) = flow_engine::compile(&parsed.flow, &Registry::installed(), "generated")
+        && let Ok(selected) = Selection::default().apply(&pipeline)
+    {
+        let plan = Plan::new(&pipeline, &selected);
+        let _ = plan.render();
     }
 }
 

@@ -370,10 +370,11 @@ impl Drop for Lease {
             return;
         };
         let last = users.try_lock().is_ok();
-        if last && !self.cluster.state.join("pg.keep").exists() {
-            if let Err(error) = self.cluster.stop() {
-                tracing::warn!(%error, "could not stop the embedded cluster");
-            }
+        if last
+            && !self.cluster.state.join("pg.keep").exists()
+            && let Err(error) = self.cluster.stop()
+        {
+            tracing::warn!(%error, "could not stop the embedded cluster");
         }
     }
 }
@@ -506,8 +507,7 @@ fn last_line(output: &Output) -> String {
     stderr
         .lines()
         .chain(stdout.lines())
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or("no output")
         .to_owned()
 }

@@ -58,10 +58,10 @@ impl TestDatabase {
         .to_lowercase();
         let admin = admin(&cluster, port).await?;
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0}",
-                quote_ident(&name)
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name)))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .await?;
         Ok(Self {
             name,

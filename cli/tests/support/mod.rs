@@ -7,7 +7,7 @@ use std::process::Command;
 pub struct Flow {
     args: Vec<String>,
     dir: PathBuf,
-    stdin: Option<String>,
+    env: Vec<(String, Option<String>)>,
 }
 
 pub struct Output {
@@ -30,7 +30,7 @@ impl Flow {
         Self {
             args: args.into_iter().map(Into::into).collect(),
             dir: root(),
-            stdin: None,
+            env: Vec::new(),
         }
     }
 
@@ -39,16 +39,35 @@ impl Flow {
         self
     }
 
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_owned(), Some(value.into())));
+        self
+    }
+
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.env.push((name.to_owned(), None));
+        self
+    }
+
     pub fn run(self) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_flow"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flow"));
+        command
             .args(&self.args)
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env_remove("FLOW_ENV")
             .env_remove("ENV")
-            .output()
-            .expect("the flow binary runs");
-        let _ = self.stdin;
+            .env_remove("CONFIG_PATH")
+            .env_remove("FLOW_DATABASE_URL")
+            .env_remove("API_DATABASE_URL")
+            .env_remove("SPACES_URL");
+        for (name, value) in &self.env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let output = command.output().expect("the flow binary runs");
         Output {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

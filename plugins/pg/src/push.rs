@@ -213,7 +213,7 @@ async fn push_enum(
     let columns = columns_using(client, oid).await?;
     let mut in_use = Vec::new();
     for label in &removed {
-        for column in &columns {
+        for column in columns.iter().filter(|c| !c.composite) {
             let count: i64 = client
                 .query_one(
                     &format!(
@@ -301,13 +301,15 @@ struct Column {
     table: String,
     column: String,
     default: Option<String>,
+    /// An attribute of a composite type rather than a table column.
+    composite: bool,
 }
 
 /// Table columns whose type is `oid`.
 async fn columns_using(client: &Client, oid: u32) -> Result<Vec<Column>, StepError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, a.attname::text, pg_get_expr(d.adbin, d.adrelid)
+            "SELECT n.nspname::text, c.relname::text, a.attname::text, pg_get_expr(d.adbin, d.adrelid), c.relkind = 'c'
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
              WHERE a.atttypid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'c')
@@ -322,6 +324,7 @@ async fn columns_using(client: &Client, oid: u32) -> Result<Vec<Column>, StepErr
             table: r.get(1),
             column: r.get(2),
             default: r.get(3),
+            composite: r.get(4),
         })
         .collect())
 }
