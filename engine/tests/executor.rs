@@ -1,0 +1,313 @@
+//! The executor with fake operations: order, real parallelism, fail-fast,
+//! keep-going, retries, timeouts and cancellation.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flow_engine::executor::{self, Options, Shared, Status};
+use flow_engine::{
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Pipeline, Prepared,
+    Problem, Registry, Resource, RunContext, Selection, StepContext, StepError, Target,
+};
+use tokio_util::sync::CancellationToken;
+
+/// `test:work`: sleeps `ms`, then fails if `fail`, or fails transiently for
+/// its first `flaky` attempts. Records when it started and ended.
+struct Work;
+
+static WORK: OperationSpec = OperationSpec {
+    tool: "test",
+    target: Target::None,
+    operation: "work",
+    summary: "a fake operation",
+    params: &[
+        ParamSpec::optional("ms", ParamType::Count, "how long"),
+        ParamSpec::optional("fail", ParamType::Bool, "fail at the end"),
+        ParamSpec::optional(
+            "flaky",
+            ParamType::Count,
+            "transient failures before success",
+        ),
+        ParamSpec::optional("writes", ParamType::Strings, "files"),
+        ParamSpec::optional("reads", ParamType::Strings, "files"),
+    ],
+};
+
+static LOG: Mutex<Vec<(String, &'static str, Instant)>> = Mutex::new(Vec::new());
+static ATTEMPTS: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
+
+impl Operation for Work {
+    fn spec(&self) -> &'static OperationSpec {
+        &WORK
+    }
+
+    fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
+        let mut prepared = Prepared::default();
+        for file in step.params.list("writes") {
+            prepared = prepared.writes(Resource::file(file));
+        }
+        for file in step.params.list("reads") {
+            prepared = prepared.reads(Resource::file(file));
+        }
+        Ok(prepared)
+    }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(async move {
+            let attempt = {
+                let mut attempts = ATTEMPTS.lock().expect("lock");
+                let entry = attempts.entry(context.step.clone()).or_default();
+                *entry += 1;
+                *entry
+            };
+            LOG.lock()
+                .expect("lock")
+                .push((context.step.clone(), "start", Instant::now()));
+            tokio::time::sleep(Duration::from_millis(
+                context.params.count("ms").unwrap_or(0),
+            ))
+            .await;
+            LOG.lock()
+                .expect("lock")
+                .push((context.step.clone(), "end", Instant::now()));
+            if u64::from(attempt) <= context.params.count("flaky").unwrap_or(0) {
+                return Err(StepError::message("connection reset", None).transient());
+            }
+            if context.params.bool("fail") == Some(true) {
+                return Err(StepError::message("it failed", None));
+            }
+            Ok(Outcome::note(format!("attempt {attempt}")))
+        })
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Compiles a flow of `test:work` steps; step names are made unique per test
+/// so that the shared logs do not mix.
+fn pipeline(text: &str) -> (Pipeline, String) {
+    let tag = format!("t{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+    let text = text.replace("step test:work ", &format!("step test:work {tag}_"));
+    let parsed = flow_dsl::parse(&text);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let registry = Registry::new([&Work as &dyn Operation]);
+    let pipeline =
+        flow_engine::compile(&parsed.flow, &registry, "test").unwrap_or_else(|e| panic!("{e:?}"));
+    (pipeline, tag)
+}
+
+async fn run(
+    pipeline: &Pipeline,
+    options: Options,
+    cancel: &CancellationToken,
+) -> BTreeMap<String, Status> {
+    let selected = Selection::default().apply(pipeline).expect("selection");
+    let shared = Shared {
+        base_dir: std::env::temp_dir(),
+        databases: Arc::default(),
+        storages: Arc::default(),
+    };
+    let results = executor::execute(pipeline, &selected, &shared, &options, cancel, |_| {}).await;
+    results
+        .into_iter()
+        .map(|(i, r)| {
+            (
+                pipeline.steps[i].id.name.clone().unwrap_or_default(),
+                r.status,
+            )
+        })
+        .collect()
+}
+
+fn times(tag: &str, step: &str, what: &str) -> Instant {
+    LOG.lock()
+        .expect("lock")
+        .iter()
+        .find(|(s, w, _)| s.ends_with(&format!("{tag}_{step}")) && *w == what)
+        .map(|(_, _, t)| *t)
+        .unwrap_or_else(|| panic!("{step} never logged {what}"))
+}
+
+fn fast() -> Options {
+    Options {
+        jobs: 4,
+        backoff: Duration::from_millis(10),
+        ..Options::default()
+    }
+}
+
+fn name(tag: &str, step: &str) -> String {
+    format!("{tag}_{step}")
+}
+
+#[tokio::test]
+async fn a_step_starts_after_what_it_reads_is_written() {
+    let (pipeline, tag) = pipeline(
+        r#"
+        step test:work b { ms = 10 reads = ["out/a.txt"] }
+        step test:work a { ms = 50 writes = ["out/a.txt"] }
+        "#,
+    );
+    let results = run(&pipeline, fast(), &CancellationToken::new()).await;
+    assert!(results.values().all(|s| matches!(s, Status::Succeeded(_))));
+    assert!(times(&tag, "b", "start") >= times(&tag, "a", "end"));
+}
+
+#[tokio::test]
+async fn independent_steps_really_run_at_the_same_time() {
+    let (pipeline, tag) = pipeline(
+        r#"
+        step test:work a { ms = 300 }
+        step test:work b { ms = 300 }
+        step test:work c { ms = 300 }
+        "#,
+    );
+    let started = Instant::now();
+    run(&pipeline, fast(), &CancellationToken::new()).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(times(&tag, "b", "start") < times(&tag, "a", "end"));
+}
+
+#[tokio::test]
+async fn jobs_bound_the_parallelism() {
+    let (pipeline, _) = pipeline(
+        r#"
+        step test:work a { ms = 200 }
+        step test:work b { ms = 200 }
+        "#,
+    );
+    let started = Instant::now();
+    run(
+        &pipeline,
+        Options { jobs: 1, ..fast() },
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_first_failure_cancels_running_siblings_and_starts_nothing() {
+    let (pipeline, tag) = pipeline(
+        r#"
+        groups one -> two
+        step test:work fails { group = one ms = 10 fail = true }
+        step test:work slow { group = one ms = 2000 }
+        step test:work later { group = two }
+        "#,
+    );
+    let started = Instant::now();
+    let results = run(&pipeline, fast(), &CancellationToken::new()).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the slow sibling was cancelled"
+    );
+    assert!(matches!(results[&name(&tag, "fails")], Status::Failed(_)));
+    assert!(matches!(results[&name(&tag, "slow")], Status::Cancelled));
+    assert!(matches!(results[&name(&tag, "later")], Status::NotRun));
+}
+
+#[tokio::test]
+async fn keep_going_runs_every_branch_that_does_not_depend_on_the_failure() {
+    let (pipeline, tag) = pipeline(
+        r#"
+        step test:work fails { ms = 10 fail = true writes = ["x/1"] }
+        step test:work after_failure { reads = ["x/1"] }
+        step test:work slow { ms = 200 writes = ["y/1"] }
+        step test:work after_slow { reads = ["y/1"] }
+        "#,
+    );
+    let options = Options {
+        keep_going: true,
+        ..fast()
+    };
+    let results = run(&pipeline, options, &CancellationToken::new()).await;
+    assert!(matches!(results[&name(&tag, "fails")], Status::Failed(_)));
+    assert!(matches!(
+        results[&name(&tag, "after_failure")],
+        Status::NotRun
+    ));
+    assert!(matches!(results[&name(&tag, "slow")], Status::Succeeded(_)));
+    assert!(matches!(
+        results[&name(&tag, "after_slow")],
+        Status::Succeeded(_)
+    ));
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_up_to_the_limit() {
+    let (pipeline, tag) = pipeline(
+        r#"
+        step test:work recovers { flaky = 2 retries = 2 }
+        step test:work gives_up { flaky = 5 retries = 1 }
+        "#,
+    );
+    let results = run(
+        &pipeline,
+        Options {
+            keep_going: true,
+            ..fast()
+        },
+        &CancellationToken::new(),
+    )
+    .await;
+    match &results[&name(&tag, "recovers")] {
+        Status::Succeeded(outcome) => assert_eq!(outcome.note.as_deref(), Some("attempt 3")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        results[&name(&tag, "gives_up")],
+        Status::Failed(_)
+    ));
+    assert_eq!(
+        ATTEMPTS.lock().expect("lock")[&format!("test:work/{}", name(&tag, "gives_up"))],
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_step_over_its_timeout_fails() {
+    let (pipeline, tag) =
+        pipeline(r#"step test:work sleepy { ms = 5000 timeout = 100ms retries = 0 }"#);
+    let started = Instant::now();
+    let results = run(&pipeline, fast(), &CancellationToken::new()).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    match &results[&name(&tag, "sleepy")] {
+        Status::Failed(error) => {
+            assert!(error.report.to_string().contains("timed out after 100ms"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_stops_running_steps_and_starts_no_more() {
+    let (pipeline, tag) = pipeline(
+        r#"
+        groups one -> two
+        step test:work long { group = one ms = 5000 }
+        step test:work next { group = two }
+        "#,
+    );
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let results = run(&pipeline, fast(), &cancel).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(results[&name(&tag, "long")], Status::Cancelled));
+    assert!(matches!(results[&name(&tag, "next")], Status::NotRun));
+}
