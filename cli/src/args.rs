@@ -65,6 +65,25 @@ pub enum Command {
         #[command(subcommand)]
         action: DbAction,
     },
+    /// List the recorded runs of a flow, newest first.
+    Runs {
+        file: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
+    /// Show one recorded run: each step with its status, time, rows, bytes and error.
+    Show {
+        file: PathBuf,
+        run: i64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
     /// List the operations of the installed plugins and their parameters.
     Operations,
 }
@@ -88,6 +107,15 @@ pub struct RunArgs {
         env = "FLOW_DB_CONNECTIONS"
     )]
     pub db_connections: usize,
+    /// Run again what failed or did not run in the last run of this flow.
+    #[arg(long, conflicts_with_all = ["groups", "steps", "from", "until", "exclude"])]
+    pub resume: bool,
+    /// Run steps even when nothing they depend on changed.
+    #[arg(long)]
+    pub force: bool,
+    /// Print one JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,30 @@ pub fn run(args: Args) -> Exit {
         },
         Command::Run { file, select, run } => crate::run::run(&file, &select, &run, &registry),
         Command::Db { action } => crate::db::db(&action),
+        Command::Runs {
+            file,
+            limit,
+            json,
+            env,
+        } => crate::history::history(
+            &file,
+            env.as_deref(),
+            &crate::history::Query::Runs { limit },
+            json,
+            &registry,
+        ),
+        Command::Show {
+            file,
+            run,
+            json,
+            env,
+        } => crate::history::history(
+            &file,
+            env.as_deref(),
+            &crate::history::Query::Show { run },
+            json,
+            &registry,
+        ),
         Command::Graph {
             file,
             select,

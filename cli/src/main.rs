@@ -13,10 +13,13 @@ mod args;
 mod cli_error;
 mod commands;
 mod db;
+mod display;
 mod exit;
+mod history;
 mod load;
 mod output;
 mod run;
+mod session;
 
 use std::process::ExitCode;
 

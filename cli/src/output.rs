@@ -35,8 +35,15 @@ where
     eprintln!("{:?}", Report::new(error));
 }
 
-pub fn report(report: &Report) {
-    eprintln!("{report:?}");
+/// A diagnostic as plain text, for records and JSON events.
+pub fn render(report: &Report) -> String {
+    let mut text = String::new();
+    let handler =
+        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
+    if handler.render_report(&mut text, report.as_ref()).is_err() {
+        text = report.to_string();
+    }
+    text.trim_end().to_owned()
 }
 
 pub fn out(text: &str) {

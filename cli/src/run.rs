@@ -1,16 +1,20 @@
-//! `flow run`: resolve the environment, bring up the databases, execute.
+//! `flow run`: resolve the environment, bring up the databases, execute,
+//! record.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use flow_db::{Cluster, Database, Lease, Location};
-use flow_engine::executor::{self, Event, Options, Shared, Status};
-use flow_engine::{Environment, Pipeline, Registry, Resource};
+use flow_engine::executor::{self, Event, Memory, Options, Shared, Status, StepResult};
+use flow_engine::{Environment, Pipeline, Records, Registry, StepEnd};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{RunArgs, SelectArgs};
+use crate::cli_error::CliError;
+use crate::display::Display;
 use crate::exit::Exit;
+use crate::session::{self, Session};
 use crate::{load, output};
 
 pub fn run(file: &Path, select: &SelectArgs, args: &RunArgs, registry: &Registry) -> Exit {
@@ -32,17 +36,29 @@ pub fn run(file: &Path, select: &SelectArgs, args: &RunArgs, registry: &Registry
             return Exit::Invalid;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let selection = describe_selection(select, args);
+    block_on(execute(
+        &pipeline,
+        selected,
+        &environment,
+        &base,
+        file,
+        &selection,
+        args,
+    ))
+}
+
+pub fn block_on(work: impl Future<Output = Exit>) -> Exit {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => runtime.block_on(work),
         Err(error) => {
             output::note(&format!("cannot start the runtime: {error}"));
-            return Exit::Failure;
+            Exit::Failure
         }
-    };
-    runtime.block_on(execute(&pipeline, &selected, &environment, &base, args))
+    }
 }
 
 /// The directory a flow's relative paths start from: the flow file's.
@@ -66,159 +82,292 @@ pub fn resolve_environment(
     Environment::resolve(pipeline, &name)
 }
 
-/// The databases the selected steps touch.
-fn databases_needed(pipeline: &Pipeline, selected: &[bool]) -> BTreeSet<String> {
-    let mut needed = BTreeSet::new();
-    for (step, _) in pipeline.steps.iter().zip(selected).filter(|(_, s)| **s) {
-        for (_, resource) in &step.prepared.accesses {
-            match resource {
-                Resource::Table { database, .. }
-                | Resource::Types { database }
-                | Resource::Extensions { database } => {
-                    needed.insert(database.clone());
-                }
-                Resource::File { .. } | Resource::Objects { .. } => {}
-            }
-        }
+fn describe_selection(select: &SelectArgs, args: &RunArgs) -> String {
+    let mut parts = Vec::new();
+    for (flag, values) in [
+        ("--group", &select.groups),
+        ("--step", &select.steps),
+        ("--from", &select.from),
+        ("--until", &select.until),
+        ("--exclude", &select.exclude),
+    ] {
+        parts.extend(values.iter().map(|v| format!("{flag} {v}")));
     }
-    needed
+    if args.resume {
+        parts.push("--resume".into());
+    }
+    if args.force {
+        parts.push("--force".into());
+    }
+    parts.join(" ")
+}
+
+/// Records writes happen off the executor's path, in order, through this.
+enum Record {
+    Started(String),
+    Finished(String, StepEnd),
 }
 
 async fn execute(
     pipeline: &Pipeline,
-    selected: &[bool],
+    mut selected: Vec<bool>,
     environment: &Environment,
     base: &Path,
+    file: &Path,
+    selection: &str,
     args: &RunArgs,
 ) -> Exit {
     let cancel = CancellationToken::new();
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(cancel.clone(), Arc::clone(&interrupted));
 
-    let needed = databases_needed(pipeline, selected);
-    let mut lease: Option<Lease> = None;
-    if needed.iter().any(|db| {
-        environment
-            .databases
-            .get(db)
-            .is_some_and(Location::is_embedded)
-    }) {
-        let state = base.join(".flow");
-        let started = tokio::task::spawn_blocking(move || {
-            Cluster::new(&state).and_then(|cluster| cluster.lease())
+    let session = match Session::open(
+        environment,
+        base,
+        &session::databases_needed(pipeline, &selected),
+        args.db_connections,
+    )
+    .await
+    {
+        Ok(session) => session,
+        Err(error) => {
+            output::error(error);
+            return Exit::Failure;
+        }
+    };
+    let exit = with_session(
+        pipeline,
+        &mut selected,
+        environment,
+        base,
+        file,
+        selection,
+        args,
+        &session,
+        &cancel,
+    )
+    .await;
+    session.close().await;
+    if interrupted.load(Ordering::SeqCst) {
+        Exit::Interrupted
+    } else {
+        exit
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn with_session(
+    pipeline: &Pipeline,
+    selected: &mut [bool],
+    environment: &Environment,
+    base: &Path,
+    file: &Path,
+    selection: &str,
+    args: &RunArgs,
+    session: &Session,
+    cancel: &CancellationToken,
+) -> Exit {
+    let Some(flow_db) = session.databases.get("flow") else {
+        return Exit::Failure;
+    };
+    let records = match Records::open(flow_db).await {
+        Ok(records) => records,
+        Err(error) => {
+            output::error(error);
+            return Exit::Failure;
+        }
+    };
+    if args.resume {
+        match resume_selection(pipeline, &records).await {
+            Ok(Some(resumed)) => selected.copy_from_slice(&resumed),
+            Ok(None) => {
+                output::error(CliError::NothingToResume {
+                    flow: pipeline.name.clone(),
+                });
+                return Exit::Invalid;
+            }
+            Err(error) => {
+                output::error(error);
+                return Exit::Failure;
+            }
+        }
+    }
+    let history = records.successes(&pipeline.name).await;
+    let identities = session::identities(session, environment).await;
+    let (history, connections) = match (history, identities) {
+        (Ok(history), Ok(connections)) => (history, connections),
+        (Err(error), _) | (_, Err(error)) => {
+            output::error(error);
+            return Exit::Failure;
+        }
+    };
+    let ids: Vec<String> = pipeline
+        .steps
+        .iter()
+        .zip(selected.iter())
+        .filter(|(_, s)| **s)
+        .map(|(step, _)| step.id.to_string())
+        .collect();
+    let file_text = file.display().to_string();
+    let run_id = match records
+        .start_run(
+            &pipeline.name,
+            &file_text,
+            &environment.name,
+            selection,
+            &ids,
+        )
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => {
+            output::error(error);
+            return Exit::Failure;
+        }
+    };
+    let (record_tx, mut record_rx) = tokio::sync::mpsc::unbounded_channel::<Record>();
+    let recorder = {
+        let records = records.clone();
+        tokio::spawn(async move {
+            while let Some(record) = record_rx.recv().await {
+                let written = match &record {
+                    Record::Started(step) => records.step_started(run_id, step).await,
+                    Record::Finished(step, end) => records.step_finished(run_id, step, end).await,
+                };
+                if let Err(error) = written {
+                    tracing::warn!(%error, "could not record a step");
+                }
+            }
         })
-        .await;
-        match started {
-            Ok(Ok(held)) => lease = Some(held),
-            Ok(Err(error)) => {
-                output::error(error);
-                return Exit::Failure;
-            }
-            Err(error) => {
-                output::note(&format!("cannot start the embedded cluster: {error}"));
-                return Exit::Failure;
-            }
-        }
-    }
-    let mut databases = BTreeMap::new();
-    for name in &needed {
-        let Some(location) = environment.databases.get(name) else {
-            continue;
-        };
-        let cluster = lease.as_ref().map(|l| (l.cluster(), l.port));
-        match Database::connect(name, location, cluster, args.db_connections).await {
-            Ok(database) => {
-                databases.insert(name.clone(), database);
-            }
-            Err(error) => {
-                output::error(error);
-                return Exit::Failure;
-            }
-        }
-    }
+    };
     let shared = Shared {
         base_dir: base.to_path_buf(),
-        databases: Arc::new(databases),
+        databases: Arc::new(session.databases.clone()),
         storages: Arc::new(environment.storages.clone()),
     };
     let options = Options {
         jobs: args.jobs,
         keep_going: args.keep_going,
+        force: args.force,
         ..Options::default()
     };
-    let count = selected.iter().filter(|s| **s).count();
-    output::note(&format!(
-        "running {count} {} of `{}` in environment `{}`",
-        if count == 1 { "step" } else { "steps" },
-        pipeline.name,
-        environment.name
-    ));
-    let results = executor::execute(pipeline, selected, &shared, &options, &cancel, |event| {
-        report(pipeline, event)
-    })
-    .await;
-    drop(shared);
-    drop(lease);
-    let failed = results
-        .values()
-        .filter(|r| matches!(r.status, Status::Failed(_)))
-        .count();
-    let succeeded = results.values().filter(|r| r.succeeded()).count();
-    output::note(&format!(
-        "{succeeded} succeeded, {failed} failed, {} not run",
-        results.len() - succeeded - failed
-    ));
-    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-        Exit::Interrupted
-    } else if succeeded == results.len() {
-        Exit::Success
-    } else {
-        Exit::Failure
-    }
-}
-
-fn report(pipeline: &Pipeline, event: Event<'_>) {
-    match event {
-        Event::Started { step, .. } => output::note(&format!("start {}", pipeline.steps[step].id)),
-        Event::Retrying {
-            step,
-            attempt,
-            error,
-            delay,
-        } => output::note(&format!(
-            "retry {} (attempt {} failed: {}; next in {})",
-            pipeline.steps[step].id,
-            attempt,
-            error.report,
-            executor::humanize(delay)
-        )),
-        Event::Finished { step, result } => {
-            let id = &pipeline.steps[step].id;
-            let took = executor::humanize(result.duration);
-            match &result.status {
-                Status::Succeeded(outcome) => {
-                    let note = outcome
-                        .note
-                        .as_deref()
-                        .map(|n| format!(": {n}"))
-                        .unwrap_or_default();
-                    output::note(&format!("done  {id} ({took}){note}"));
+    let memory = Memory {
+        history,
+        connections,
+        run_id,
+    };
+    let mut display = Display::new(pipeline, args.json, ids.len());
+    display.run_started(run_id, &environment.name);
+    let results = executor::execute(
+        pipeline,
+        selected,
+        &shared,
+        &options,
+        &memory,
+        cancel,
+        |event| {
+            display.event(&event);
+            match event {
+                Event::Started { step, .. } => {
+                    let _ = record_tx.send(Record::Started(pipeline.steps[step].id.to_string()));
                 }
-                Status::Failed(error) => {
-                    output::note(&format!("FAIL  {id} ({took})"));
-                    output::report(&error.report);
+                Event::Finished { step, result } => {
+                    let _ = record_tx.send(Record::Finished(
+                        pipeline.steps[step].id.to_string(),
+                        step_end(result),
+                    ));
                 }
-                Status::Cancelled => output::note(&format!("stop  {id} (cancelled after {took})")),
-                Status::NotRun => output::note(&format!("skip  {id} (not run)")),
+                Event::Retrying { .. } => {}
             }
-        }
+        },
+    )
+    .await;
+    drop(record_tx);
+    let _ = recorder.await;
+    let failed = results.values().any(|r| !r.succeeded());
+    let status = if cancel.is_cancelled() && !failed {
+        "cancelled"
+    } else if cancel.is_cancelled()
+        && results
+            .values()
+            .all(|r| !matches!(r.status, Status::Failed(_)))
+    {
+        "cancelled"
+    } else if failed {
+        "failed"
+    } else {
+        "succeeded"
+    };
+    if let Err(error) = records.finish_run(run_id, status).await {
+        output::error(error);
+    }
+    display.finish(run_id, status, &results);
+    if failed { Exit::Failure } else { Exit::Success }
+}
+
+/// The steps of the last run that did not succeed; `None` when there is none.
+async fn resume_selection(
+    pipeline: &Pipeline,
+    records: &Records,
+) -> Result<Option<Vec<bool>>, flow_db::DbError> {
+    let Some((run, steps)) = records.last_run(&pipeline.name).await? else {
+        return Ok(None);
+    };
+    let done: BTreeMap<&str, &str> = steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.status.as_str()))
+        .collect();
+    let again: Vec<&String> = run
+        .selected
+        .iter()
+        .filter(|id| !matches!(done.get(id.as_str()), Some(&"succeeded" | &"skipped")))
+        .collect();
+    if again.is_empty() {
+        return Ok(Some(vec![false; pipeline.steps.len()]));
+    }
+    Ok(Some(
+        pipeline
+            .steps
+            .iter()
+            .map(|step| again.iter().any(|id| **id == step.id.to_string()))
+            .collect(),
+    ))
+}
+
+fn step_end(result: &StepResult) -> StepEnd {
+    let (status, rows, bytes, note, error) = match &result.status {
+        Status::Succeeded(outcome) => (
+            "succeeded",
+            outcome.rows,
+            outcome.bytes,
+            outcome.note.clone(),
+            None,
+        ),
+        Status::Failed(error) => ("failed", 0, 0, None, Some(output::render(&error.report))),
+        Status::Cancelled => ("cancelled", 0, 0, None, None),
+        Status::NotRun => ("not_run", 0, 0, None, None),
+        Status::Skipped { since } => (
+            "skipped",
+            0,
+            0,
+            Some(format!("unchanged since run {since}")),
+            None,
+        ),
+    };
+    StepEnd {
+        status,
+        attempts: result.attempts,
+        seconds: result.duration.as_secs_f64(),
+        rows,
+        bytes,
+        note,
+        error,
+        input_fingerprint: result.input_fingerprint.clone(),
+        output_fingerprint: result.output_fingerprint.clone(),
     }
 }
 
-fn spawn_signal_handler(
-    cancel: CancellationToken,
-    interrupted: Arc<std::sync::atomic::AtomicBool>,
-) {
+fn spawn_signal_handler(cancel: CancellationToken, interrupted: Arc<AtomicBool>) {
     tokio::spawn(async move {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -232,7 +381,7 @@ fn spawn_signal_handler(
             _ = tokio::signal::ctrl_c() => {}
             () = terminate => {}
         }
-        interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+        interrupted.store(true, Ordering::SeqCst);
         output::note("interrupted: cancelling the running steps");
         cancel.cancel();
     });

@@ -55,6 +55,19 @@ pub enum DbError {
         help: Option<String>,
     },
 
+    #[error("{message}")]
+    #[diagnostic(code(flow::db::sql))]
+    Sql {
+        message: String,
+        code: Option<String>,
+        #[source_code]
+        source_code: miette::NamedSource<String>,
+        #[label("here")]
+        span: Option<miette::SourceSpan>,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("{context}: {source}")]
     #[diagnostic(code(flow::db::io))]
     Io {
@@ -68,6 +81,40 @@ impl DbError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DbError {
         let context = context.into();
         move |source| DbError::Io { context, source }
+    }
+
+    /// An error of SQL from a file, pointing at the place PostgreSQL reports,
+    /// with its SQLSTATE, detail and hint.
+    pub fn in_file(error: tokio_postgres::Error, file: &str, sql: &str) -> DbError {
+        let Some(db) = error.as_db_error() else {
+            return error.into();
+        };
+        let span = match db.position() {
+            Some(tokio_postgres::error::ErrorPosition::Original(position)) => {
+                // PostgreSQL counts characters from 1.
+                let offset = sql
+                    .char_indices()
+                    .nth((*position as usize).saturating_sub(1))
+                    .map_or(sql.len(), |(i, _)| i);
+                let end = sql[offset..]
+                    .find(|c: char| c.is_whitespace() || c == ';' || c == ',' || c == ')')
+                    .map_or(sql.len(), |i| offset + i.max(1));
+                Some((offset, end - offset).into())
+            }
+            _ => None,
+        };
+        let help = match (db.detail(), db.hint()) {
+            (Some(detail), Some(hint)) => Some(format!("{detail}\n{hint}")),
+            (Some(text), None) | (None, Some(text)) => Some(text.to_owned()),
+            (None, None) => None,
+        };
+        DbError::Sql {
+            message: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            code: Some(db.code().code().to_owned()),
+            source_code: miette::NamedSource::new(file, sql.to_owned()),
+            span,
+            help,
+        }
     }
 
     /// Whether retrying may help: a lost connection, a serialization failure,

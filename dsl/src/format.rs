@@ -13,6 +13,11 @@ use crate::{SyntaxError, parse};
 const WIDTH: usize = 80;
 const INDENT: &str = "  ";
 
+/// A value in its canonical form, on one line where it fits.
+pub fn format_value(value: &Value) -> String {
+    self::value(value, 0, "")
+}
+
 /// Formats a flow file; a file with syntax errors is returned as its errors.
 pub fn format(source: &str) -> Result<String, Vec<SyntaxError>> {
     let flow = parse(source).into_result()?;

@@ -16,7 +16,7 @@ mod span;
 mod syntax_error;
 
 pub use ast::Flow;
-pub use format::format;
+pub use format::{format, format_value};
 pub use parser::{Parsed, parse};
 pub use span::Span;
 pub use syntax_error::SyntaxError;

@@ -108,7 +108,7 @@ pub fn compile(
         });
         return Err(errors);
     }
-    let (graph, step_nodes) = link(&compiler.groups, &steps, &afters);
+    let (graph, step_nodes, external) = link(&compiler.groups, &steps, &afters);
     let order = match topological_order(&graph, &steps) {
         Ok(order) => order,
         Err(cycle) => return Err(vec![cycle_error(&graph, &steps, &compiler.groups, &cycle)]),
@@ -125,6 +125,7 @@ pub fn compile(
         graph,
         order,
         step_nodes,
+        external,
     })
 }
 
@@ -898,12 +899,14 @@ fn problem_error(step: &Step, problem: Problem) -> CompileError {
     }
 }
 
-/// Builds the DAG: group barriers, `after`, and resources.
+/// Builds the DAG: group barriers, `after`, and resources. Also says, for
+/// each step, whether it reads a database resource that no step of the flow
+/// creates or writes (so that its input can change unseen).
 fn link(
     groups: &[Ident],
     steps: &[StepNode],
     afters: &[Vec<usize>],
-) -> (DiGraph<Node, EdgeReason>, Vec<NodeIndex>) {
+) -> (DiGraph<Node, EdgeReason>, Vec<NodeIndex>, Vec<bool>) {
     let mut graph = DiGraph::with_capacity(steps.len() + groups.len(), steps.len() * 3);
     let step_nodes: Vec<NodeIndex> = (0..steps.len())
         .map(|i| graph.add_node(Node::Step(i)))
@@ -958,9 +961,17 @@ fn link(
             index.insert(i, *access, resource);
         }
     }
+    let mut external = vec![false; steps.len()];
     for (i, step) in steps.iter().enumerate() {
         let mine = rank_of(step);
         for (access, resource) in &step.prepared.accesses {
+            if *access == crate::resource::Access::Read
+                && !matches!(resource, crate::resource::Resource::File { .. })
+            {
+                let mut written = false;
+                index.upstream(i, *access, resource, |_, _, _| written = true);
+                external[i] |= !written;
+            }
             let mut found = Vec::new();
             index.upstream(i, *access, resource, |j, upstream, theirs| {
                 found.push((j, upstream, theirs))
@@ -980,7 +991,7 @@ fn link(
             }
         }
     }
-    (graph, step_nodes)
+    (graph, step_nodes, external)
 }
 
 /// Kahn's algorithm with ties broken by step id (barriers after steps); on a

@@ -19,7 +19,9 @@ use petgraph::graph::NodeIndex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::fingerprint::{self, Digest};
 use crate::pipeline::{Node, Pipeline, StepIndex};
+use crate::records::Success;
 use crate::run_context::{Outcome, Progress, RunContext, StepError};
 
 /// How to run.
@@ -31,6 +33,8 @@ pub struct Options {
     pub retries: u64,
     /// The first backoff; doubled for each retry, at most 30 seconds.
     pub backoff: Duration,
+    /// Run steps even when nothing they depend on changed.
+    pub force: bool,
 }
 
 impl Default for Options {
@@ -40,6 +44,7 @@ impl Default for Options {
             keep_going: false,
             retries: 2,
             backoff: Duration::from_millis(500),
+            force: false,
         }
     }
 }
@@ -72,6 +77,10 @@ pub enum Status {
     Cancelled,
     /// Not started: something it depends on failed, or the run stopped.
     NotRun,
+    /// Not run: nothing it depends on changed since its success in run `since`.
+    Skipped {
+        since: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -80,12 +89,39 @@ pub struct StepResult {
     pub attempts: u32,
     pub started: Option<Instant>,
     pub duration: Duration,
+    pub input_fingerprint: Option<String>,
+    pub output_fingerprint: Option<String>,
 }
 
 impl StepResult {
-    pub fn succeeded(&self) -> bool {
-        matches!(self.status, Status::Succeeded(_))
+    fn new(status: Status) -> Self {
+        Self {
+            status,
+            attempts: 0,
+            started: None,
+            duration: Duration::ZERO,
+            input_fingerprint: None,
+            output_fingerprint: None,
+        }
     }
+
+    /// Succeeded or skipped: what depends on it may go on.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status, Status::Succeeded(_) | Status::Skipped { .. })
+    }
+}
+
+/// What earlier runs left, for skip-unchanged.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Each step's last success, by step id.
+    pub history: HashMap<String, Success>,
+    /// Each database's and storage's identity (location without password,
+    /// and for a database, which cluster and database it really is).
+    pub connections: HashMap<String, String>,
+    /// This run's id: a step that changed something gets a new output
+    /// fingerprint tied to it.
+    pub run_id: i64,
 }
 
 /// The environment of every step of a run.
@@ -101,6 +137,7 @@ pub async fn execute(
     selected: &[bool],
     shared: &Shared,
     options: &Options,
+    memory: &Memory,
     cancel: &CancellationToken,
     mut on_event: impl FnMut(Event<'_>),
 ) -> HashMap<StepIndex, StepResult> {
@@ -117,6 +154,8 @@ pub async fn execute(
         .collect();
     let mut ready: BinaryHeap<Reverse<(usize, NodeIndex)>> = BinaryHeap::new();
     let mut results: HashMap<StepIndex, StepResult> = HashMap::new();
+    let mut outputs: HashMap<StepIndex, String> = HashMap::new();
+    let mut inputs: HashMap<StepIndex, String> = HashMap::new();
     let mut running: JoinSet<(StepIndex, StepResult)> = JoinSet::new();
     let mut stopping = false;
     // Tasks report retries here; the loop below passes them on.
@@ -136,72 +175,50 @@ pub async fn execute(
                 break;
             }
             ready.pop();
-            if !is_selected(node) {
+            let Node::Step(index) = graph[node] else {
+                release(pipeline, node, &mut waiting, &position, &mut ready);
+                continue;
+            };
+            if !selected[index] {
                 release(pipeline, node, &mut waiting, &position, &mut ready);
                 continue;
             }
-            let Node::Step(index) = graph[node] else {
+            let input = fingerprint::input(
+                pipeline,
+                index,
+                &shared.base_dir,
+                &memory.connections,
+                &outputs,
+                &memory.history,
+            );
+            if let Some(previous) = unchanged(pipeline, index, &input, shared, options, memory) {
+                let mut result = StepResult::new(Status::Skipped {
+                    since: previous.run_id,
+                });
+                result.input_fingerprint = Some(input);
+                result.output_fingerprint = Some(previous.output.clone());
+                outputs.insert(index, previous.output.clone());
+                on_event(Event::Finished {
+                    step: index,
+                    result: &result,
+                });
+                results.insert(index, result);
+                release(pipeline, node, &mut waiting, &position, &mut ready);
                 continue;
-            };
-            let step = &pipeline.steps[index];
-            let context = RunContext {
-                step: step.id.to_string(),
-                params: step.params.clone(),
-                target: step
-                    .id
-                    .target
-                    .clone()
-                    .filter(|_| step.operation.spec().target == crate::Target::Database),
-                base_dir: shared.base_dir.clone(),
-                databases: Arc::clone(&shared.databases),
-                storages: Arc::clone(&shared.storages),
-                cancel: cancel.child_token(),
-                progress: Arc::new(Progress::default()),
-            };
-            let operation = step.operation;
-            let retries = step.retries.unwrap_or(options.retries);
-            let timeout = step.timeout;
-            let backoff = options.backoff;
+            }
+            inputs.insert(index, input);
             on_event(Event::Started {
                 step: index,
                 attempt: 1,
             });
-            let tx = retries_tx.clone();
-            running.spawn(async move {
-                let started = Instant::now();
-                let mut attempt = 1u32;
-                let status = loop {
-                    let work = operation.run(&context);
-                    let result = tokio::select! {
-                        () = context.cancel.cancelled() => break Status::Cancelled,
-                        result = with_timeout(timeout, work) => result,
-                    };
-                    match result {
-                        Ok(outcome) => break Status::Succeeded(outcome),
-                        Err(error) if error.transient && u64::from(attempt) <= retries => {
-                            let delay = backoff
-                                .saturating_mul(1 << (attempt - 1).min(16))
-                                .min(Duration::from_secs(30));
-                            let _ = tx.send((index, attempt, error, delay));
-                            tokio::select! {
-                                () = context.cancel.cancelled() => break Status::Cancelled,
-                                () = tokio::time::sleep(delay) => {}
-                            }
-                            attempt += 1;
-                        }
-                        Err(error) => break Status::Failed(error),
-                    }
-                };
-                (
-                    index,
-                    StepResult {
-                        status,
-                        attempts: attempt,
-                        started: Some(started),
-                        duration: started.elapsed(),
-                    },
-                )
-            });
+            running.spawn(attempts(
+                pipeline,
+                index,
+                shared,
+                options,
+                cancel.child_token(),
+                retries_tx.clone(),
+            ));
         }
         if running.is_empty() {
             break;
@@ -214,13 +231,32 @@ pub async fn execute(
             joined = running.join_next() => joined,
         };
         let Some(joined) = joined else { break };
-        let (index, result) = match joined {
+        let (index, mut result) = match joined {
             Ok(done) => done,
             Err(error) => {
                 tracing::error!(%error, "a step's task failed");
                 continue;
             }
         };
+        result.input_fingerprint = inputs.remove(&index);
+        if let (Status::Succeeded(outcome), Some(input)) =
+            (&result.status, &result.input_fingerprint)
+        {
+            let previous = memory
+                .history
+                .get(&pipeline.steps[index].id.to_string())
+                .map(|p| p.output.clone());
+            let output = match previous {
+                Some(previous) if outcome.unchanged => previous,
+                _ if outcome.unchanged => input.clone(),
+                _ => Digest::new()
+                    .write(input.as_bytes())
+                    .write(&memory.run_id.to_le_bytes())
+                    .hex(),
+            };
+            outputs.insert(index, output.clone());
+            result.output_fingerprint = Some(output);
+        }
         on_event(Event::Finished {
             step: index,
             result: &result,
@@ -244,12 +280,7 @@ pub async fn execute(
     }
     for (index, _) in pipeline.steps.iter().enumerate() {
         if selected[index] && !results.contains_key(&index) {
-            let result = StepResult {
-                status: Status::NotRun,
-                attempts: 0,
-                started: None,
-                duration: Duration::ZERO,
-            };
+            let result = StepResult::new(Status::NotRun);
             on_event(Event::Finished {
                 step: index,
                 result: &result,
@@ -258,6 +289,87 @@ pub async fn execute(
         }
     }
     results
+}
+
+/// The last success a step can be skipped for, if any.
+fn unchanged<'m>(
+    pipeline: &Pipeline,
+    index: StepIndex,
+    input: &str,
+    shared: &Shared,
+    options: &Options,
+    memory: &'m Memory,
+) -> Option<&'m Success> {
+    if options.force || pipeline.external[index] {
+        return None;
+    }
+    memory
+        .history
+        .get(&pipeline.steps[index].id.to_string())
+        .filter(|previous| {
+            previous.input == input && fingerprint::outputs_exist(pipeline, index, &shared.base_dir)
+        })
+}
+
+/// One step, with its retries and timeout, as a task of its own.
+fn attempts(
+    pipeline: &Pipeline,
+    index: StepIndex,
+    shared: &Shared,
+    options: &Options,
+    cancel: CancellationToken,
+    retries_tx: tokio::sync::mpsc::UnboundedSender<(StepIndex, u32, StepError, Duration)>,
+) -> impl Future<Output = (StepIndex, StepResult)> + Send + 'static {
+    let step = &pipeline.steps[index];
+    let context = RunContext {
+        step: step.id.to_string(),
+        params: step.params.clone(),
+        target: step
+            .id
+            .target
+            .clone()
+            .filter(|_| step.operation.spec().target == crate::Target::Database),
+        base_dir: shared.base_dir.clone(),
+        databases: Arc::clone(&shared.databases),
+        storages: Arc::clone(&shared.storages),
+        cancel,
+        progress: Arc::new(Progress::default()),
+    };
+    let operation = step.operation;
+    let retries = step.retries.unwrap_or(options.retries);
+    let timeout = step.timeout;
+    let backoff = options.backoff;
+    async move {
+        let started = Instant::now();
+        let mut attempt = 1u32;
+        let status = loop {
+            let work = operation.run(&context);
+            let result = tokio::select! {
+                () = context.cancel.cancelled() => break Status::Cancelled,
+                result = with_timeout(timeout, work) => result,
+            };
+            match result {
+                Ok(outcome) => break Status::Succeeded(outcome),
+                Err(error) if error.transient && u64::from(attempt) <= retries => {
+                    let delay = backoff
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(Duration::from_secs(30));
+                    let _ = retries_tx.send((index, attempt, error, delay));
+                    tokio::select! {
+                        () = context.cancel.cancelled() => break Status::Cancelled,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    attempt += 1;
+                }
+                Err(error) => break Status::Failed(error),
+            }
+        };
+        let mut result = StepResult::new(status);
+        result.attempts = attempt;
+        result.started = Some(started);
+        result.duration = started.elapsed();
+        (index, result)
+    }
 }
 
 /// Marks `node` done: its successors with nothing left to wait for are ready.

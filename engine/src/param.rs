@@ -113,6 +113,15 @@ impl Params {
         }
     }
 
+    /// Every parameter in canonical form, in key order: what a step's
+    /// fingerprint is made of.
+    pub fn canonical(&self) -> String {
+        self.values
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", flow_dsl::format_value(v)))
+            .collect()
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.values.get(key)
     }

@@ -29,6 +29,9 @@ pub struct Pipeline {
     /// The graph's nodes in a topological order, ties broken by step id.
     pub order: Vec<NodeIndex>,
     pub(crate) step_nodes: Vec<NodeIndex>,
+    /// Per step: it reads a database resource no step of the flow writes, so
+    /// it always runs (see `fingerprint`).
+    pub external: Vec<bool>,
 }
 
 impl Pipeline {

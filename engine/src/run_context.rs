@@ -71,6 +71,9 @@ pub struct Outcome {
     pub bytes: u64,
     /// One line for the summary (`3 extensions, 1 created`).
     pub note: Option<String>,
+    /// The step found everything as it should be and changed nothing, so the
+    /// steps after it need not run again for its sake.
+    pub unchanged: bool,
 }
 
 impl Outcome {
@@ -79,6 +82,13 @@ impl Outcome {
             note: Some(note.into()),
             ..Self::default()
         }
+    }
+
+    /// An outcome that changed nothing.
+    #[must_use]
+    pub fn unchanged(mut self, unchanged: bool) -> Self {
+        self.unchanged = unchanged;
+        self
     }
 }
 

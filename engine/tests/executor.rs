@@ -109,7 +109,17 @@ async fn run(
         databases: Arc::default(),
         storages: Arc::default(),
     };
-    let results = executor::execute(pipeline, &selected, &shared, &options, cancel, |_| {}).await;
+    let memory = executor::Memory::default();
+    let results = executor::execute(
+        pipeline,
+        &selected,
+        &shared,
+        &options,
+        &memory,
+        cancel,
+        |_| {},
+    )
+    .await;
     results
         .into_iter()
         .map(|(i, r)| {

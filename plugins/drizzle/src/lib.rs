@@ -61,6 +61,16 @@ impl Operation for Pull {
             transaction.rollback().await?;
             let out = context.path(context.params.str("out").unwrap_or_default());
             let text = types::render(name, &found);
+            // An unchanged file is left alone, so that what reads it sees no change.
+            if tokio::fs::read_to_string(&out)
+                .await
+                .is_ok_and(|old| old == text)
+            {
+                return Ok(
+                    Outcome::note(format!("{} custom types, unchanged", found.len()))
+                        .unchanged(true),
+                );
+            }
             write_atomically(&out, text.as_bytes()).await?;
             Ok(Outcome {
                 bytes: text.len() as u64,

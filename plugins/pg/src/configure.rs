@@ -72,11 +72,13 @@ impl Operation for Configure {
                     .await?;
                 created.push(*extension);
             }
-            Ok(Outcome::note(if created.is_empty() {
+            let unchanged = created.is_empty();
+            Ok(Outcome::note(if unchanged {
                 format!("{} already there", extensions.join(", "))
             } else {
                 format!("created {}", created.join(", "))
-            }))
+            })
+            .unchanged(unchanged))
         })
     }
 }

@@ -98,11 +98,13 @@ impl Operation for Push {
                     }
                 }
             }
-            Ok(Outcome::note(if changes.is_empty() {
+            let unchanged = changes.is_empty();
+            Ok(Outcome::note(if unchanged {
                 "types up to date".to_owned()
             } else {
                 changes.join("; ")
-            }))
+            })
+            .unchanged(unchanged))
         })
     }
 }

@@ -1,9 +1,12 @@
 //! `sh:run`: a command, for what no plugin covers. It declares the files it
 //! reads and writes so that it takes its place in the DAG.
 
+use std::process::Stdio;
+
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
+    write_atomically,
 };
 
 pub struct Run;
@@ -51,6 +54,63 @@ impl Operation for Run {
             prepared = prepared.writes(Resource::file(glob));
         }
         Ok(prepared)
+    }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(async move {
+            let program = context.params.str("command").unwrap_or_default();
+            let args = context.params.list("args");
+            let dir = context.path(context.params.str("dir").unwrap_or("."));
+            // Killed if the step is cancelled: the future is dropped.
+            let output = tokio::process::Command::new(program)
+                .args(&args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(|e| {
+                    StepError::message(
+                        format!("cannot run `{program}` in `{}`: {e}", dir.display()),
+                        Some("is it installed and on PATH?".into()),
+                    )
+                })?;
+            let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
+            log.push_str(&String::from_utf8_lossy(&output.stderr));
+            let log_file = context.path(&format!(
+                ".flow/logs/{}.log",
+                context.step.replace([':', '/'], "_")
+            ));
+            write_atomically(&log_file, log.as_bytes()).await?;
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if output.status.success() {
+                Ok(Outcome {
+                    bytes: log.len() as u64,
+                    note: tail.last().map(|line| (*line).to_owned()),
+                    ..Outcome::default()
+                })
+            } else {
+                let status = output
+                    .status
+                    .code()
+                    .map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
+                Err(StepError::message(
+                    format!("`{program}` exited with {status}"),
+                    Some(format!(
+                        "its output ends with:\n{}\n(the whole output is in {})",
+                        tail.join("\n"),
+                        log_file.display()
+                    )),
+                ))
+            }
+        })
     }
 }
 

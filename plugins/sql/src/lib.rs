@@ -1,9 +1,11 @@
 //! `sql:<db>:run`: SQL files against a database, in file-name order, each in
-//! its own transaction. It declares the tables it reads and writes.
+//! its own transaction. It declares the tables it reads and writes, so that it
+//! takes its place in the DAG.
 
+use flow_engine::flow_db::DbError;
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory, table_ref,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, inventory, table_ref,
 };
 
 pub struct Run;
@@ -12,7 +14,7 @@ static RUN: OperationSpec = OperationSpec {
     tool: "sql",
     target: Target::Database,
     operation: "run",
-    summary: "run SQL files against a database",
+    summary: "run SQL files against a database, each in one transaction",
     params: &[
         ParamSpec::required("sql", ParamType::Glob, "the SQL files, like \"sql/*.sql\""),
         ParamSpec::optional(
@@ -53,6 +55,90 @@ impl Operation for Run {
             Err(problems)
         }
     }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(async move {
+            let pattern = context.params.str("sql").unwrap_or_default();
+            let files = matching_files(context, pattern)?;
+            let database = context.database(context.target.as_deref().unwrap_or("flow"))?;
+            let mut client = database.client().await?;
+            let mut rows = 0u64;
+            for file in &files {
+                let relative = file
+                    .strip_prefix(context.base_dir())
+                    .unwrap_or(file)
+                    .display()
+                    .to_string();
+                let sql = tokio::fs::read_to_string(file).await.map_err(|e| {
+                    StepError::message(format!("cannot read `{relative}`: {e}"), None)
+                })?;
+                let transaction = client.transaction().await?;
+                let cancel = transaction.cancel_token();
+                let work = async {
+                    let messages = transaction.simple_query(&sql).await?;
+                    Ok::<u64, flow_engine::flow_db::tokio_postgres::Error>(
+                        messages
+                            .iter()
+                            .filter_map(|m| match m {
+                                flow_engine::flow_db::tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                                _ => None,
+                            })
+                            .sum(),
+                    )
+                };
+                let result = tokio::select! {
+                    result = work => result,
+                    () = context.cancel.cancelled() => {
+                        let _ = cancel.cancel_query(flow_engine::flow_db::tokio_postgres::NoTls).await;
+                        return Err(StepError::message("cancelled", None));
+                    }
+                };
+                match result {
+                    Ok(count) => {
+                        transaction.commit().await?;
+                        rows += count;
+                        context.progress.add_rows(count);
+                    }
+                    Err(error) => {
+                        return Err(StepError::from(DbError::in_file(error, &relative, &sql)));
+                    }
+                }
+            }
+            Ok(Outcome {
+                rows,
+                note: Some(format!(
+                    "{} SQL {}",
+                    files.len(),
+                    if files.len() == 1 { "file" } else { "files" }
+                )),
+                ..Outcome::default()
+            })
+        })
+    }
+}
+
+/// The files a glob matches, relative to the flow, in name order; none is an error.
+fn matching_files(
+    context: &RunContext,
+    pattern: &str,
+) -> Result<Vec<std::path::PathBuf>, StepError> {
+    let full = context.path(pattern);
+    let mut files: Vec<std::path::PathBuf> = glob::glob(&full.to_string_lossy())
+        .map_err(|e| StepError::message(format!("`{pattern}` is not a valid glob: {e}"), None))?
+        .flatten()
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(StepError::message(
+            format!(
+                "no file matches `{pattern}` in `{}`",
+                context.base_dir().display()
+            ),
+            Some("paths in a flow are relative to the flow file's folder".into()),
+        ));
+    }
+    Ok(files)
 }
 
 inventory::submit!(Registration(&Run));

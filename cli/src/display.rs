@@ -1,0 +1,247 @@
+//! What a run shows while it goes: a live progress line on a terminal, plain
+//! lines otherwise, or one JSON object per event with `--json`; then a
+//! summary of every step.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use flow_engine::executor::{Event, Status, StepResult, humanize};
+use flow_engine::{Pipeline, StepIndex};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::output;
+
+enum Mode {
+    Json,
+    Terminal(ProgressBar),
+    Plain,
+}
+
+pub struct Display<'p> {
+    pipeline: &'p Pipeline,
+    mode: Mode,
+    total: usize,
+    finished: usize,
+    running: BTreeSet<String>,
+    started: Instant,
+}
+
+impl<'p> Display<'p> {
+    pub fn new(pipeline: &'p Pipeline, json: bool, total: usize) -> Self {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Mode::Terminal(bar)
+        } else {
+            Mode::Plain
+        };
+        Self {
+            pipeline,
+            mode,
+            total,
+            finished: 0,
+            running: BTreeSet::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.mode {
+            Mode::Terminal(bar) => bar.println(text),
+            Mode::Plain => output::note(text),
+            Mode::Json => {}
+        }
+    }
+
+    fn emit(value: &serde_json::Value) {
+        output::out(&format!("{value}\n"));
+    }
+
+    pub fn run_started(&self, run: i64, environment: &str) {
+        match &self.mode {
+            Mode::Json => Self::emit(&json!({
+                "event": "run_started", "run": run, "flow": self.pipeline.name,
+                "environment": environment, "steps": self.total,
+            })),
+            _ => self.line(&format!(
+                "run {run}: {} {} of `{}` in environment `{environment}`",
+                self.total,
+                if self.total == 1 { "step" } else { "steps" },
+                self.pipeline.name
+            )),
+        }
+    }
+
+    pub fn event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Started { step, .. } => {
+                let id = self.id(*step);
+                match &self.mode {
+                    Mode::Json => Self::emit(&json!({"event": "step_started", "step": id})),
+                    Mode::Plain => self.line(&format!("start {id}")),
+                    Mode::Terminal(_) => {}
+                }
+                self.running.insert(id);
+            }
+            Event::Retrying {
+                step,
+                attempt,
+                error,
+                delay,
+            } => {
+                let id = self.id(*step);
+                match &self.mode {
+                    Mode::Json => Self::emit(&json!({
+                        "event": "step_retrying", "step": id, "attempt": attempt,
+                        "error": error.report.to_string(), "delay_ms": delay.as_millis() as u64,
+                    })),
+                    _ => self.line(&format!(
+                        "retry {id}: attempt {attempt} failed ({}); next in {}",
+                        error.report,
+                        humanize(*delay)
+                    )),
+                }
+            }
+            Event::Finished { step, result } => {
+                let id = self.id(*step);
+                self.running.remove(&id);
+                self.finished += 1;
+                self.finished_line(&id, result);
+            }
+        }
+        if let Mode::Terminal(bar) = &self.mode {
+            bar.set_position(self.finished as u64);
+            let running: Vec<&str> = self.running.iter().map(String::as_str).collect();
+            bar.set_message(if running.is_empty() {
+                String::new()
+            } else {
+                format!("running {}", running.join(", "))
+            });
+        }
+    }
+
+    fn finished_line(&self, id: &str, result: &StepResult) {
+        let took = humanize(result.duration);
+        if let Mode::Json = self.mode {
+            let (status, note, error) = describe(result);
+            let mut value = json!({
+                "event": "step_finished", "step": id, "status": status,
+                "seconds": result.duration.as_secs_f64(), "attempts": result.attempts,
+            });
+            if let Status::Succeeded(outcome) = &result.status {
+                value["rows"] = json!(outcome.rows);
+                value["bytes"] = json!(outcome.bytes);
+            }
+            if let Some(note) = note {
+                value["note"] = json!(note);
+            }
+            if let Some(error) = error {
+                value["error"] = json!(error);
+            }
+            Self::emit(&value);
+            return;
+        }
+        match &result.status {
+            Status::Succeeded(outcome) => {
+                let note = outcome
+                    .note
+                    .as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default();
+                self.line(&format!("done  {id} ({took}){note}"));
+            }
+            Status::Skipped { since } => {
+                self.line(&format!("skip  {id} (unchanged since run {since})"))
+            }
+            Status::Failed(error) => {
+                self.line(&format!("FAIL  {id} ({took})"));
+                self.line(&output::render(&error.report));
+            }
+            Status::Cancelled => self.line(&format!("stop  {id} (cancelled after {took})")),
+            Status::NotRun => self.line(&format!("----  {id} (not run)")),
+        }
+    }
+
+    fn id(&self, step: StepIndex) -> String {
+        self.pipeline.steps[step].id.to_string()
+    }
+
+    pub fn finish(self, run: i64, status: &str, results: &HashMap<StepIndex, StepResult>) {
+        let elapsed = self.started.elapsed();
+        match self.mode {
+            Mode::Json => {
+                Self::emit(
+                    &json!({"event": "run_finished", "run": run, "status": status, "seconds": elapsed.as_secs_f64()}),
+                );
+                return;
+            }
+            Mode::Terminal(bar) => bar.finish_and_clear(),
+            Mode::Plain => {}
+        }
+        let mut rows: Vec<(&StepIndex, &StepResult)> = results.iter().collect();
+        rows.sort_by_key(|(i, r)| {
+            (
+                r.started.is_none(),
+                r.started,
+                self.pipeline.steps[**i].id.to_string(),
+            )
+        });
+        let width = rows
+            .iter()
+            .map(|(i, _)| self.pipeline.steps[**i].id.to_string().len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let mut text = format!("run {run} {status} in {}\n", humanize(elapsed));
+        text.push_str(&format!(
+            "  {:width$}  {:9}  {:>7}  {:>10}  {:>10}\n",
+            "step", "status", "time", "rows", "bytes"
+        ));
+        for (index, result) in rows {
+            let (status, _, _) = describe(result);
+            let (rows, bytes) = match &result.status {
+                Status::Succeeded(outcome) => (outcome.rows.to_string(), bytes_text(outcome.bytes)),
+                _ => ("-".into(), "-".into()),
+            };
+            let id = self.pipeline.steps[*index].id.to_string();
+            text.push_str(&format!(
+                "  {id:width$}  {status:9}  {:>7}  {rows:>10}  {bytes:>10}\n",
+                humanize(result.duration)
+            ));
+        }
+        output::out(&text);
+    }
+}
+
+fn describe(result: &StepResult) -> (&'static str, Option<String>, Option<String>) {
+    match &result.status {
+        Status::Succeeded(outcome) => ("succeeded", outcome.note.clone(), None),
+        Status::Failed(error) => ("failed", None, Some(output::render(&error.report))),
+        Status::Cancelled => ("cancelled", None, None),
+        Status::NotRun => ("not_run", None, None),
+        Status::Skipped { since } => (
+            "skipped",
+            Some(format!("unchanged since run {since}")),
+            None,
+        ),
+    }
+}
+
+fn bytes_text(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b if b < 1024 * 1024 * 1024 => format!("{:.1} MiB", b as f64 / 1048576.0),
+        b => format!("{:.2} GiB", b as f64 / 1073741824.0),
+    }
+}

@@ -1,0 +1,176 @@
+//! `flow runs` and `flow show`: the run records, for people and machines.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use flow_engine::{Records, Registry};
+
+use crate::cli_error::CliError;
+use crate::exit::Exit;
+use crate::run::{base_dir, block_on, resolve_environment};
+use crate::session::Session;
+use crate::{load, output};
+
+pub enum Query {
+    Runs { limit: i64 },
+    Show { run: i64 },
+}
+
+pub fn history(
+    file: &Path,
+    env: Option<&str>,
+    query: &Query,
+    json: bool,
+    registry: &Registry,
+) -> Exit {
+    let Some(pipeline) = load::load(file, registry) else {
+        return Exit::Invalid;
+    };
+    let base = base_dir(file);
+    let environment = match resolve_environment(&pipeline, &base, env) {
+        Ok(environment) => environment,
+        Err(error) => {
+            output::error(error);
+            return Exit::Invalid;
+        }
+    };
+    block_on(async move {
+        let needed = BTreeSet::from(["flow".to_owned()]);
+        let session = match Session::open(&environment, &base, &needed, 2).await {
+            Ok(session) => session,
+            Err(error) => {
+                output::error(error);
+                return Exit::Failure;
+            }
+        };
+        let exit = match session.databases.get("flow") {
+            Some(database) => match Records::open(database).await {
+                Ok(records) => show(&records, &pipeline.name, query, json).await,
+                Err(error) => {
+                    output::error(error);
+                    Exit::Failure
+                }
+            },
+            None => Exit::Failure,
+        };
+        session.close().await;
+        exit
+    })
+}
+
+async fn show(records: &Records, flow: &str, query: &Query, json: bool) -> Exit {
+    match query {
+        Query::Runs { limit } => match records.runs(Some(flow), *limit).await {
+            Ok(runs) if json => {
+                output::out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&runs).unwrap_or_default()
+                ));
+                Exit::Success
+            }
+            Ok(runs) => {
+                let mut text = format!(
+                    "{:>5}  {:11}  {:20}  {:>8}  {:10}  {}\n",
+                    "run", "status", "started (UTC)", "time", "env", "selection"
+                );
+                for run in runs {
+                    text.push_str(&format!(
+                        "{:>5}  {:11}  {:20}  {:>8}  {:10}  {}\n",
+                        run.id,
+                        run.status,
+                        run.started_at,
+                        run.seconds
+                            .map(|s| format!("{s:.1}s"))
+                            .unwrap_or_else(|| "-".into()),
+                        run.environment,
+                        if run.selection.is_empty() {
+                            "(default)"
+                        } else {
+                            &run.selection
+                        },
+                    ));
+                }
+                output::out(&text);
+                Exit::Success
+            }
+            Err(error) => {
+                output::error(error);
+                Exit::Failure
+            }
+        },
+        Query::Show { run } => match records.run(*run).await {
+            Ok(Some((record, _))) if record.flow != flow => {
+                output::error(CliError::UnknownRun {
+                    flow: flow.to_owned(),
+                    run: *run,
+                });
+                Exit::Invalid
+            }
+            Ok(Some((record, steps))) if json => {
+                let value = serde_json::json!({"run": record, "steps": steps});
+                output::out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                ));
+                Exit::Success
+            }
+            Ok(Some((record, steps))) => {
+                let mut text = format!(
+                    "run {} of `{}`: {}\n  started {} on {}, environment `{}`{}\n\n",
+                    record.id,
+                    record.flow,
+                    record.status,
+                    record.started_at,
+                    record.host,
+                    record.environment,
+                    record
+                        .seconds
+                        .map(|s| format!(", took {s:.1}s"))
+                        .unwrap_or_default()
+                );
+                let width = steps.iter().map(|s| s.step.len()).max().unwrap_or(4).max(4);
+                text.push_str(&format!(
+                    "  {:width$}  {:11}  {:>8}  {:>8}  {:>10}  {:>10}\n",
+                    "step", "status", "attempts", "time", "rows", "bytes"
+                ));
+                for step in &steps {
+                    text.push_str(&format!(
+                        "  {:width$}  {:11}  {:>8}  {:>8}  {:>10}  {:>10}{}\n",
+                        step.step,
+                        step.status,
+                        step.attempts,
+                        step.seconds
+                            .map(|s| format!("{s:.1}s"))
+                            .unwrap_or_else(|| "-".into()),
+                        step.rows,
+                        step.bytes,
+                        step.note
+                            .as_deref()
+                            .map(|n| format!("  {n}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                for step in steps.iter().filter(|s| s.error.is_some()) {
+                    text.push_str(&format!(
+                        "\n{} failed:\n{}\n",
+                        step.step,
+                        step.error.as_deref().unwrap_or_default()
+                    ));
+                }
+                output::out(&text);
+                Exit::Success
+            }
+            Ok(None) => {
+                output::error(CliError::UnknownRun {
+                    flow: flow.to_owned(),
+                    run: *run,
+                });
+                Exit::Invalid
+            }
+            Err(error) => {
+                output::error(error);
+                Exit::Failure
+            }
+        },
+    }
+}

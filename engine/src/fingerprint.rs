@@ -1,0 +1,162 @@
+//! Fingerprints for skip-unchanged.
+//!
+//! A step's input fingerprint covers its operation and parameters, the
+//! connections it uses (passwords left out), the path, size and modification
+//! time of every file it reads, and the output fingerprints of the steps it
+//! depends on. A step is skipped when its input fingerprint equals that of its
+//! last success, it reads nothing that no step of the flow writes (a table
+//! filled elsewhere can change unseen), and the files it writes still exist.
+//!
+//! Its output fingerprint is what its dependents see: unchanged when it was
+//! skipped or reported that it changed nothing, new (tied to the run) when it
+//! changed something.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use petgraph::Direction;
+
+use crate::pipeline::{Node, Pipeline, StepIndex};
+use crate::records::Success;
+use crate::resource::{Access, Resource};
+
+/// Two FNV-1a passes with different offsets: a stable 128-bit digest. Not
+/// cryptographic; fingerprints only need to change when their input does.
+#[derive(Clone)]
+pub struct Digest(u64, u64);
+
+impl Digest {
+    pub fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325, 0x8422_2325_cbf2_9ce4)
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> &mut Self {
+        for &byte in bytes.iter().chain(&[0xff]) {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            self.1 = (self.1 ^ u64::from(byte))
+                .wrapping_mul(0x0000_0100_0000_01b3_u64.rotate_left(7) | 1);
+        }
+        self
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}{:016x}", self.0, self.1)
+    }
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The files a glob matches, relative to the flow's directory, with size and
+/// modification time.
+fn file_stats(base: &Path, glob: &str, digest: &mut Digest) -> usize {
+    let pattern = base.join(glob);
+    let Ok(paths) = glob::glob(&pattern.to_string_lossy()) else {
+        return 0;
+    };
+    let mut entries: Vec<(String, u64, u128)> = paths
+        .flatten()
+        .filter_map(|path| {
+            let metadata = std::fs::metadata(&path).ok()?;
+            if !metadata.is_file() {
+                return None;
+            }
+            let modified = metadata
+                .modified()
+                .ok()?
+                .duration_since(UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            Some((
+                path.to_string_lossy().into_owned(),
+                metadata.len(),
+                modified,
+            ))
+        })
+        .collect();
+    entries.sort();
+    for (path, len, modified) in &entries {
+        digest
+            .write(path.as_bytes())
+            .write(&len.to_le_bytes())
+            .write(&modified.to_le_bytes());
+    }
+    entries.len()
+}
+
+/// The input fingerprint of a step. `outputs` holds the output fingerprints
+/// known in this run; steps not run in it fall back to their last success.
+pub fn input(
+    pipeline: &Pipeline,
+    step: StepIndex,
+    base: &Path,
+    connections: &HashMap<String, String>,
+    outputs: &HashMap<StepIndex, String>,
+    history: &HashMap<String, Success>,
+) -> String {
+    let node = &pipeline.steps[step];
+    let mut digest = Digest::new();
+    digest
+        .write(node.id.to_string().as_bytes())
+        .write(node.params.canonical().as_bytes());
+    for (access, resource) in &node.prepared.accesses {
+        match resource {
+            Resource::File { glob } if *access == Access::Read => {
+                digest.write(glob.as_bytes());
+                file_stats(base, glob, &mut digest);
+            }
+            Resource::Table { database, .. }
+            | Resource::Types { database }
+            | Resource::Extensions { database } => {
+                digest.write(database.as_bytes());
+                digest.write(connections.get(database).map_or(&[][..], |c| c.as_bytes()));
+            }
+            Resource::Objects { storage, .. } => {
+                digest.write(storage.as_bytes());
+                digest.write(connections.get(storage).map_or(&[][..], |c| c.as_bytes()));
+            }
+            Resource::File { .. } => {}
+        }
+    }
+    let mut upstream: Vec<StepIndex> = pipeline
+        .graph
+        .neighbors_directed(pipeline.node_of(step), Direction::Incoming)
+        .filter_map(|n| match pipeline.graph[n] {
+            Node::Step(j) => Some(j),
+            Node::GroupDone(_) => None,
+        })
+        .collect();
+    upstream.sort_unstable();
+    upstream.dedup();
+    for j in upstream {
+        let output = outputs
+            .get(&j)
+            .cloned()
+            .or_else(|| {
+                history
+                    .get(&pipeline.steps[j].id.to_string())
+                    .map(|s| s.output.clone())
+            })
+            .unwrap_or_default();
+        digest.write(output.as_bytes());
+    }
+    digest.hex()
+}
+
+/// Whether every file the step writes is still there.
+pub fn outputs_exist(pipeline: &Pipeline, step: StepIndex, base: &Path) -> bool {
+    pipeline.steps[step]
+        .prepared
+        .accesses
+        .iter()
+        .all(|(access, resource)| match resource {
+            Resource::File { glob } if *access != Access::Read => {
+                file_stats(base, glob, &mut Digest::new()) > 0
+            }
+            _ => true,
+        })
+}

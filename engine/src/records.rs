@@ -1,0 +1,365 @@
+//! Run records in the `_flow` schema of the flow database: every run, every
+//! step of it, with status, attempts, timings, rows, bytes, error and
+//! fingerprints. `flow runs`, `flow show`, `--resume` and skip-unchanged read
+//! them back.
+//!
+//! A run that is still `running` but whose process is gone (killed, machine
+//! rebooted) is marked `interrupted` the next time anyone reads the records
+//! on that host.
+
+use std::collections::HashMap;
+
+use flow_db::{Database, DbError};
+use serde::Serialize;
+
+const SCHEMA: &str = "
+CREATE SCHEMA IF NOT EXISTS _flow;
+CREATE TABLE IF NOT EXISTS _flow.runs (
+    id bigserial PRIMARY KEY,
+    flow text NOT NULL,
+    file text NOT NULL,
+    environment text NOT NULL,
+    selection text NOT NULL,
+    selected text[] NOT NULL,
+    status text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    host text NOT NULL,
+    pid integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_flow ON _flow.runs (flow, id DESC);
+CREATE TABLE IF NOT EXISTS _flow.steps (
+    run_id bigint NOT NULL REFERENCES _flow.runs ON DELETE CASCADE,
+    step text NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    started_at timestamptz,
+    finished_at timestamptz,
+    rows bigint NOT NULL DEFAULT 0,
+    bytes bigint NOT NULL DEFAULT 0,
+    note text,
+    error text,
+    input_fingerprint text,
+    output_fingerprint text,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS _flow.units (
+    run_id bigint NOT NULL,
+    step text NOT NULL,
+    unit text NOT NULL,
+    status text NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz,
+    rows bigint NOT NULL DEFAULT 0,
+    bytes bigint NOT NULL DEFAULT 0,
+    error text,
+    PRIMARY KEY (run_id, step, unit),
+    FOREIGN KEY (run_id, step) REFERENCES _flow.steps ON DELETE CASCADE
+);
+";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub flow: String,
+    pub file: String,
+    pub environment: String,
+    pub selection: String,
+    pub selected: Vec<String>,
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub seconds: Option<f64>,
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub status: String,
+    pub attempts: i32,
+    pub started_at: Option<String>,
+    pub seconds: Option<f64>,
+    pub rows: i64,
+    pub bytes: i64,
+    pub note: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The last success of a step: what skip-unchanged compares against.
+#[derive(Debug, Clone)]
+pub struct Success {
+    pub run_id: i64,
+    pub input: String,
+    pub output: String,
+}
+
+/// What is written when a step ends.
+#[derive(Debug, Clone, Default)]
+pub struct StepEnd {
+    pub status: &'static str,
+    pub attempts: u32,
+    pub seconds: f64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub note: Option<String>,
+    pub error: Option<String>,
+    pub input_fingerprint: Option<String>,
+    pub output_fingerprint: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Records {
+    database: Database,
+}
+
+impl Records {
+    /// Opens the records, creating the schema on first use.
+    pub async fn open(database: &Database) -> Result<Self, DbError> {
+        let mut client = database.client().await?;
+        let transaction = client.transaction().await?;
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext('flow records schema'))",
+                &[],
+            )
+            .await?;
+        transaction.batch_execute(SCHEMA).await?;
+        transaction.commit().await?;
+        let records = Self {
+            database: database.clone(),
+        };
+        records.mark_interrupted().await?;
+        Ok(records)
+    }
+
+    /// Runs left `running` by a process of this host that no longer exists.
+    async fn mark_interrupted(&self) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        let host = hostname();
+        let rows = client
+            .query(
+                "SELECT id, pid FROM _flow.runs WHERE status = 'running' AND host = $1",
+                &[&host],
+            )
+            .await?;
+        for row in rows {
+            let (id, pid): (i64, i32) = (row.get(0), row.get(1));
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                client
+                    .execute("UPDATE _flow.runs SET status = 'interrupted' WHERE id = $1 AND status = 'running'", &[&id])
+                    .await?;
+                client
+                    .execute(
+                        "UPDATE _flow.steps SET status = 'interrupted' WHERE run_id = $1 AND status = 'running'",
+                        &[&id],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn start_run(
+        &self,
+        flow: &str,
+        file: &str,
+        environment: &str,
+        selection: &str,
+        selected: &[String],
+    ) -> Result<i64, DbError> {
+        let client = self.database.client().await?;
+        let pid = i32::try_from(std::process::id()).unwrap_or(0);
+        let row = client
+            .query_one(
+                "INSERT INTO _flow.runs (flow, file, environment, selection, selected, status, host, pid)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) RETURNING id",
+                &[&flow, &file, &environment, &selection, &selected, &hostname(), &pid],
+            )
+            .await?;
+        let id: i64 = row.get(0);
+        client
+            .execute(
+                "INSERT INTO _flow.steps (run_id, step, status) SELECT $1, unnest($2::text[]), 'pending'",
+                &[&id, &selected],
+            )
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn step_started(&self, run: i64, step: &str) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        client
+            .execute(
+                "UPDATE _flow.steps SET status = 'running', started_at = clock_timestamp(), attempts = attempts + 1
+                 WHERE run_id = $1 AND step = $2",
+                &[&run, &step],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn step_finished(&self, run: i64, step: &str, end: &StepEnd) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        let (rows, bytes) = (
+            i64::try_from(end.rows).unwrap_or(i64::MAX),
+            i64::try_from(end.bytes).unwrap_or(i64::MAX),
+        );
+        let attempts = i32::try_from(end.attempts).unwrap_or(i32::MAX);
+        client
+            .execute(
+                "UPDATE _flow.steps SET status = $3, attempts = $4,
+                    started_at = coalesce(started_at, clock_timestamp() - make_interval(secs => $5)),
+                    finished_at = clock_timestamp(), rows = $6, bytes = $7, note = $8, error = $9,
+                    input_fingerprint = $10, output_fingerprint = $11
+                 WHERE run_id = $1 AND step = $2",
+                &[
+                    &run,
+                    &step,
+                    &end.status,
+                    &attempts,
+                    &end.seconds,
+                    &rows,
+                    &bytes,
+                    &end.note,
+                    &end.error,
+                    &end.input_fingerprint,
+                    &end.output_fingerprint,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_run(&self, run: i64, status: &str) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        client
+            .execute(
+                "UPDATE _flow.runs SET status = $2, finished_at = clock_timestamp() WHERE id = $1",
+                &[&run, &status],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The latest runs, newest first.
+    pub async fn runs(&self, flow: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, DbError> {
+        let client = self.database.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "{RUN_COLUMNS} WHERE $1::text IS NULL OR flow = $1 ORDER BY id DESC LIMIT $2"
+                ),
+                &[&flow, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    pub async fn run(&self, id: i64) -> Result<Option<(RunRecord, Vec<StepRecord>)>, DbError> {
+        let client = self.database.client().await?;
+        let Some(row) = client
+            .query_opt(&format!("{RUN_COLUMNS} WHERE id = $1"), &[&id])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let steps = client
+            .query(
+                "SELECT step, status, attempts, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        extract(epoch FROM finished_at - started_at)::float8, rows, bytes, note, error
+                 FROM _flow.steps WHERE run_id = $1 ORDER BY started_at NULLS LAST, step",
+                &[&id],
+            )
+            .await?;
+        let steps = steps
+            .iter()
+            .map(|r| StepRecord {
+                step: r.get(0),
+                status: r.get(1),
+                attempts: r.get(2),
+                started_at: r.get(3),
+                seconds: r.get(4),
+                rows: r.get(5),
+                bytes: r.get(6),
+                note: r.get(7),
+                error: r.get(8),
+            })
+            .collect();
+        Ok(Some((run_record(&row), steps)))
+    }
+
+    /// The newest run of a flow.
+    pub async fn last_run(
+        &self,
+        flow: &str,
+    ) -> Result<Option<(RunRecord, Vec<StepRecord>)>, DbError> {
+        let client = self.database.client().await?;
+        let id: Option<i64> = client
+            .query_opt(
+                "SELECT id FROM _flow.runs WHERE flow = $1 ORDER BY id DESC LIMIT 1",
+                &[&flow],
+            )
+            .await?
+            .map(|r| r.get(0));
+        match id {
+            Some(id) => self.run(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// For every step of a flow, its latest success (or skip) with fingerprints.
+    pub async fn successes(&self, flow: &str) -> Result<HashMap<String, Success>, DbError> {
+        let client = self.database.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT ON (s.step) s.step, s.run_id, s.input_fingerprint, s.output_fingerprint
+                 FROM _flow.steps s JOIN _flow.runs r ON r.id = s.run_id
+                 WHERE r.flow = $1 AND s.status IN ('succeeded', 'skipped') AND s.output_fingerprint IS NOT NULL
+                 ORDER BY s.step, s.run_id DESC",
+                &[&flow],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    Success {
+                        run_id: r.get(1),
+                        input: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                        output: r.get(3),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+const RUN_COLUMNS: &str = "SELECT id, flow, file, environment, selection, selected, status,
+    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    extract(epoch FROM finished_at - started_at)::float8, host FROM _flow.runs";
+
+fn run_record(row: &tokio_postgres::Row) -> RunRecord {
+    RunRecord {
+        id: row.get(0),
+        flow: row.get(1),
+        file: row.get(2),
+        environment: row.get(3),
+        selection: row.get(4),
+        selected: row.get(5),
+        status: row.get(6),
+        started_at: row.get(7),
+        finished_at: row.get(8),
+        seconds: row.get(9),
+        host: row.get(10),
+    }
+}
+
+/// This machine's name, for telling whose runs were interrupted.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
