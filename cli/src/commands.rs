@@ -18,7 +18,10 @@ pub fn run(args: Args) -> Exit {
             env,
             json,
         } => match load_and_plan(&file, &select, &registry) {
-            Some((pipeline, plan)) => {
+            Some((pipeline, selected, mut plan)) => {
+                let base = crate::run::base_dir(&file);
+                let note =
+                    crate::history::predict(&pipeline, &selected, &mut plan, &base, env.as_deref());
                 let connections = connections(&pipeline, &file, env.as_deref());
                 if json {
                     let mut value = serde_json::to_value(&plan).unwrap_or_default();
@@ -39,6 +42,9 @@ pub fn run(args: Args) -> Exit {
                         }
                     }
                     output::out(&format!("{header}\n{}", plan.render()));
+                    if let Some(note) = note {
+                        output::out(&format!("\n{note}\n"));
+                    }
                 }
                 Exit::Success
             }
@@ -113,19 +119,19 @@ fn check(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
 }
 
 fn plan(file: &Path, select: &SelectArgs, registry: &Registry) -> Option<Plan> {
-    load_and_plan(file, select, registry).map(|(_, plan)| plan)
+    load_and_plan(file, select, registry).map(|(_, _, plan)| plan)
 }
 
 fn load_and_plan(
     file: &Path,
     select: &SelectArgs,
     registry: &Registry,
-) -> Option<(flow_engine::Pipeline, Plan)> {
+) -> Option<(flow_engine::Pipeline, Vec<bool>, Plan)> {
     let pipeline = load::load(file, registry)?;
     match select.selection().apply(&pipeline) {
         Ok(selected) => {
             let plan = Plan::new(&pipeline, &selected);
-            Some((pipeline, plan))
+            Some((pipeline, selected, plan))
         }
         Err(errors) => {
             for error in errors {

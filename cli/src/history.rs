@@ -174,3 +174,75 @@ async fn show(records: &Records, flow: &str, query: &Query, json: bool) -> Exit 
         },
     }
 }
+
+/// Says for each planned step whether a run would skip it, when the run
+/// records can be read without starting anything: the flow database is a
+/// server, or the embedded cluster is already up. Otherwise says why not.
+pub fn predict(
+    pipeline: &flow_engine::Pipeline,
+    selected: &[bool],
+    plan: &mut flow_engine::Plan,
+    base: &Path,
+    env: Option<&str>,
+) -> Option<String> {
+    use flow_engine::executor::{self, Memory};
+
+    let environment = resolve_environment(pipeline, base, env).ok()?;
+    let needed = crate::session::databases_needed(pipeline, selected);
+    let embedded = needed.iter().any(|db| {
+        environment
+            .databases
+            .get(db)
+            .is_some_and(flow_db::Location::is_embedded)
+    });
+    if embedded {
+        let running = flow_db::Cluster::new(&base.join(".flow"))
+            .is_ok_and(|c| matches!(c.status(), flow_db::ClusterStatus::Running { .. }));
+        if !running {
+            return Some("(whether steps would be skipped is not shown: the embedded cluster is stopped; `flow db up` starts it)".into());
+        }
+    }
+    let predictions = std::cell::RefCell::new(None);
+    let note = std::cell::RefCell::new(None);
+    block_on(async {
+        let session = match Session::open(&environment, base, &needed, 2).await {
+            Ok(session) => session,
+            Err(error) => {
+                *note.borrow_mut() = Some(format!("(run history not read: {error})"));
+                return Exit::Success;
+            }
+        };
+        let memory = async {
+            let records = match session.databases.get("flow") {
+                Some(database) => Records::existing(database).await?,
+                None => None,
+            };
+            let history = match &records {
+                Some(records) => records.successes(&pipeline.name).await?,
+                None => std::collections::HashMap::new(),
+            };
+            let connections = crate::session::identities(&session, &environment).await?;
+            Ok::<Memory, flow_db::DbError>(Memory {
+                history,
+                connections,
+                run_id: 0,
+            })
+        }
+        .await;
+        match memory {
+            Ok(memory) => {
+                *predictions.borrow_mut() =
+                    Some(executor::predict(pipeline, selected, base, &memory, false))
+            }
+            Err(error) => *note.borrow_mut() = Some(format!("(run history not read: {error})")),
+        }
+        session.close().await;
+        Exit::Success
+    });
+    if let Some(predictions) = predictions.into_inner() {
+        for step in &mut plan.steps {
+            step.prediction = predictions.get(&step.index).map(ToString::to_string);
+        }
+    }
+    note.into_inner()
+}

@@ -285,16 +285,14 @@ async fn with_session(
     drop(record_tx);
     let _ = recorder.await;
     let failed = results.values().any(|r| !r.succeeded());
-    let status = if cancel.is_cancelled() && !failed {
-        "cancelled"
-    } else if cancel.is_cancelled()
-        && results
-            .values()
-            .all(|r| !matches!(r.status, Status::Failed(_)))
+    // Not all done and nothing failed: a signal stopped the run.
+    let status = if results
+        .values()
+        .any(|r| matches!(r.status, Status::Failed(_)))
     {
-        "cancelled"
-    } else if failed {
         "failed"
+    } else if failed {
+        "cancelled"
     } else {
         "succeeded"
     };

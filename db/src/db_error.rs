@@ -55,18 +55,9 @@ pub enum DbError {
         help: Option<String>,
     },
 
-    #[error("{message}")]
-    #[diagnostic(code(flow::db::sql))]
-    Sql {
-        message: String,
-        code: Option<String>,
-        #[source_code]
-        source_code: miette::NamedSource<String>,
-        #[label("here")]
-        span: Option<miette::SourceSpan>,
-        #[help]
-        help: Option<String>,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Sql(Box<SqlError>),
 
     #[error("{context}: {source}")]
     #[diagnostic(code(flow::db::io))]
@@ -108,13 +99,13 @@ impl DbError {
             (Some(text), None) | (None, Some(text)) => Some(text.to_owned()),
             (None, None) => None,
         };
-        DbError::Sql {
+        DbError::Sql(Box::new(SqlError {
             message: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
             code: Some(db.code().code().to_owned()),
             source_code: miette::NamedSource::new(file, sql.to_owned()),
             span,
             help,
-        }
+        }))
     }
 
     /// Whether retrying may help: a lost connection, a serialization failure,
@@ -126,15 +117,34 @@ impl DbError {
             }
             DbError::Query {
                 code: Some(code), ..
-            } => {
-                matches!(
-                    code.as_str(),
-                    "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006"
-                )
-            }
+            } => transient_code(code),
+            DbError::Sql(error) => error.code.as_deref().is_some_and(transient_code),
             _ => false,
         }
     }
+}
+
+/// Serialization failure, deadlock, server shutting down or starting, lost connection.
+fn transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006"
+    )
+}
+
+/// An error of SQL read from a file, shown at its place in the file.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(flow::db::sql))]
+pub struct SqlError {
+    pub message: String,
+    pub code: Option<String>,
+    #[source_code]
+    pub source_code: miette::NamedSource<String>,
+    #[label("here")]
+    pub span: Option<miette::SourceSpan>,
+    #[help]
+    pub help: Option<String>,
 }
 
 impl From<tokio_postgres::Error> for DbError {

@@ -21,7 +21,7 @@ pub mod types;
 
 pub use cluster::{Cluster, ClusterStatus, Lease};
 pub use database::{Database, quote_ident, quote_literal};
-pub use db_error::DbError;
+pub use db_error::{DbError, SqlError};
 pub use location::{Location, redact};
 
 pub use deadpool_postgres::{GenericClient, Object as Client};

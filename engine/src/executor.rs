@@ -413,3 +413,94 @@ pub fn humanize(duration: Duration) -> String {
         format!("{}m{:02}s", millis / 60_000, (millis / 1_000) % 60)
     }
 }
+
+/// What `flow plan` says a step will do, from the same fingerprints a run uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prediction {
+    Skipped { since: i64 },
+    Runs(String),
+}
+
+impl std::fmt::Display for Prediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prediction::Skipped { since } => write!(f, "skipped: unchanged since run {since}"),
+            Prediction::Runs(reason) => write!(f, "runs: {reason}"),
+        }
+    }
+}
+
+/// Predicts, for each selected step, whether a run would skip it and why.
+/// A step after one that runs may still be skipped, if that one changes
+/// nothing; the prediction says so.
+pub fn predict(
+    pipeline: &Pipeline,
+    selected: &[bool],
+    base: &std::path::Path,
+    memory: &Memory,
+    force: bool,
+) -> HashMap<StepIndex, Prediction> {
+    let mut predictions = HashMap::new();
+    let mut outputs: HashMap<StepIndex, String> = HashMap::new();
+    for &node in &pipeline.order {
+        let Node::Step(index) = pipeline.graph[node] else {
+            continue;
+        };
+        if !selected[index] {
+            continue;
+        }
+        let step = &pipeline.steps[index];
+        let running_upstream = pipeline
+            .graph
+            .neighbors_directed(node, Direction::Incoming)
+            .filter_map(|n| match pipeline.graph[n] {
+                Node::Step(j) if matches!(predictions.get(&j), Some(Prediction::Runs(_))) => {
+                    Some(j)
+                }
+                _ => None,
+            })
+            .min();
+        let history = memory.history.get(&step.id.to_string());
+        let prediction = if force {
+            Prediction::Runs("--force".into())
+        } else if pipeline.external[index] {
+            Prediction::Runs("it reads from a database what no step of this flow writes".into())
+        } else if let Some(upstream) = running_upstream {
+            Prediction::Runs(format!(
+                "unless `{}`, which runs first, changes nothing",
+                pipeline.steps[upstream].id
+            ))
+        } else {
+            let input = fingerprint::input(
+                pipeline,
+                index,
+                base,
+                &memory.connections,
+                &outputs,
+                &memory.history,
+            );
+            match history {
+                Some(previous)
+                    if previous.input == input
+                        && fingerprint::outputs_exist(pipeline, index, base) =>
+                {
+                    outputs.insert(index, previous.output.clone());
+                    Prediction::Skipped {
+                        since: previous.run_id,
+                    }
+                }
+                Some(previous) if previous.input == input => Prediction::Runs(format!(
+                    "files it writes are missing since run {}",
+                    previous.run_id
+                )),
+                Some(previous) => Prediction::Runs(format!(
+                    "its parameters or input files changed since run {}",
+                    previous.run_id
+                )),
+                None => Prediction::Runs("it has not succeeded before".into()),
+            }
+        };
+        predictions.insert(index, prediction);
+    }
+    predictions
+}

@@ -31,6 +31,9 @@ pub struct PlannedStep {
     pub after_groups: Vec<String>,
     /// Why, for each entry of `after`.
     pub reasons: Vec<String>,
+    /// Whether a run would skip it, when the run records were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<String>,
     #[serde(skip)]
     pub index: StepIndex,
 }
@@ -106,6 +109,9 @@ impl Plan {
             for (after, reason) in step.after.iter().zip(&step.reasons) {
                 let _ = writeln!(out, "      after `{after}`: {reason}");
             }
+            if let Some(prediction) = &step.prediction {
+                let _ = writeln!(out, "      {prediction}");
+            }
         }
         if self.steps.is_empty() {
             out.push_str("\nnothing to run\n");
@@ -164,5 +170,6 @@ fn planned(
         reasons: pairs.into_iter().map(|(_, r)| r).collect(),
         after_groups,
         index,
+        prediction: None,
     }
 }

@@ -133,6 +133,18 @@ impl Records {
         Ok(records)
     }
 
+    /// The records, if this database has any; creates and changes nothing.
+    pub async fn existing(database: &Database) -> Result<Option<Self>, DbError> {
+        let client = database.client().await?;
+        let present: bool = client
+            .query_one("SELECT to_regclass('_flow.steps') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        Ok(present.then(|| Self {
+            database: database.clone(),
+        }))
+    }
+
     /// Runs left `running` by a process of this host that no longer exists.
     async fn mark_interrupted(&self) -> Result<(), DbError> {
         let client = self.database.client().await?;
@@ -308,14 +320,15 @@ impl Records {
         }
     }
 
-    /// For every step of a flow, its latest success (or skip) with fingerprints.
+    /// For every step of a flow, its latest success with fingerprints (a skip
+    /// carries the same ones, so it adds nothing).
     pub async fn successes(&self, flow: &str) -> Result<HashMap<String, Success>, DbError> {
         let client = self.database.client().await?;
         let rows = client
             .query(
                 "SELECT DISTINCT ON (s.step) s.step, s.run_id, s.input_fingerprint, s.output_fingerprint
                  FROM _flow.steps s JOIN _flow.runs r ON r.id = s.run_id
-                 WHERE r.flow = $1 AND s.status IN ('succeeded', 'skipped') AND s.output_fingerprint IS NOT NULL
+                 WHERE r.flow = $1 AND s.status = 'succeeded' AND s.output_fingerprint IS NOT NULL
                  ORDER BY s.step, s.run_id DESC",
                 &[&flow],
             )

@@ -1,0 +1,309 @@
+//! Runs against a real PostgreSQL: records, inspection, resume,
+//! skip-unchanged, a killed run, SQL errors and JSON events.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use flow_db::testing::TestDatabase;
+use support::{Flow, Output};
+
+const FLOW: &str = r#"flow nightly
+
+database flow = env("FLOW_DATABASE_URL")
+
+groups one -> two
+
+step sql:flow:run a {
+  group = one
+  sql = "a.sql"
+  writes = ["public.a"]
+}
+
+step sql:flow:run b {
+  group = two
+  sql = "b.sql"
+  reads = ["public.a"]
+  writes = ["public.b"]
+}
+
+step sh:run c {
+  group = two
+  command = "sh"
+  args = ["-c", "echo made > c.txt; echo all good"]
+  writes = ["c.txt"]
+}
+"#;
+
+const A_SQL: &str =
+    "DROP TABLE IF EXISTS a;\nCREATE TABLE a AS SELECT g AS n FROM generate_series(1, 10) g;\n";
+const B_SQL: &str = "DROP TABLE IF EXISTS b;\nCREATE TABLE b AS SELECT n * 2 AS doubled FROM a;\n";
+const B_BROKEN: &str = "DROP TABLE IF EXISTS b;\nCREATE TABLE b AS\n  SELECT n * 2 AS doubled, missing_column FROM a;\n";
+
+struct Project {
+    dir: PathBuf,
+    db: TestDatabase,
+}
+
+impl Project {
+    async fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-runs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("nightly.flow"), FLOW).expect("flow");
+        std::fs::write(dir.join("a.sql"), A_SQL).expect("a.sql");
+        std::fs::write(dir.join("b.sql"), B_SQL).expect("b.sql");
+        let db = TestDatabase::create(name).await.expect("database");
+        Self { dir, db }
+    }
+
+    fn flow(&self, args: &[&str]) -> Flow {
+        let mut all: Vec<String> = vec![args[0].to_owned(), "nightly.flow".to_owned()];
+        all.extend(args[1..].iter().map(|a| (*a).to_owned()));
+        Flow::new(all)
+            .dir(&self.dir)
+            .env("FLOW_DATABASE_URL", self.db.url())
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.dir.join(file), text).expect("write");
+    }
+
+    fn statuses(&self, run: i64) -> Vec<(String, String)> {
+        let output = self.flow(&["show", &run.to_string(), "--json"]).expect(0);
+        let value: serde_json::Value = serde_json::from_str(&output.stdout).expect("json");
+        let mut steps: Vec<(String, String)> = value["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|s| {
+                (
+                    s["step"].as_str().unwrap_or_default().to_owned(),
+                    s["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        steps.sort();
+        steps
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+fn flat(output: &Output) -> String {
+    output
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_is_recorded_inspected_resumed_and_finished() {
+    let project = Project::new("resume").await;
+    project.write("b.sql", B_BROKEN);
+    let output = project.flow(&["run", "--keep-going"]).run();
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    // The SQL error points at the file, line and column, with the SQLSTATE.
+    let text = flat(&output);
+    assert!(
+        text.contains("column \"missing_column\" does not exist (SQLSTATE 42703)"),
+        "{text}"
+    );
+    assert!(output.stderr.contains("[b.sql:3:28]"), "{}", output.stderr);
+
+    assert_eq!(
+        project.statuses(1),
+        pairs(&[
+            ("sh:run/c", "succeeded"),
+            ("sql:flow:run/a", "succeeded"),
+            ("sql:flow:run/b", "failed")
+        ])
+    );
+    let shown = project.flow(&["show", "1"]).expect(0);
+    assert!(
+        shown.stdout.contains("sql:flow:run/b failed:"),
+        "{}",
+        shown.stdout
+    );
+    assert!(shown.stdout.contains("missing_column"), "{}", shown.stdout);
+    let runs = project.flow(&["runs", "--json"]).expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    assert_eq!(runs[0]["status"], "failed");
+
+    project.write("b.sql", B_SQL);
+    let output = project.flow(&["run", "--resume"]).expect(0);
+    assert!(
+        output.stderr.contains("1 step of `nightly`"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        project.statuses(2),
+        pairs(&[("sql:flow:run/b", "succeeded")])
+    );
+    let client = project.db.client().await.expect("connect");
+    let sum: i64 = client
+        .query_one("SELECT sum(doubled)::bigint FROM b", &[])
+        .await
+        .expect("b")
+        .get(0);
+    assert_eq!(sum, 110);
+
+    let output = project.flow(&["run", "--resume"]).expect(0);
+    assert!(
+        output.stderr.contains("0 steps"),
+        "nothing left to resume: {}",
+        output.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_steps_are_skipped_and_changes_flow_downstream() {
+    let project = Project::new("skip").await;
+    project.flow(&["run"]).expect(0);
+    project.flow(&["run"]).expect(0);
+    assert_eq!(
+        project.statuses(2),
+        pairs(&[
+            ("sh:run/c", "skipped"),
+            ("sql:flow:run/a", "skipped"),
+            ("sql:flow:run/b", "skipped")
+        ])
+    );
+    let plan = project.flow(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains("skipped: unchanged since run 1"),
+        "{}",
+        plan.stdout
+    );
+
+    // A changed input reruns its step and what depends on it.
+    project.write("a.sql", &A_SQL.replace("10)", "20)"));
+    let plan = project.flow(&["plan"]).expect(0);
+    assert!(
+        plan.stdout
+            .contains("runs: its parameters or input files changed since run 1"),
+        "{}",
+        plan.stdout
+    );
+    project.flow(&["run"]).expect(0);
+    assert_eq!(
+        project.statuses(3),
+        pairs(&[
+            ("sh:run/c", "skipped"),
+            ("sql:flow:run/a", "succeeded"),
+            ("sql:flow:run/b", "succeeded")
+        ])
+    );
+    // A missing output reruns its step.
+    std::fs::remove_file(project.dir.join("c.txt")).expect("remove");
+    project.flow(&["run"]).expect(0);
+    assert_eq!(
+        project.statuses(4)[0],
+        ("sh:run/c".to_owned(), "succeeded".to_owned())
+    );
+    // --force reruns everything.
+    project.flow(&["run", "--force"]).expect(0);
+    assert!(
+        project
+            .statuses(5)
+            .iter()
+            .all(|(_, status)| status == "succeeded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_run_leaves_nothing_half_written_and_shows_as_interrupted() {
+    let project = Project::new("killed").await;
+    project.write(
+        "a.sql",
+        "CREATE TABLE a AS SELECT g AS n FROM generate_series(1, 10) g;\nSELECT pg_sleep(60);\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "nightly.flow"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flow starts");
+    let client = project.db.client().await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sleeping: i64 = client
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()", &[])
+            .await
+            .expect("activity")
+            .get(0);
+        if sleeping > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the step never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('public.a') IS NOT NULL", &[])
+        .await
+        .expect("a")
+        .get(0);
+    assert!(!exists, "the half-done transaction was rolled back");
+
+    let runs = project.flow(&["runs", "--json"]).expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    assert_eq!(runs[0]["status"], "interrupted");
+    assert_eq!(
+        project.statuses(1)[1],
+        ("sql:flow:run/a".to_owned(), "interrupted".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_events_and_exit_codes() {
+    let project = Project::new("json").await;
+    let output = project.flow(&["run", "--json"]).expect(0);
+    let events: Vec<serde_json::Value> = output
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(
+        events.first().map(|e| e["event"].clone()),
+        Some("run_started".into())
+    );
+    assert_eq!(
+        events.last().map(|e| e["status"].clone()),
+        Some("succeeded".into())
+    );
+    let b = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "sql:flow:run/b")
+        .expect("b");
+    assert_eq!(b["rows"], 10);
+    let c = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "sh:run/c")
+        .expect("c");
+    assert_eq!(c["note"], "all good");
+
+    project.write("b.sql", B_BROKEN);
+    project.flow(&["run", "--force", "--json"]).expect(1);
+    project.write("nightly.flow", "step sql:flow:rn {}\n");
+    project.flow(&["run"]).expect(2);
+}
