@@ -126,7 +126,11 @@ async fn configure_is_idempotent() {
     let project = Project::new("configure", FLOW);
     for expected in ["created postgis", "postgis already there"] {
         let output = project
-            .flow(&["run", "--step", "pg:flow:configure"], &flow_db, &api_db)
+            .flow(
+                &["run", "--step", "pg:flow:configure", "--force"],
+                &flow_db,
+                &api_db,
+            )
             .run();
         assert!(ok(&output).stderr.contains(expected), "{}", output.stderr);
     }
@@ -174,7 +178,11 @@ async fn pull_push_pull_is_byte_identical() {
 
     // Pushing again changes nothing.
     let output = project
-        .flow(&["run", "--step", "pg:flow:push"], &flow_db, &api_db)
+        .flow(
+            &["run", "--step", "pg:flow:push", "--force"],
+            &flow_db,
+            &api_db,
+        )
         .run();
     assert!(
         ok(&output).stderr.contains("types up to date"),
@@ -368,7 +376,7 @@ fn the_embedded_default_starts_and_stops_its_own_cluster() {
     Flow::new(["db", "up", &file]).expect(0);
     let status = Flow::new(["db", "status", &file]).run();
     assert!(status.stdout.starts_with("running"), "{}", status.stdout);
-    let output = Flow::new(["run", &file]).dir(&project.dir).run();
+    let output = Flow::new(["run", &file, "--force"]).dir(&project.dir).run();
     assert!(
         ok(&output).stderr.contains("postgis already there"),
         "{}",
