@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flow_engine::executor::{Event, Status, StepResult, humanize};
@@ -19,8 +20,8 @@ enum Mode {
     Plain,
 }
 
-pub struct Display<'p> {
-    pipeline: &'p Pipeline,
+pub struct Display {
+    pipeline: Arc<Pipeline>,
     mode: Mode,
     total: usize,
     finished: usize,
@@ -28,8 +29,8 @@ pub struct Display<'p> {
     started: Instant,
 }
 
-impl<'p> Display<'p> {
-    pub fn new(pipeline: &'p Pipeline, json: bool, total: usize) -> Self {
+impl Display {
+    pub fn new(pipeline: Arc<Pipeline>, json: bool, total: usize) -> Self {
         let mode = if json {
             Mode::Json
         } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {

@@ -38,7 +38,7 @@ pub fn run(file: &Path, select: &SelectArgs, args: &RunArgs, registry: &Registry
     };
     let selection = describe_selection(select, args);
     block_on(execute(
-        &pipeline,
+        Arc::new(pipeline),
         selected,
         &environment,
         &base,
@@ -109,7 +109,7 @@ enum Record {
 }
 
 async fn execute(
-    pipeline: &Pipeline,
+    pipeline: Arc<Pipeline>,
     mut selected: Vec<bool>,
     environment: &Environment,
     base: &Path,
@@ -124,7 +124,7 @@ async fn execute(
     let session = match Session::open(
         environment,
         base,
-        &session::databases_needed(pipeline, &selected),
+        &session::databases_needed(&pipeline, &selected),
         args.db_connections,
     )
     .await
@@ -157,7 +157,7 @@ async fn execute(
 
 #[allow(clippy::too_many_arguments)]
 async fn with_session(
-    pipeline: &Pipeline,
+    pipeline: Arc<Pipeline>,
     selected: &mut [bool],
     environment: &Environment,
     base: &Path,
@@ -178,7 +178,7 @@ async fn with_session(
         }
     };
     if args.resume {
-        match resume_selection(pipeline, &records).await {
+        match resume_selection(&pipeline, &records).await {
             Ok(Some(resumed)) => selected.copy_from_slice(&resumed),
             Ok(None) => {
                 output::error(CliError::NothingToResume {
@@ -256,33 +256,53 @@ async fn with_session(
         connections,
         run_id,
     };
-    let mut display = Display::new(pipeline, args.json, ids.len());
+    let mut display = Display::new(Arc::clone(&pipeline), args.json, ids.len());
     display.run_started(run_id, &environment.name);
-    let results = executor::execute(
-        pipeline,
-        selected,
-        &shared,
-        &options,
-        &memory,
-        cancel,
-        |event| {
-            display.event(&event);
-            match event {
-                Event::Started { step, .. } => {
-                    let _ = record_tx.send(Record::Started(pipeline.steps[step].id.to_string()));
-                }
-                Event::Finished { step, result } => {
-                    let _ = record_tx.send(Record::Finished(
-                        pipeline.steps[step].id.to_string(),
-                        step_end(result),
-                    ));
-                }
-                Event::Retrying { .. } => {}
-            }
-        },
-    )
-    .await;
-    drop(record_tx);
+    // The executor runs as a task on the runtime's workers, where starting and
+    // finishing steps needs no wake-ups across threads.
+    let task = {
+        let (pipeline, selected, shared, cancel) = (
+            Arc::clone(&pipeline),
+            selected.to_vec(),
+            Arc::new(shared),
+            cancel.clone(),
+        );
+        tokio::spawn(async move {
+            let results = executor::execute(
+                &pipeline,
+                &selected,
+                &shared,
+                &options,
+                &memory,
+                &cancel,
+                |event| {
+                    display.event(&event);
+                    match event {
+                        Event::Started { step, .. } => {
+                            let _ =
+                                record_tx.send(Record::Started(pipeline.steps[step].key.clone()));
+                        }
+                        Event::Finished { step, result } => {
+                            let _ = record_tx.send(Record::Finished(
+                                pipeline.steps[step].key.clone(),
+                                step_end(result),
+                            ));
+                        }
+                        Event::Retrying { .. } => {}
+                    }
+                },
+            )
+            .await;
+            (results, display)
+        })
+    };
+    let (results, display) = match task.await {
+        Ok(done) => done,
+        Err(error) => {
+            output::note(&format!("the run stopped unexpectedly: {error}"));
+            return Exit::Failure;
+        }
+    };
     let _ = recorder.await;
     let failed = results.values().any(|r| !r.succeeded());
     // Not all done and nothing failed: a signal stopped the run.

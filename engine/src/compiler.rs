@@ -416,18 +416,21 @@ impl Compiler<'_> {
                 return None;
             }
         };
+        let id = StepId {
+            tool: tool.to_owned(),
+            target: target.map(str::to_owned),
+            operation: operation.to_owned(),
+            name: step.name.as_ref().map(|n| n.name.clone()),
+        };
         Some(StepNode {
-            id: StepId {
-                tool: tool.to_owned(),
-                target: target.map(str::to_owned),
-                operation: operation.to_owned(),
-                name: step.name.as_ref().map(|n| n.name.clone()),
-            },
+            key: id.to_string(),
+            signature: format!("{id}\n{}", params.canonical()),
+            id,
             group: group.map(|g| g.name.clone()),
             operation: op,
             retries: params.count("retries"),
             timeout: step.param("timeout").and_then(|p| duration(&p.value)),
-            params,
+            params: std::sync::Arc::new(params),
             prepared,
             span: step.span,
             header: step.operation_span,

@@ -146,12 +146,10 @@ pub async fn execute(
         .node_indices()
         .map(|n| graph.neighbors_directed(n, Direction::Incoming).count())
         .collect();
-    let position: HashMap<NodeIndex, usize> = pipeline
-        .order
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (*n, i))
-        .collect();
+    let mut position = vec![0usize; graph.node_count()];
+    for (i, node) in pipeline.order.iter().enumerate() {
+        position[node.index()] = i;
+    }
     let mut ready: BinaryHeap<Reverse<(usize, NodeIndex)>> = BinaryHeap::new();
     let mut results: HashMap<StepIndex, StepResult> = HashMap::new();
     let mut outputs: HashMap<StepIndex, String> = HashMap::new();
@@ -165,7 +163,7 @@ pub async fn execute(
 
     for node in graph.node_indices() {
         if waiting[node.index()] == 0 {
-            ready.push(Reverse((position[&node], node)));
+            ready.push(Reverse((position[node.index()], node)));
         }
     }
     loop {
@@ -244,7 +242,7 @@ pub async fn execute(
         {
             let previous = memory
                 .history
-                .get(&pipeline.steps[index].id.to_string())
+                .get(&pipeline.steps[index].key.clone())
                 .map(|p| p.output.clone());
             let output = match previous {
                 Some(previous) if outcome.unchanged => previous,
@@ -305,7 +303,7 @@ fn unchanged<'m>(
     }
     memory
         .history
-        .get(&pipeline.steps[index].id.to_string())
+        .get(&pipeline.steps[index].key.clone())
         .filter(|previous| {
             previous.input == input && fingerprint::outputs_exist(pipeline, index, &shared.base_dir)
         })
@@ -322,8 +320,8 @@ fn attempts(
 ) -> impl Future<Output = (StepIndex, StepResult)> + Send + 'static {
     let step = &pipeline.steps[index];
     let context = RunContext {
-        step: step.id.to_string(),
-        params: step.params.clone(),
+        step: step.key.clone(),
+        params: Arc::clone(&step.params),
         target: step
             .id
             .target
@@ -377,13 +375,13 @@ fn release(
     pipeline: &Pipeline,
     node: NodeIndex,
     waiting: &mut [usize],
-    position: &HashMap<NodeIndex, usize>,
+    position: &[usize],
     ready: &mut BinaryHeap<Reverse<(usize, NodeIndex)>>,
 ) {
     for next in pipeline.graph.neighbors_directed(node, Direction::Outgoing) {
         waiting[next.index()] -= 1;
         if waiting[next.index()] == 0 {
-            ready.push(Reverse((position[&next], next)));
+            ready.push(Reverse((position[next.index()], next)));
         }
     }
 }
@@ -460,7 +458,7 @@ pub fn predict(
                 _ => None,
             })
             .min();
-        let history = memory.history.get(&step.id.to_string());
+        let history = memory.history.get(&step.key);
         let prediction = if force {
             Prediction::Runs("--force".into())
         } else if pipeline.external[index] {

@@ -106,9 +106,14 @@ impl EdgeReason {
 /// A step, checked and prepared.
 pub struct StepNode {
     pub id: StepId,
+    /// The id as text, made once.
+    pub key: String,
+    /// The id and parameters in canonical form: the static part of the
+    /// step's fingerprint.
+    pub signature: String,
     pub group: Option<String>,
     pub operation: &'static dyn Operation,
-    pub params: Params,
+    pub params: std::sync::Arc<Params>,
     pub prepared: Prepared,
     pub retries: Option<u64>,
     pub timeout: Option<Duration>,

@@ -15,7 +15,7 @@ use crate::param::Params;
 pub struct RunContext {
     /// The step's id, for messages.
     pub step: String,
-    pub params: Params,
+    pub params: Arc<Params>,
     /// The database named by the operation, for `pg:<db>:...`.
     pub target: Option<String>,
     /// The flow file's directory: relative paths in the flow start here.
