@@ -87,3 +87,5 @@ impl Flow {
         output
     }
 }
+
+pub mod s3;

@@ -1,9 +1,28 @@
 //! `minio:download`: every object under a storage prefix into a local folder.
+//!
+//! Keys keep their path below the prefix. Objects download in parallel (at
+//! most `jobs`), stream to a temporary name, and are renamed once their size
+//! and, for single-part objects, their MD5 match what the listing said. A
+//! manifest in the target folder remembers each object's ETag and size, so
+//! that an unchanged object is not downloaded again. Transient failures
+//! (timeouts, 5xx, dropped connections) are retried with backoff; a 403 or
+//! 404 fails at once.
+
+mod download;
+mod storage;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
+    write_atomically,
 };
+use tokio::sync::Semaphore;
+
+use crate::download::{Listed, MANIFEST, Manifest};
+use crate::storage::Storage;
 
 pub struct Download;
 
@@ -36,6 +55,8 @@ static DOWNLOAD: OperationSpec = OperationSpec {
         ),
     ],
 };
+
+const ATTEMPTS: u32 = 4;
 
 impl Operation for Download {
     fn spec(&self) -> &'static OperationSpec {
@@ -78,6 +99,148 @@ impl Operation for Download {
             })
             .writes(Resource::directory(to)))
     }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(run(context))
+    }
+}
+
+fn globs(context: &RunContext, key: &str) -> Vec<glob::Pattern> {
+    context
+        .params
+        .list(key)
+        .into_iter()
+        .filter_map(|g| glob::Pattern::new(g).ok())
+        .collect()
+}
+
+async fn run(context: &RunContext) -> Result<Outcome, StepError> {
+    let (path, prefix) = context.params.path("from").unwrap_or_default();
+    let name = path.first().copied().unwrap_or_default();
+    let url = context
+        .storages
+        .get(name)
+        .ok_or_else(|| StepError::message(format!("storage `{name}` is not configured"), None))?;
+    let storage = Arc::new(Storage::parse(
+        url,
+        context.base_dir(),
+        prefix.unwrap_or_default(),
+    )?);
+    let to = context.path(context.params.str("to").unwrap_or_default());
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..glob::MatchOptions::new()
+    };
+    let (include, exclude) = (globs(context, "include"), globs(context, "exclude"));
+    let wanted = |key: &str| {
+        (include.is_empty() || include.iter().any(|g| g.matches_with(key, options)))
+            && !exclude.iter().any(|g| g.matches_with(key, options))
+    };
+    let listed: Vec<Listed> = with_retries(context, || download::list(&storage))
+        .await?
+        .into_iter()
+        .filter(|o| wanted(&o.key))
+        .collect();
+
+    let manifest_path = to.join(MANIFEST);
+    let mut manifest: Manifest = tokio::fs::read(&manifest_path)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let mut pending = Vec::new();
+    let mut skipped = 0usize;
+    for object in listed {
+        let target = to.join(&object.key);
+        let on_disk = tokio::fs::metadata(&target)
+            .await
+            .is_ok_and(|m| m.len() == object.size);
+        if on_disk && manifest.get(&object.key) == Some(&object) {
+            skipped += 1;
+        } else {
+            pending.push((object, target));
+        }
+    }
+    context
+        .progress
+        .units_total
+        .fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let permits = Arc::new(Semaphore::new(
+        context.params.count("jobs").unwrap_or(8).max(1) as usize,
+    ));
+    let mut tasks = Vec::new();
+    for (object, target) in pending {
+        let permits = Arc::clone(&permits);
+        let storage = Arc::clone(&storage);
+        tasks.push(async move {
+            let _permit = permits.acquire_owned().await;
+            let result = with_retries(context, || {
+                download::fetch(&storage, &object, &target, context)
+            })
+            .await;
+            (object, result)
+        });
+    }
+    let mut downloaded = 0usize;
+    let mut bytes = 0u64;
+    let mut failure = None;
+    let mut results = futures_util::stream::iter(tasks).buffer_unordered(usize::MAX);
+    while let Some((object, result)) = futures_util::StreamExt::next(&mut results).await {
+        match result {
+            Ok(written) => {
+                downloaded += 1;
+                bytes += written;
+                manifest.insert(object.key.clone(), object);
+            }
+            Err(error) => {
+                // The first object that fails for good stops the others;
+                // their partial files go with them.
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop(results);
+    // What did arrive is remembered even when something failed, so a rerun
+    // fetches only the rest.
+    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    write_atomically(&manifest_path, &text).await?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    Ok(Outcome {
+        rows: 0,
+        bytes,
+        note: Some(format!(
+            "{downloaded} downloaded, {skipped} unchanged, {bytes} bytes from {}",
+            storage.describe()
+        )),
+        unchanged: downloaded == 0,
+    })
+}
+
+use futures_util::StreamExt as _;
+
+/// Retries transient failures with exponential backoff.
+async fn with_retries<'a, T, F, Fut>(context: &'a RunContext, mut work: F) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StepError>> + 'a,
+{
+    let mut delay = Duration::from_millis(300);
+    for attempt in 1..=ATTEMPTS {
+        match work().await {
+            Err(error) if error.transient && attempt < ATTEMPTS => {
+                tokio::select! {
+                    () = context.cancel.cancelled() => return Err(error),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay *= 2;
+            }
+            result => return result,
+        }
+    }
+    Err(StepError::message("gave up", None))
 }
 
 inventory::submit!(Registration(&Download));

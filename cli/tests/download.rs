@@ -1,0 +1,290 @@
+//! `minio:download` against a real S3-compatible server (SeaweedFS).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flow_db::testing::TestDatabase;
+use support::Flow;
+use support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+
+struct Project {
+    dir: PathBuf,
+}
+
+impl Project {
+    fn new(name: &str, extra: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-dl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let flow = format!(
+            "flow downloads\n\nstorage bucket = env(\"BUCKET_URL\")\n\nstep minio:download {{\n  from = bucket \"shp/\"\n  to = \"data/raw\"\n{extra}}}\n"
+        );
+        std::fs::write(dir.join("downloads.flow"), flow).expect("flow");
+        Self { dir }
+    }
+
+    /// `flow run` with the bucket, recording in a database of the test cluster.
+    fn run(&self, url: &str, flow_db: &str) -> Flow {
+        Flow::new(["run", "downloads.flow"])
+            .dir(&self.dir)
+            .env("BUCKET_URL", url)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("FLOW_DATABASE_URL", flow_db)
+    }
+
+    fn raw(&self) -> PathBuf {
+        self.dir.join("data/raw")
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(
+                    path.strip_prefix(dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn note(output: &support::Output) -> String {
+    output
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("done  minio:download"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_than_a_thousand_keys_then_only_what_changed() {
+    let server = S3Server::shared().await;
+    let db = TestDatabase::create("downloads").await.expect("database");
+    let bucket = server.bucket("pages").await;
+    let mut uploads = Vec::new();
+    for i in 0..1_100 {
+        let bucket = bucket.clone();
+        uploads.push(tokio::spawn(async move {
+            bucket
+                .put_object(
+                    format!("shp/part{:02}/f{i:04}.txt", i % 7),
+                    format!("object {i}").as_bytes(),
+                )
+                .await
+        }));
+    }
+    for upload in uploads {
+        upload.await.expect("task").expect("upload");
+    }
+    bucket
+        .put_object("elsewhere/not-this.txt", b"outside the prefix")
+        .await
+        .expect("upload");
+    let project = Project::new("pages", "");
+    let url = server.url(&bucket, "");
+
+    let output = project.run(&url, &db.url()).expect(0);
+    assert!(
+        note(&output).contains("1100 downloaded, 0 unchanged"),
+        "{}",
+        output.stderr
+    );
+    let local = files(&project.raw());
+    assert_eq!(local.iter().filter(|f| f.ends_with(".txt")).count(), 1_100);
+    assert!(local.contains(&"part03/f0003.txt".to_owned()));
+    assert_eq!(
+        std::fs::read_to_string(project.raw().join("part03/f0010.txt")).expect("file"),
+        "object 10"
+    );
+
+    let output = project.run(&url, &db.url()).expect(0);
+    assert!(
+        note(&output).contains("0 downloaded, 1100 unchanged"),
+        "{}",
+        output.stderr
+    );
+
+    bucket
+        .put_object("shp/part03/f0010.txt", b"changed")
+        .await
+        .expect("upload");
+    let output = project.run(&url, &db.url()).expect(0);
+    assert!(
+        note(&output).contains("1 downloaded, 1099 unchanged"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.raw().join("part03/f0010.txt")).expect("file"),
+        "changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn include_and_exclude_globs_pick_keys() {
+    let server = S3Server::shared().await;
+    let db = TestDatabase::create("downloads").await.expect("database");
+    let bucket = server.bucket("globs").await;
+    for key in ["shp/a.shp", "shp/a.dbf", "shp/sub/b.shp", "shp/readme.txt"] {
+        bucket.put_object(key, b"x").await.expect("upload");
+    }
+    let project = Project::new(
+        "globs",
+        "  include = [\"**/*.shp\", \"*.shp\", \"*.dbf\"]\n  exclude = [\"sub/**\"]\n",
+    );
+    project.run(&server.url(&bucket, ""), &db.url()).expect(0);
+    assert_eq!(
+        files(&project.raw()),
+        [".flow-manifest.json", "a.dbf", "a.shp"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifty_megabyte_object_arrives_whole() {
+    let server = S3Server::shared().await;
+    let db = TestDatabase::create("downloads").await.expect("database");
+    let bucket = server.bucket("large").await;
+    let content: Vec<u8> = (0..50 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    bucket
+        .put_object("shp/large.bin", &content)
+        .await
+        .expect("upload");
+    let project = Project::new("large", "");
+    let output = project.run(&server.url(&bucket, ""), &db.url()).expect(0);
+    assert!(
+        note(&output).contains("52428800 bytes"),
+        "{}",
+        output.stderr
+    );
+    assert!(std::fs::read(project.raw().join("large.bin")).expect("file") == content);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_credentials_and_missing_buckets_fail_clearly() {
+    let server = S3Server::shared().await;
+    let db = TestDatabase::create("downloads").await.expect("database");
+    let bucket = server.bucket("denied").await;
+    bucket.put_object("shp/a.txt", b"x").await.expect("upload");
+    let project = Project::new("denied", "");
+    let output = project
+        .run(&server.url(&bucket, ""), &db.url())
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret-at-all")
+        .expect(1);
+    let text = output
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(text.contains("access denied"), "{}", output.stderr);
+    assert!(
+        text.contains(&format!(
+            "bucket `{}` at {}",
+            bucket.name(),
+            server.endpoint
+        )),
+        "{}",
+        output.stderr
+    );
+    assert!(!output.stderr.contains("not-the-secret-at-all"));
+
+    let missing = server
+        .url(&bucket, "")
+        .replace(&bucket.name(), "no-such-bucket-here");
+    let output = project.run(&missing, &db.url()).expect(1);
+    let text = output
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("bucket `no-such-bucket-here`") && text.contains("does not exist"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_download_leaves_no_partial_file_and_a_rerun_completes() {
+    let mut server = S3Server::private("killed").await;
+    let db = TestDatabase::create("killeddl").await.expect("database");
+    let bucket = server.bucket("killed").await;
+    let chunk = vec![7u8; 2 * 1024 * 1024];
+    for i in 0..120 {
+        bucket
+            .put_object(format!("shp/f{i:03}.bin"), &chunk)
+            .await
+            .expect("upload");
+    }
+    let project = Project::new("killed", "  jobs = 1\n");
+    let url = server.url(&bucket, "");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "downloads.flow"])
+        .current_dir(&project.dir)
+        .env("BUCKET_URL", &url)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("FLOW_DATABASE_URL", db.url())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flow starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files(&project.raw()).len() < 3 {
+        assert!(Instant::now() < deadline, "the download never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    let output = child.wait_with_output().expect("flow ends");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let left = files(&project.raw());
+    assert!(left.len() < 121, "the server was killed before the end");
+    assert!(
+        left.iter().all(|f| !f.contains("flow-part")),
+        "no partial file remains: {left:?}"
+    );
+    for file in left.iter().filter(|f| f.ends_with(".bin")) {
+        assert_eq!(
+            std::fs::metadata(project.raw().join(file))
+                .expect("file")
+                .len(),
+            chunk.len() as u64,
+            "{file} is whole"
+        );
+    }
+
+    server.restart().await;
+    let output = project.run(&url, &db.url()).expect(0);
+    assert!(note(&output).contains("unchanged"), "{}", output.stderr);
+    assert_eq!(files(&project.raw()).len(), 121);
+}
