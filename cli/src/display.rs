@@ -2,13 +2,14 @@
 //! lines otherwise, or one JSON object per event with `--json`; then a
 //! summary of every step.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flow_engine::executor::{Event, Status, StepResult, humanize};
-use flow_engine::{Pipeline, StepIndex};
+use flow_engine::{Pipeline, Progress, StepIndex};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -20,13 +21,42 @@ enum Mode {
     Plain,
 }
 
+/// The running steps and their counters, shared with the thread that
+/// refreshes the progress line.
+type Running = Arc<Mutex<BTreeMap<String, Arc<Progress>>>>;
+
 pub struct Display {
     pipeline: Arc<Pipeline>,
     mode: Mode,
     total: usize,
     finished: usize,
-    running: BTreeSet<String>,
+    running: Running,
     started: Instant,
+}
+
+/// The progress line: each running step, with the rows and bytes it moved.
+fn progress_line(running: &Running) -> String {
+    let running = running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let steps: Vec<String> = running
+        .iter()
+        .map(|(id, progress)| {
+            let rows = progress.rows.load(Ordering::Relaxed);
+            let bytes = progress.bytes.load(Ordering::Relaxed);
+            match (rows, bytes) {
+                (0, 0) => id.clone(),
+                (0, bytes) => format!("{id} ({})", bytes_text(bytes)),
+                (rows, 0) => format!("{id} ({rows} rows)"),
+                (rows, bytes) => format!("{id} ({rows} rows, {})", bytes_text(bytes)),
+            }
+        })
+        .collect();
+    if steps.is_empty() {
+        String::new()
+    } else {
+        format!("running {}", steps.join(", "))
+    }
 }
 
 impl Display {
@@ -45,12 +75,27 @@ impl Display {
         } else {
             Mode::Plain
         };
+        let running: Running = Arc::default();
+        if let Mode::Terminal(bar) = &mode {
+            // Bytes and rows move between events: refresh the line on a timer.
+            let (bar, running) = (bar.downgrade(), Arc::clone(&running));
+            std::thread::spawn(move || {
+                while let Some(bar) = bar.upgrade() {
+                    if bar.is_finished() {
+                        break;
+                    }
+                    bar.set_message(progress_line(&running));
+                    drop(bar);
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            });
+        }
         Self {
             pipeline,
             mode,
             total,
             finished: 0,
-            running: BTreeSet::new(),
+            running,
             started: Instant::now(),
         }
     }
@@ -84,14 +129,14 @@ impl Display {
 
     pub fn event(&mut self, event: &Event<'_>) {
         match event {
-            Event::Started { step, .. } => {
+            Event::Started { step, progress, .. } => {
                 let id = self.id(*step);
                 match &self.mode {
                     Mode::Json => Self::emit(&json!({"event": "step_started", "step": id})),
                     Mode::Plain => self.line(&format!("start {id}")),
                     Mode::Terminal(_) => {}
                 }
-                self.running.insert(id);
+                self.lock().insert(id, Arc::clone(progress));
             }
             Event::Retrying {
                 step,
@@ -114,19 +159,14 @@ impl Display {
             }
             Event::Finished { step, result } => {
                 let id = self.id(*step);
-                self.running.remove(&id);
+                self.lock().remove(&id);
                 self.finished += 1;
                 self.finished_line(&id, result);
             }
         }
         if let Mode::Terminal(bar) = &self.mode {
             bar.set_position(self.finished as u64);
-            let running: Vec<&str> = self.running.iter().map(String::as_str).collect();
-            bar.set_message(if running.is_empty() {
-                String::new()
-            } else {
-                format!("running {}", running.join(", "))
-            });
+            bar.set_message(progress_line(&self.running));
         }
     }
 
@@ -170,6 +210,12 @@ impl Display {
             Status::Cancelled => self.line(&format!("stop  {id} (cancelled after {took})")),
             Status::NotRun => self.line(&format!("----  {id} (not run)")),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Progress>>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn id(&self, step: StepIndex) -> String {

@@ -307,3 +307,74 @@ async fn json_events_and_exit_codes() {
     project.write("nightly.flow", "step sql:flow:rn {}\n");
     project.flow(&["run"]).expect(2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_cancels_cleanly_and_is_recorded() {
+    let project = Project::new("sigterm").await;
+    project.write(
+        "a.sql",
+        "CREATE TABLE a AS SELECT g AS n FROM generate_series(1, 10) g;\nSELECT pg_sleep(60);\n",
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "nightly.flow"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flow starts");
+    let client = project.db.client().await.expect("connect");
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND state = 'active' AND pid <> pg_backend_pid()";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .query_one(sleeping, &[])
+        .await
+        .expect("activity")
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the step never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("flow ends");
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancelled promptly"
+    );
+
+    let exists: bool = client
+        .query_one("SELECT to_regclass('public.a') IS NOT NULL", &[])
+        .await
+        .expect("a")
+        .get(0);
+    assert!(!exists, "the step's transaction was rolled back");
+    assert_eq!(
+        client
+            .query_one(sleeping, &[])
+            .await
+            .expect("activity")
+            .get::<_, i64>(0),
+        0,
+        "the query was cancelled on the server"
+    );
+    let runs = project.flow(&["runs", "--json"]).expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    assert_eq!(runs[0]["status"], "cancelled");
+    assert_eq!(
+        project.statuses(1)[1],
+        ("sql:flow:run/a".to_owned(), "cancelled".to_owned())
+    );
+}

@@ -259,3 +259,35 @@ mod tests {
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
 }
+
+/// Cancels the query running on a connection when dropped: a step whose
+/// future is dropped (cancelled, timed out) stops its work on the server
+/// instead of leaving it running, and its pooled connection is soon free.
+pub struct CancelOnDrop {
+    token: Option<tokio_postgres::CancelToken>,
+}
+
+impl CancelOnDrop {
+    pub fn new(client: &Client) -> Self {
+        Self {
+            token: Some(client.cancel_token()),
+        }
+    }
+
+    /// The work ended normally: nothing to cancel.
+    pub fn disarm(mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            });
+        }
+    }
+}

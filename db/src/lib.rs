@@ -20,7 +20,7 @@ pub mod testing;
 pub mod types;
 
 pub use cluster::{Cluster, ClusterStatus, Lease};
-pub use database::{Database, quote_ident, quote_literal};
+pub use database::{CancelOnDrop, Database, quote_ident, quote_literal};
 pub use db_error::{DbError, SqlError};
 pub use location::{Location, redact};
 

@@ -55,6 +55,8 @@ pub enum Event<'a> {
     Started {
         step: StepIndex,
         attempt: u32,
+        /// The step's counters, which it advances as it works.
+        progress: &'a Arc<Progress>,
     },
     Retrying {
         step: StepIndex,
@@ -205,9 +207,11 @@ pub async fn execute(
                 continue;
             }
             inputs.insert(index, input);
+            let progress = Arc::new(Progress::default());
             on_event(Event::Started {
                 step: index,
                 attempt: 1,
+                progress: &progress,
             });
             running.spawn(attempts(
                 pipeline,
@@ -215,6 +219,7 @@ pub async fn execute(
                 shared,
                 options,
                 cancel.child_token(),
+                progress,
                 retries_tx.clone(),
             ));
         }
@@ -316,6 +321,7 @@ fn attempts(
     shared: &Shared,
     options: &Options,
     cancel: CancellationToken,
+    progress: Arc<Progress>,
     retries_tx: tokio::sync::mpsc::UnboundedSender<(StepIndex, u32, StepError, Duration)>,
 ) -> impl Future<Output = (StepIndex, StepResult)> + Send + 'static {
     let step = &pipeline.steps[index];
@@ -331,7 +337,7 @@ fn attempts(
         databases: Arc::clone(&shared.databases),
         storages: Arc::clone(&shared.storages),
         cancel,
-        progress: Arc::new(Progress::default()),
+        progress,
     };
     let operation = step.operation;
     let retries = step.retries.unwrap_or(options.retries);

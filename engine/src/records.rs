@@ -163,7 +163,7 @@ impl Records {
                     .await?;
                 client
                     .execute(
-                        "UPDATE _flow.steps SET status = 'interrupted' WHERE run_id = $1 AND status = 'running'",
+                        "UPDATE _flow.steps SET status = 'interrupted' WHERE run_id = $1 AND status IN ('running', 'pending')",
                         &[&id],
                     )
                     .await?;

@@ -72,37 +72,31 @@ impl Operation for Run {
                 let sql = tokio::fs::read_to_string(file).await.map_err(|e| {
                     StepError::message(format!("cannot read `{relative}`: {e}"), None)
                 })?;
-                let transaction = client.transaction().await?;
-                let cancel = transaction.cancel_token();
-                let work = async {
-                    let messages = transaction.simple_query(&sql).await?;
-                    Ok::<u64, flow_engine::flow_db::tokio_postgres::Error>(
-                        messages
-                            .iter()
-                            .filter_map(|m| match m {
-                                flow_engine::flow_db::tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                                _ => None,
-                            })
-                            .sum(),
-                    )
-                };
-                let result = tokio::select! {
-                    result = work => result,
-                    () = context.cancel.cancelled() => {
-                        let _ = cancel.cancel_query(flow_engine::flow_db::tokio_postgres::NoTls).await;
-                        return Err(StepError::message("cancelled", None));
-                    }
-                };
-                match result {
-                    Ok(count) => {
-                        transaction.commit().await?;
-                        rows += count;
-                        context.progress.add_rows(count);
-                    }
-                    Err(error) => {
-                        return Err(StepError::from(DbError::in_file(error, &relative, &sql)));
+                // Armed while the file runs: if the step is dropped (cancelled,
+                // timed out) the server stops the query. Every normal return
+                // disarms it, so it never cancels the connection's next user.
+                let guard = flow_engine::flow_db::CancelOnDrop::new(&client);
+                let result = async {
+                    let transaction = client.transaction().await?;
+                    match transaction.simple_query(&sql).await {
+                        Ok(messages) => {
+                            transaction.commit().await?;
+                            Ok(messages
+                                .iter()
+                                .filter_map(|m| match m {
+                                    flow_engine::flow_db::tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                                    _ => None,
+                                })
+                                .sum::<u64>())
+                        }
+                        Err(error) => Err(StepError::from(DbError::in_file(error, &relative, &sql))),
                     }
                 }
+                .await;
+                guard.disarm();
+                let count = result?;
+                rows += count;
+                context.progress.add_rows(count);
             }
             Ok(Outcome {
                 rows,
