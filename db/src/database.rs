@@ -234,32 +234,6 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_take_sslmode_and_fill_from_the_environment() {
-        let (config, verify) =
-            config_from_url("postgres://u:p@db:6543/api?sslmode=verify-full").expect("valid");
-        assert!(verify);
-        assert_eq!(config.get_ssl_mode(), SslMode::Require);
-        assert_eq!(config.get_ports(), [6543]);
-        assert_eq!(config.get_dbname(), Some("api"));
-        let (config, verify) =
-            config_from_url("postgres://u@db/api?sslmode=disable").expect("valid");
-        assert!(!verify);
-        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
-        assert!(config_from_url("postgres://db/api?sslmode=sometimes").is_err());
-    }
-
-    #[test]
-    fn identifiers_and_literals_are_quoted() {
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
-    }
-}
-
 /// Cancels the query running on a connection when dropped: a step whose
 /// future is dropped (cancelled, timed out) stops its work on the server
 /// instead of leaving it running, and its pooled connection is soon free.
@@ -289,5 +263,31 @@ impl Drop for CancelOnDrop {
                 let _ = token.cancel_query(tokio_postgres::NoTls).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_take_sslmode_and_fill_from_the_environment() {
+        let (config, verify) =
+            config_from_url("postgres://u:p@db:6543/api?sslmode=verify-full").expect("valid");
+        assert!(verify);
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(config.get_ports(), [6543]);
+        assert_eq!(config.get_dbname(), Some("api"));
+        let (config, verify) =
+            config_from_url("postgres://u@db/api?sslmode=disable").expect("valid");
+        assert!(!verify);
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        assert!(config_from_url("postgres://db/api?sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
     }
 }
