@@ -84,6 +84,17 @@ pub enum Command {
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
     },
+    /// Run the schedules of flow files as a service, or list them.
+    #[command(args_conflicts_with_subcommands = true)]
+    Schedule {
+        #[command(subcommand)]
+        list: Option<ScheduleCommand>,
+        /// The flow files whose schedules to run.
+        files: Vec<PathBuf>,
+        /// How often the service looks at the clock, in milliseconds.
+        #[arg(long, default_value_t = 1000, hide = true)]
+        tick_ms: u64,
+    },
     /// List the operations of the installed plugins and their parameters.
     Operations,
 }
@@ -116,6 +127,9 @@ pub struct RunArgs {
     /// Print one JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Plain lines even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +145,15 @@ pub enum DbAction {
         path: Option<PathBuf>,
         #[arg(long, default_value = "flow")]
         database: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Each schedule with its last fire and result, and its next fire.
+    List {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 

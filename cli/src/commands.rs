@@ -52,6 +52,15 @@ pub fn run(args: Args) -> Exit {
         },
         Command::Run { file, select, run } => crate::run::run(&file, &select, &run, &registry),
         Command::Db { action } => crate::db::db(&action),
+        Command::Schedule {
+            list: Some(crate::args::ScheduleCommand::List { files }),
+            ..
+        } => crate::schedule::list(&files, &registry),
+        Command::Schedule {
+            list: None,
+            files,
+            tick_ms,
+        } => crate::schedule::serve(&files, tick_ms, &registry),
         Command::Runs {
             file,
             limit,

@@ -60,10 +60,10 @@ fn progress_line(running: &Running) -> String {
 }
 
 impl Display {
-    pub fn new(pipeline: Arc<Pipeline>, json: bool, total: usize) -> Self {
+    pub fn new(pipeline: Arc<Pipeline>, json: bool, plain: bool, total: usize) -> Self {
         let mode = if json {
             Mode::Json
-        } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        } else if !plain && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
             let bar =
                 ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             bar.set_style(

@@ -19,6 +19,7 @@ mod history;
 mod load;
 mod output;
 mod run;
+mod schedule;
 mod session;
 
 use std::process::ExitCode;

@@ -37,15 +37,27 @@ pub fn run(file: &Path, select: &SelectArgs, args: &RunArgs, registry: &Registry
         }
     };
     let selection = describe_selection(select, args);
-    block_on(execute(
-        Arc::new(pipeline),
-        selected,
-        &environment,
-        &base,
-        file,
-        &selection,
-        args,
-    ))
+    block_on(async {
+        let cancel = CancellationToken::new();
+        let interrupted = Arc::new(AtomicBool::new(false));
+        spawn_signal_handler(cancel.clone(), Arc::clone(&interrupted));
+        let (exit, _) = execute(
+            Arc::new(pipeline),
+            selected,
+            &environment,
+            &base,
+            file,
+            &selection,
+            args,
+            &cancel,
+        )
+        .await;
+        if interrupted.load(Ordering::SeqCst) {
+            Exit::Interrupted
+        } else {
+            exit
+        }
+    })
 }
 
 pub fn block_on(work: impl Future<Output = Exit>) -> Exit {
@@ -108,7 +120,10 @@ enum Record {
     Finished(String, StepEnd),
 }
 
-async fn execute(
+/// Runs the selected steps of a flow and records the run; returns how it
+/// ended and the run's id, once there is one. `cancel` stops it cleanly.
+#[allow(clippy::too_many_arguments)]
+pub async fn execute(
     pipeline: Arc<Pipeline>,
     mut selected: Vec<bool>,
     environment: &Environment,
@@ -116,11 +131,8 @@ async fn execute(
     file: &Path,
     selection: &str,
     args: &RunArgs,
-) -> Exit {
-    let cancel = CancellationToken::new();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    spawn_signal_handler(cancel.clone(), Arc::clone(&interrupted));
-
+    cancel: &CancellationToken,
+) -> (Exit, Option<i64>) {
     let session = match Session::open(
         environment,
         base,
@@ -132,9 +144,10 @@ async fn execute(
         Ok(session) => session,
         Err(error) => {
             output::error(error);
-            return Exit::Failure;
+            return (Exit::Failure, None);
         }
     };
+    let mut run_id = None;
     let exit = with_session(
         pipeline,
         &mut selected,
@@ -144,15 +157,12 @@ async fn execute(
         selection,
         args,
         &session,
-        &cancel,
+        cancel,
+        &mut run_id,
     )
     .await;
     session.close().await;
-    if interrupted.load(Ordering::SeqCst) {
-        Exit::Interrupted
-    } else {
-        exit
-    }
+    (exit, run_id)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -166,6 +176,7 @@ async fn with_session(
     args: &RunArgs,
     session: &Session,
     cancel: &CancellationToken,
+    recorded_as: &mut Option<i64>,
 ) -> Exit {
     let Some(flow_db) = session.databases.get("flow") else {
         return Exit::Failure;
@@ -225,6 +236,7 @@ async fn with_session(
             return Exit::Failure;
         }
     };
+    *recorded_as = Some(run_id);
     let (record_tx, mut record_rx) = tokio::sync::mpsc::unbounded_channel::<Record>();
     let recorder = {
         let records = records.clone();
@@ -256,7 +268,7 @@ async fn with_session(
         connections,
         run_id,
     };
-    let mut display = Display::new(Arc::clone(&pipeline), args.json, ids.len());
+    let mut display = Display::new(Arc::clone(&pipeline), args.json, args.plain, ids.len());
     display.run_started(run_id, &environment.name);
     // The executor runs as a task on the runtime's workers, where starting and
     // finishing steps needs no wake-ups across threads.

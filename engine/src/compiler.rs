@@ -16,7 +16,7 @@ use crate::pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, 
 use crate::resource::ResourceIndex;
 use crate::step_id::{StepId, StepPattern};
 use crate::suggest::did_you_mean;
-use crate::{CompileError, DEFAULT_DATABASES, MANUAL_GROUP, Registry};
+use crate::{CompileError, DEFAULT_DATABASES, MANUAL_GROUP, Registry, Trigger};
 
 /// Parameters every step accepts, whatever its operation.
 const STEP_PARAMS: &[ParamSpec] = &[
@@ -643,7 +643,7 @@ impl Compiler<'_> {
                 }),
                 (Some(cron), None) => {
                     if let ValueKind::String(text) = &cron.value.kind
-                        && let Err(message) = check_cron(text)
+                        && let Err(message) = Trigger::parse(Some(text), None, "UTC")
                     {
                         self.errors.push(CompileError::InvalidValue {
                             message: format!("`{text}` is not a cron expression: {message}"),
@@ -653,6 +653,19 @@ impl Compiler<'_> {
                     }
                 }
                 (None, Some(_)) => {}
+            }
+            if let Some(zone) = block_param(block, "timezone")
+                && let ValueKind::String(text) = &zone.value.kind
+                && jiff::tz::TimeZone::get(text).is_err()
+            {
+                self.errors.push(CompileError::InvalidValue {
+                    message: format!("unknown time zone `{text}`"),
+                    span: zone.value.span.into(),
+                    help: Some(
+                        "use a name of the tz database, like `\"UTC\"` or `\"Europe/Berlin\"`"
+                            .into(),
+                    ),
+                });
             }
             if let Some(env) = block_param(block, "env").and_then(|p| p.value.as_ident())
                 && !self.environments.contains_key(&env.name)
@@ -699,6 +712,7 @@ impl Compiler<'_> {
                     .collect(),
                 env: params.str("env").map(str::to_owned),
                 missed: params.str("missed").unwrap_or("latest").to_owned(),
+                max_missed: params.count("max_missed").unwrap_or(10),
                 span: block.span,
             });
         }
@@ -809,44 +823,6 @@ fn duration(value: &Value) -> Option<Duration> {
         }
         _ => None,
     }
-}
-
-/// A light check of a five-field cron expression; the scheduler parses it fully.
-fn check_cron(text: &str) -> Result<(), String> {
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!("it has {} fields, not 5", fields.len()));
-    }
-    let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
-    for (field, (low, high)) in fields.iter().zip(ranges) {
-        for part in field.split(',') {
-            let (range, step) = part.split_once('/').unwrap_or((part, "1"));
-            if step.parse::<u32>().map_or(true, |s| s == 0) {
-                return Err(format!("`{part}` has an invalid step"));
-            }
-            if range == "*" {
-                continue;
-            }
-            let bounds: Vec<&str> = range.split('-').collect();
-            for bound in &bounds {
-                let named = [
-                    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
-                    "dec", "sun", "mon", "tue", "wed", "thu", "fri", "sat",
-                ];
-                if named.contains(&bound.to_ascii_lowercase().as_str()) {
-                    continue;
-                }
-                match bound.parse::<u32>() {
-                    Ok(n) if (low..=high).contains(&n) => {}
-                    _ => return Err(format!("`{bound}` is not between {low} and {high}")),
-                }
-            }
-            if bounds.len() > 2 {
-                return Err(format!("`{range}` is not a range"));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn env_help(value: &Value) -> Option<String> {

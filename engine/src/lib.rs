@@ -31,6 +31,7 @@ mod run_context;
 mod selection;
 mod step_id;
 mod suggest;
+mod trigger;
 
 pub use compile_error::CompileError;
 pub use compiler::compile;
@@ -41,13 +42,14 @@ pub use operation::{
 pub use param::{ParamSpec, ParamType, Params};
 pub use pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, StepIndex, StepNode};
 pub use plan::{Plan, PlannedStep};
-pub use records::{Records, RunRecord, StepEnd, StepRecord, Success};
+pub use records::{FireRecord, Records, RunRecord, StepEnd, StepRecord, Success};
 pub use registry::Registry;
 pub use render::{GraphFormat, render_graph};
 pub use resource::{Access, Resource, check_glob, table_ref};
 pub use run_context::{Outcome, Progress, RunContext, StepError, write_atomically};
 pub use selection::{Selection, SelectionError};
 pub use step_id::{StepId, StepPattern};
+pub use trigger::Trigger;
 
 /// The name of the group whose steps run only when selected by name.
 pub const MANUAL_GROUP: &str = "manual";

@@ -140,7 +140,16 @@ pub struct Schedule {
     pub run: Vec<String>,
     pub env: Option<String>,
     pub missed: String,
+    /// With `missed = all`, at most this many missed fires run.
+    pub max_missed: u64,
     pub span: Span,
+}
+
+impl Schedule {
+    /// When it fires; checked when the flow was compiled.
+    pub fn trigger(&self) -> Option<crate::Trigger> {
+        crate::Trigger::parse(self.cron.as_deref(), self.every, &self.timezone).ok()
+    }
 }
 
 /// A `check` block, checked.

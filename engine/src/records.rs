@@ -56,7 +56,31 @@ CREATE TABLE IF NOT EXISTS _flow.units (
     PRIMARY KEY (run_id, step, unit),
     FOREIGN KEY (run_id, step) REFERENCES _flow.steps ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS _flow.fires (
+    flow text NOT NULL,
+    schedule text NOT NULL,
+    fire_at timestamptz NOT NULL,
+    status text NOT NULL,
+    run_id bigint,
+    host text,
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (flow, schedule, fire_at)
+);
 ";
+
+/// A schedule's fire as recorded: `registered` (when the scheduler first saw
+/// it, the origin for missed fires), `started`, `succeeded`, `failed`,
+/// `cancelled`, `missed` or `skipped` (a run of it was still going).
+#[derive(Debug, Clone, Serialize)]
+pub struct FireRecord {
+    pub schedule: String,
+    /// Microseconds since the Unix epoch.
+    pub fire_at: i64,
+    pub status: String,
+    pub run_id: Option<i64>,
+}
+
+const MICROS: &str = "timestamptz 'epoch' + $3::bigint * interval '1 microsecond'";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -252,6 +276,111 @@ impl Records {
             )
             .await?;
         Ok(())
+    }
+
+    /// Records a fire unless one is recorded already for that time: the one
+    /// place that decides that a fire happens, so it happens once whatever
+    /// the number of schedulers. Returns whether this call recorded it.
+    pub async fn claim_fire(
+        &self,
+        flow: &str,
+        schedule: &str,
+        fire_at: i64,
+        status: &str,
+    ) -> Result<bool, DbError> {
+        let client = self.database.client().await?;
+        let inserted = client
+            .execute(
+                &format!(
+                    "INSERT INTO _flow.fires (flow, schedule, fire_at, status, host) VALUES ($1, $2, {MICROS}, $4, $5)
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[&flow, &schedule, &fire_at, &status, &hostname()],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    pub async fn finish_fire(
+        &self,
+        flow: &str,
+        schedule: &str,
+        fire_at: i64,
+        status: &str,
+        run_id: Option<i64>,
+    ) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        client
+            .execute(
+                &format!("UPDATE _flow.fires SET status = $4, run_id = $5 WHERE flow = $1 AND schedule = $2 AND fire_at = {MICROS}"),
+                &[&flow, &schedule, &fire_at, &status, &run_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The newest recorded fire of each schedule of a flow (of any status,
+    /// or only of real fires).
+    pub async fn last_fires(
+        &self,
+        flow: &str,
+        real_only: bool,
+    ) -> Result<Vec<FireRecord>, DbError> {
+        let client = self.database.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT ON (schedule) schedule, (extract(epoch FROM fire_at) * 1000000)::bigint, status, run_id
+                 FROM _flow.fires WHERE flow = $1 AND (NOT $2 OR status <> 'registered')
+                 ORDER BY schedule, fire_at DESC",
+                &[&flow, &real_only],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FireRecord {
+                schedule: r.get(0),
+                fire_at: r.get(1),
+                status: r.get(2),
+                run_id: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Every recorded fire of a schedule, oldest first.
+    pub async fn fires(&self, flow: &str, schedule: &str) -> Result<Vec<FireRecord>, DbError> {
+        let client = self.database.client().await?;
+        let rows = client
+            .query(
+                "SELECT schedule, (extract(epoch FROM fire_at) * 1000000)::bigint, status, run_id
+                 FROM _flow.fires WHERE flow = $1 AND schedule = $2 ORDER BY fire_at",
+                &[&flow, &schedule],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FireRecord {
+                schedule: r.get(0),
+                fire_at: r.get(1),
+                status: r.get(2),
+                run_id: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Takes the scheduler's leadership for a flow on a connection of its own,
+    /// held as long as the returned client lives (a session advisory lock).
+    pub async fn try_lead(&self, flow: &str) -> Result<Option<flow_db::ClientWrapper>, DbError> {
+        let client = self.database.client().await?;
+        let led: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('flow schedule'), hashtext($1))",
+                &[&flow],
+            )
+            .await?
+            .get(0);
+        // Taken out of the pool: when it is dropped, the connection closes and
+        // the lock goes with it, for another scheduler to take.
+        Ok(led.then(|| flow_db::Client::take(client)))
     }
 
     /// The latest runs, newest first.

@@ -1,0 +1,411 @@
+//! `flow schedule`: the schedules of flow files as a long-lived service, and
+//! `flow schedule list`.
+//!
+//! Every fire is recorded in `_flow.fires` of the flow's database, keyed by
+//! flow, schedule and fire time: inserting that row is what makes a fire
+//! happen, so a fire runs once whatever the number of schedulers and restarts.
+//! Instances elect one leader per flow with a PostgreSQL advisory lock held on
+//! a connection of its own; the others stand by and take over when the
+//! leader's connection goes. On start, a schedule with no fires yet records a
+//! `registered` row, the origin from which missed fires are counted after a
+//! restart. A fire found later than `GRACE` is missed, and the schedule's
+//! `missed` policy applies: `skip` records it and runs nothing, `latest`
+//! (default) runs only the newest, `all` runs each, at most `max_missed`, one
+//! after another. A fire that comes while the schedule's previous run is still
+//! going is recorded as `skipped`: runs of one schedule never overlap.
+//! SIGTERM or Ctrl-C stop the service: running runs are cancelled cleanly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flow_engine::{Pipeline, Records, Registry, Schedule, Selection};
+use jiff::Timestamp;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{RunArgs, SelectArgs};
+use crate::exit::Exit;
+use crate::run::{base_dir, block_on, resolve_environment};
+use crate::session::Session;
+use crate::{load, output};
+
+/// How late a fire may be found and still count as on time.
+const GRACE: Duration = Duration::from_secs(2);
+
+struct Flow {
+    file: PathBuf,
+    base: PathBuf,
+    pipeline: Arc<Pipeline>,
+}
+
+fn load_all(files: &[PathBuf], registry: &Registry) -> Option<Vec<Flow>> {
+    let mut flows = Vec::new();
+    for file in files {
+        let pipeline = load::load(file, registry)?;
+        flows.push(Flow {
+            file: file.clone(),
+            base: base_dir(file),
+            pipeline: Arc::new(pipeline),
+        });
+    }
+    Some(flows)
+}
+
+fn micros(at: Timestamp) -> i64 {
+    at.as_microsecond()
+}
+
+fn from_micros(value: i64) -> Timestamp {
+    Timestamp::from_microsecond(value).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Opens the flow database of a flow (the records live there).
+async fn records(flow: &Flow) -> Result<(Session, Records), String> {
+    let environment =
+        resolve_environment(&flow.pipeline, &flow.base, None).map_err(|e| e.to_string())?;
+    let needed = std::collections::BTreeSet::from(["flow".to_owned()]);
+    let session = Session::open(&environment, &flow.base, &needed, 4)
+        .await
+        .map_err(|e| e.to_string())?;
+    let records = match session.databases.get("flow") {
+        Some(database) => Records::open(database).await.map_err(|e| e.to_string())?,
+        None => return Err("no flow database".into()),
+    };
+    Ok((session, records))
+}
+
+pub fn list(files: &[PathBuf], registry: &Registry) -> Exit {
+    let Some(flows) = load_all(files, registry) else {
+        return Exit::Invalid;
+    };
+    block_on(async move {
+        let now = Timestamp::now();
+        let mut text = format!(
+            "{:<12} {:<16} {:<26} {:<12} {:<26}\n",
+            "flow", "schedule", "last fire (UTC)", "result", "next fire (UTC)"
+        );
+        for flow in &flows {
+            let last = match records(flow).await {
+                Ok((session, records)) => {
+                    let fires = records
+                        .last_fires(&flow.pipeline.name, true)
+                        .await
+                        .unwrap_or_default();
+                    session.close().await;
+                    fires
+                }
+                Err(error) => {
+                    output::note(&format!(
+                        "{}: run history not read: {error}",
+                        flow.file.display()
+                    ));
+                    Vec::new()
+                }
+            };
+            for schedule in &flow.pipeline.schedules {
+                let fire = last.iter().find(|f| f.schedule == schedule.name);
+                let next = schedule.trigger().and_then(|t| t.next_after(now));
+                text.push_str(&format!(
+                    "{:<12} {:<16} {:<26} {:<12} {:<26}\n",
+                    flow.pipeline.name,
+                    schedule.name,
+                    fire.map_or_else(
+                        || "-".into(),
+                        |f| from_micros(f.fire_at).strftime("%F %T").to_string()
+                    ),
+                    fire.map_or("-", |f| f.status.as_str()),
+                    next.map_or_else(|| "-".into(), |n| n.strftime("%F %T").to_string()),
+                ));
+            }
+        }
+        output::out(&text);
+        Exit::Success
+    })
+}
+
+pub fn serve(files: &[PathBuf], tick_ms: u64, registry: &Registry) -> Exit {
+    if files.is_empty() {
+        output::note(
+            "name the flow files whose schedules to run: `flow schedule flows/parcels.flow`",
+        );
+        return Exit::Invalid;
+    }
+    let Some(flows) = load_all(files, registry) else {
+        return Exit::Invalid;
+    };
+    if flows.iter().all(|f| f.pipeline.schedules.is_empty()) {
+        output::note("these flows have no `schedule` blocks");
+        return Exit::Invalid;
+    }
+    block_on(async move {
+        let stop = CancellationToken::new();
+        {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let terminate = async {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(mut signal) => {
+                            signal.recv().await;
+                        }
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    () = terminate => {}
+                }
+                output::note("stopping: cancelling running runs");
+                stop.cancel();
+            });
+        }
+        let tick = Duration::from_millis(tick_ms.max(50));
+        let services: Vec<JoinHandle<()>> = flows
+            .into_iter()
+            .map(|flow| tokio::spawn(service(flow, tick, stop.clone())))
+            .collect();
+        for service in services {
+            let _ = service.await;
+        }
+        output::note("scheduler stopped");
+        Exit::Success
+    })
+}
+
+/// One flow's schedules: stand by until leader, then fire on time.
+async fn service(flow: Flow, tick: Duration, stop: CancellationToken) {
+    let name = flow.pipeline.name.clone();
+    let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut leading = None;
+    let mut connected: Option<(Session, Records)> = None;
+    while !stop.is_cancelled() {
+        if connected.is_none() {
+            match records(&flow).await {
+                Ok(opened) => connected = Some(opened),
+                Err(error) => {
+                    output::note(&format!("{name}: cannot reach the flow database: {error}"))
+                }
+            }
+        }
+        if let Some((_, records)) = &connected {
+            if leading.is_none() {
+                match records.try_lead(&name).await {
+                    Ok(Some(lock)) => {
+                        output::note(&format!("{name}: leading the schedules"));
+                        leading = Some(lock);
+                    }
+                    Ok(None) => {}
+                    Err(error) => output::note(&format!("{name}: cannot take the lead: {error}")),
+                }
+            }
+            if let Some(lock) = &leading
+                && lock.simple_query("SELECT 1").await.is_err()
+            {
+                output::note(&format!("{name}: lost the lead"));
+                leading = None;
+            }
+            if leading.is_some() {
+                running.retain(|_, task| !task.is_finished());
+                for schedule in &flow.pipeline.schedules {
+                    if let Err(error) =
+                        fire_due(&flow, schedule, records, &mut running, &stop).await
+                    {
+                        output::note(&format!("{name}: schedule `{}`: {error}", schedule.name));
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+    for (_, task) in running {
+        let _ = task.await;
+    }
+    drop(leading);
+    if let Some((session, _)) = connected {
+        session.close().await;
+    }
+}
+
+async fn fire_due(
+    flow: &Flow,
+    schedule: &Schedule,
+    records: &Records,
+    running: &mut HashMap<String, JoinHandle<()>>,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let name = &flow.pipeline.name;
+    let Some(trigger) = schedule.trigger() else {
+        return Ok(());
+    };
+    let now = Timestamp::now();
+    let fires = records
+        .fires(name, &schedule.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(origin) = fires.last().map(|f| from_micros(f.fire_at)) else {
+        records
+            .claim_fire(name, &schedule.name, micros(now), "registered")
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    };
+    let due = trigger.between(origin, now, 10_000);
+    if due.is_empty() {
+        return Ok(());
+    }
+    let late = move |fire: &Timestamp| now.duration_since(*fire).unsigned_abs() > GRACE;
+    let to_run: Vec<Timestamp> = match schedule.missed.as_str() {
+        "skip" => due.iter().filter(|f| !late(f)).copied().collect(),
+        "all" => {
+            let limit = usize::try_from(schedule.max_missed)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            due.iter().rev().take(limit).rev().copied().collect()
+        }
+        _ => due.last().copied().into_iter().collect(),
+    };
+    for fire in due.iter().filter(|f| !to_run.contains(f)) {
+        if records
+            .claim_fire(name, &schedule.name, micros(*fire), "missed")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            output::note(&format!(
+                "warning: {name}: schedule `{}` missed its fire at {fire}",
+                schedule.name
+            ));
+        }
+    }
+    let busy = running
+        .get(&schedule.name)
+        .is_some_and(|t| !t.is_finished());
+    if busy {
+        for fire in &to_run {
+            if records
+                .claim_fire(name, &schedule.name, micros(*fire), "skipped")
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                output::note(&format!(
+                    "{name}: schedule `{}` fire at {fire} skipped: its previous run is still going",
+                    schedule.name
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let mut claimed = Vec::new();
+    for fire in to_run {
+        if records
+            .claim_fire(name, &schedule.name, micros(fire), "started")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            claimed.push(fire);
+        }
+    }
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let task = {
+        let (pipeline, file, base, schedule, records, stop) = (
+            Arc::clone(&flow.pipeline),
+            flow.file.clone(),
+            flow.base.clone(),
+            schedule.clone(),
+            records.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            for fire in claimed {
+                if late(&fire) {
+                    output::note(&format!(
+                        "warning: {}: schedule `{}` runs its fire at {fire} late",
+                        pipeline.name, schedule.name
+                    ));
+                }
+                output::note(&format!(
+                    "{}: schedule `{}` fires ({fire})",
+                    pipeline.name, schedule.name
+                ));
+                let (status, run_id) = run_once(&pipeline, &file, &base, &schedule, &stop).await;
+                if let Err(error) = records
+                    .finish_fire(&pipeline.name, &schedule.name, micros(fire), status, run_id)
+                    .await
+                {
+                    output::note(&format!(
+                        "{}: could not record a fire: {error}",
+                        pipeline.name
+                    ));
+                }
+                if stop.is_cancelled() {
+                    break;
+                }
+            }
+        })
+    };
+    running.insert(schedule.name.clone(), task);
+    Ok(())
+}
+
+/// One run of a schedule: its groups and steps, in its environment.
+async fn run_once(
+    pipeline: &Arc<Pipeline>,
+    file: &Path,
+    base: &Path,
+    schedule: &Schedule,
+    stop: &CancellationToken,
+) -> (&'static str, Option<i64>) {
+    let mut select = SelectArgs::default();
+    for item in &schedule.run {
+        if pipeline.groups.contains(item) || item == flow_engine::MANUAL_GROUP {
+            select.groups.push(item.clone());
+        } else {
+            select.steps.push(item.clone());
+        }
+    }
+    let selection: Selection = select.selection();
+    let Ok(selected) = selection.apply(pipeline) else {
+        return ("failed", None);
+    };
+    let environment = match resolve_environment(pipeline, base, schedule.env.as_deref()) {
+        Ok(environment) => environment,
+        Err(error) => {
+            output::error(error);
+            return ("failed", None);
+        }
+    };
+    let args = RunArgs {
+        env: schedule.env.clone(),
+        jobs: 4,
+        keep_going: false,
+        db_connections: 8,
+        resume: false,
+        force: false,
+        json: false,
+        plain: true,
+    };
+    let text = format!("schedule {}", schedule.name);
+    let (exit, run_id) = crate::run::execute(
+        Arc::clone(pipeline),
+        selected,
+        &environment,
+        base,
+        file,
+        &text,
+        &args,
+        &stop.child_token(),
+    )
+    .await;
+    let status = match exit {
+        Exit::Success => "succeeded",
+        _ if stop.is_cancelled() => "cancelled",
+        _ => "failed",
+    };
+    (status, run_id)
+}

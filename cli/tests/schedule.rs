@@ -1,0 +1,276 @@
+//! `flow schedule` against a real PostgreSQL: fires recorded once whatever
+//! the number of instances, leader takeover, no overlap, missed-fire
+//! policies after downtime, graceful stop, and `flow schedule list`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flow_db::testing::TestDatabase;
+use support::Flow;
+
+struct Project {
+    dir: PathBuf,
+    db: TestDatabase,
+}
+
+impl Project {
+    /// A flow whose one step runs `command` (and always runs: the file it
+    /// declares is removed each time) on `schedule`.
+    async fn new(name: &str, schedule: &str, command: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-schedule-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let flow = format!(
+            "flow ticks\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\ngroups work\n\n\
+             step sh:run stamp {{\n  group = work\n  command = \"sh\"\n  args = [\"-c\", \"{command}; rm -f out.txt\"]\n  writes = [\"out.txt\"]\n}}\n\n\
+             schedule tick {{\n{schedule}  run = [work]\n}}\n"
+        );
+        std::fs::write(dir.join("ticks.flow"), flow).expect("flow");
+        let db = TestDatabase::create(name).await.expect("database");
+        Self { dir, db }
+    }
+
+    fn spawn(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_flow"))
+            .args(["schedule", "ticks.flow", "--tick-ms", "100"])
+            .current_dir(&self.dir)
+            .env("FLOW_DATABASE_URL", self.db.url())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("flow schedule starts")
+    }
+
+    /// (fire time in microseconds, status, run id), oldest first.
+    async fn fires(&self) -> Vec<(i64, String, Option<i64>)> {
+        let client = self.db.client().await.expect("connect");
+        let exists: bool = client
+            .query_one("SELECT to_regclass('_flow.fires') IS NOT NULL", &[])
+            .await
+            .expect("q")
+            .get(0);
+        if !exists {
+            return Vec::new();
+        }
+        client
+            .query(
+                "SELECT (extract(epoch FROM fire_at) * 1000000)::bigint, status, run_id FROM _flow.fires
+                 WHERE status <> 'registered' ORDER BY fire_at",
+                &[],
+            )
+            .await
+            .expect("fires")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    async fn runs(&self) -> i64 {
+        let client = self.db.client().await.expect("connect");
+        client
+            .query_one("SELECT count(*) FROM _flow.runs", &[])
+            .await
+            .expect("runs")
+            .get(0)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn stopped_within(mut child: Child, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                use std::io::Read as _;
+                let _ = stderr.read_to_string(&mut err);
+            }
+            assert!(status.success(), "the scheduler exits cleanly: {err}");
+            return err;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the scheduler did not stop in time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_fire_each_time_once_and_the_standby_takes_over() {
+    let project = Project::new("twice", "  every = 2s\n", "true").await;
+    let mut first = project.spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = project.spawn();
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+
+    let fires = project.fires().await;
+    assert!(fires.len() >= 2, "{fires:?}");
+    for pair in fires.windows(2) {
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            2_000_000,
+            "one fire every 2s, none twice: {fires:?}"
+        );
+    }
+    let succeeded = fires.iter().filter(|f| f.1 == "succeeded").count() as i64;
+    assert!(succeeded >= 2, "{fires:?}");
+    assert!(
+        fires.iter().all(|f| f.1 == "succeeded" || f.1 == "started"),
+        "{fires:?}"
+    );
+    let runs = project.runs().await;
+    assert!(
+        runs >= succeeded && runs <= succeeded + 1,
+        "one run per fire: {runs} runs, {fires:?}"
+    );
+
+    // The first instance leads; once it dies, the second takes over.
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let before = project.fires().await.len();
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    let after = project.fires().await;
+    assert!(
+        after.len() >= before + 2,
+        "the standby took over: {after:?}"
+    );
+    for pair in after.windows(2) {
+        assert!(pair[1].0 > pair[0].0);
+    }
+
+    terminate(&second);
+    let log = stopped_within(second, Duration::from_secs(10));
+    assert!(log.contains("leading the schedules"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fire_while_the_previous_run_goes_on_is_skipped() {
+    let project = Project::new("overlap", "  every = 1s\n", "sleep 2.6").await;
+    let child = project.spawn();
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    terminate(&child);
+    stopped_within(child, Duration::from_secs(15));
+    let fires = project.fires().await;
+    assert!(fires.iter().any(|f| f.1 == "skipped"), "{fires:?}");
+    let ran: Vec<&(i64, String, Option<i64>)> = fires.iter().filter(|f| f.2.is_some()).collect();
+    for pair in ran.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= 2_000_000,
+            "runs never overlap: {fires:?}"
+        );
+    }
+}
+
+async fn downtime(policy: &str) -> (Vec<(i64, String, Option<i64>)>, i64, i64) {
+    let project = Project::new(
+        &format!("down{policy}"),
+        &format!("  every = 1s\n  missed = {policy}\n  max_missed = 10\n"),
+        "true",
+    )
+    .await;
+    let child = project.spawn();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    terminate(&child);
+    stopped_within(child, Duration::from_secs(10));
+    let down = jiff::Timestamp::now().as_microsecond();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let up = jiff::Timestamp::now().as_microsecond();
+    let child = project.spawn();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    terminate(&child);
+    stopped_within(child, Duration::from_secs(10));
+    let fires = project.fires().await;
+    (fires, down, up)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_downtime_skip_runs_none_of_the_missed_fires() {
+    let (fires, down, up) = downtime("skip").await;
+    // Fires due while the scheduler was down, and found more than 2s late.
+    let missed: Vec<_> = fires
+        .iter()
+        .filter(|f| f.0 > down && f.0 < up - 2_000_000)
+        .collect();
+    assert!(
+        missed.len() >= 2 && missed.iter().all(|f| f.1 == "missed"),
+        "{fires:?}"
+    );
+    assert!(
+        fires.iter().any(|f| f.0 > up && f.1 == "succeeded"),
+        "it fires again once up: {fires:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_downtime_latest_runs_only_the_newest_missed_fire() {
+    let (fires, down, up) = downtime("latest").await;
+    let window: Vec<_> = fires.iter().filter(|f| f.0 > down && f.0 <= up).collect();
+    assert!(window.len() >= 3, "{fires:?}");
+    let ran = window.iter().filter(|f| f.1 == "succeeded").count();
+    assert_eq!(ran, 1, "{fires:?}");
+    assert_eq!(
+        window.last().map(|f| f.1.as_str()),
+        Some("succeeded"),
+        "{fires:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_downtime_all_runs_every_missed_fire() {
+    let (fires, down, up) = downtime("all").await;
+    let window: Vec<_> = fires.iter().filter(|f| f.0 > down && f.0 <= up).collect();
+    assert!(window.len() >= 3, "{fires:?}");
+    assert!(
+        window
+            .iter()
+            .all(|f| f.1 == "succeeded" || f.1 == "skipped" || f.1 == "started"),
+        "{fires:?}"
+    );
+    assert!(
+        window.iter().filter(|f| f.1 == "succeeded").count() >= 3,
+        "{fires:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_shows_last_and_next_fires() {
+    let project = Project::new(
+        "list",
+        "  cron = \"0 2 * * *\"\n  timezone = \"Europe/Berlin\"\n",
+        "true",
+    )
+    .await;
+    let output = Flow::new(["schedule", "list", "ticks.flow"])
+        .dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .expect(0);
+    let line = output
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ticks"))
+        .expect("a line for the schedule");
+    assert!(line.contains("tick"), "{line}");
+    // 02:00 in Berlin is 00:00 or 01:00 UTC.
+    assert!(
+        line.contains(" 00:00:00") || line.contains(" 01:00:00"),
+        "{line}"
+    );
+}
