@@ -169,6 +169,7 @@ fn main() {
         base_dir: std::env::temp_dir(),
         databases: Default::default(),
         storages: Default::default(),
+        vars: Default::default(),
     });
     let options = Options {
         jobs: 2,

@@ -130,6 +130,17 @@ pub struct RunArgs {
     /// Plain lines even on a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// A value steps may use: `sh:run` sees `FLOW_NAME`, SQL sees `current_setting('flow.name')` (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("write it as NAME=VALUE")?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("`{name}` is not a name: letters, digits and `_`"));
+    }
+    Ok((name.to_ascii_lowercase(), value.to_owned()))
 }
 
 #[derive(Debug, Subcommand)]

@@ -226,6 +226,7 @@ pub fn predict(
                 history,
                 connections,
                 run_id: 0,
+                vars: std::collections::BTreeMap::new(),
             })
         }
         .await;

@@ -111,6 +111,11 @@ fn describe_selection(select: &SelectArgs, args: &RunArgs) -> String {
     if args.force {
         parts.push("--force".into());
     }
+    parts.extend(
+        args.vars
+            .iter()
+            .map(|(name, value)| format!("--var {name}={value}")),
+    );
     parts.join(" ")
 }
 
@@ -256,6 +261,7 @@ async fn with_session(
         base_dir: base.to_path_buf(),
         databases: Arc::new(session.databases.clone()),
         storages: Arc::new(environment.storages.clone()),
+        vars: Arc::new(args.vars.iter().cloned().collect()),
     };
     let options = Options {
         jobs: args.jobs,
@@ -267,6 +273,7 @@ async fn with_session(
         history,
         connections,
         run_id,
+        vars: args.vars.iter().cloned().collect(),
     };
     let mut display = Display::new(Arc::clone(&pipeline), args.json, args.plain, ids.len());
     display.run_started(run_id, &environment.name);

@@ -105,19 +105,21 @@ pub fn list(files: &[PathBuf], registry: &Registry) -> Exit {
                 }
             };
             for schedule in &flow.pipeline.schedules {
-                let fire = last.iter().find(|f| f.schedule == schedule.name);
                 let next = schedule.trigger().and_then(|t| t.next_after(now));
-                text.push_str(&format!(
-                    "{:<12} {:<16} {:<26} {:<12} {:<26}\n",
-                    flow.pipeline.name,
-                    schedule.name,
-                    fire.map_or_else(
-                        || "-".into(),
-                        |f| from_micros(f.fire_at).strftime("%F %T").to_string()
-                    ),
-                    fire.map_or("-", |f| f.status.as_str()),
-                    next.map_or_else(|| "-".into(), |n| n.strftime("%F %T").to_string()),
-                ));
+                for (job, _) in schedule.jobs() {
+                    let fire = last.iter().find(|f| f.schedule == job);
+                    text.push_str(&format!(
+                        "{:<12} {:<16} {:<26} {:<12} {:<26}\n",
+                        flow.pipeline.name,
+                        job,
+                        fire.map_or_else(
+                            || "-".into(),
+                            |f| from_micros(f.fire_at).strftime("%F %T").to_string()
+                        ),
+                        fire.map_or("-", |f| f.status.as_str()),
+                        next.map_or_else(|| "-".into(), |n| n.strftime("%F %T").to_string()),
+                    ));
+                }
             }
         }
         output::out(&text);
@@ -209,10 +211,20 @@ async fn service(flow: Flow, tick: Duration, stop: CancellationToken) {
             if leading.is_some() {
                 running.retain(|_, task| !task.is_finished());
                 for schedule in &flow.pipeline.schedules {
-                    if let Err(error) =
-                        fire_due(&flow, schedule, records, &mut running, &stop).await
-                    {
-                        output::note(&format!("{name}: schedule `{}`: {error}", schedule.name));
+                    for (job, item) in schedule.jobs() {
+                        let fired = fire_due(
+                            &flow,
+                            schedule,
+                            &job,
+                            item.as_deref(),
+                            records,
+                            &mut running,
+                            &stop,
+                        )
+                        .await;
+                        if let Err(error) = fired {
+                            output::note(&format!("{name}: schedule `{job}`: {error}"));
+                        }
                     }
                 }
             }
@@ -231,9 +243,12 @@ async fn service(flow: Flow, tick: Duration, stop: CancellationToken) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fire_due(
     flow: &Flow,
     schedule: &Schedule,
+    job: &str,
+    item: Option<&str>,
     records: &Records,
     running: &mut HashMap<String, JoinHandle<()>>,
     stop: &CancellationToken,
@@ -243,13 +258,10 @@ async fn fire_due(
         return Ok(());
     };
     let now = Timestamp::now();
-    let fires = records
-        .fires(name, &schedule.name)
-        .await
-        .map_err(|e| e.to_string())?;
+    let fires = records.fires(name, job).await.map_err(|e| e.to_string())?;
     let Some(origin) = fires.last().map(|f| from_micros(f.fire_at)) else {
         records
-            .claim_fire(name, &schedule.name, micros(now), "registered")
+            .claim_fire(name, job, micros(now), "registered")
             .await
             .map_err(|e| e.to_string())?;
         return Ok(());
@@ -271,29 +283,25 @@ async fn fire_due(
     };
     for fire in due.iter().filter(|f| !to_run.contains(f)) {
         if records
-            .claim_fire(name, &schedule.name, micros(*fire), "missed")
+            .claim_fire(name, job, micros(*fire), "missed")
             .await
             .map_err(|e| e.to_string())?
         {
             output::note(&format!(
-                "warning: {name}: schedule `{}` missed its fire at {fire}",
-                schedule.name
+                "warning: {name}: schedule `{job}` missed its fire at {fire}"
             ));
         }
     }
-    let busy = running
-        .get(&schedule.name)
-        .is_some_and(|t| !t.is_finished());
+    let busy = running.get(job).is_some_and(|t| !t.is_finished());
     if busy {
         for fire in &to_run {
             if records
-                .claim_fire(name, &schedule.name, micros(*fire), "skipped")
+                .claim_fire(name, job, micros(*fire), "skipped")
                 .await
                 .map_err(|e| e.to_string())?
             {
                 output::note(&format!(
-                    "{name}: schedule `{}` fire at {fire} skipped: its previous run is still going",
-                    schedule.name
+                    "{name}: schedule `{job}` fire at {fire} skipped: its previous run is still going"
                 ));
             }
         }
@@ -302,7 +310,7 @@ async fn fire_due(
     let mut claimed = Vec::new();
     for fire in to_run {
         if records
-            .claim_fire(name, &schedule.name, micros(fire), "started")
+            .claim_fire(name, job, micros(fire), "started")
             .await
             .map_err(|e| e.to_string())?
         {
@@ -321,21 +329,31 @@ async fn fire_due(
             records.clone(),
             stop.clone(),
         );
+        let (job, item) = (job.to_owned(), item.map(str::to_owned));
         tokio::spawn(async move {
             for fire in claimed {
                 if late(&fire) {
                     output::note(&format!(
-                        "warning: {}: schedule `{}` runs its fire at {fire} late",
-                        pipeline.name, schedule.name
+                        "warning: {}: schedule `{job}` runs its fire at {fire} late",
+                        pipeline.name
                     ));
                 }
                 output::note(&format!(
-                    "{}: schedule `{}` fires ({fire})",
-                    pipeline.name, schedule.name
+                    "{}: schedule `{job}` fires ({fire})",
+                    pipeline.name
                 ));
-                let (status, run_id) = run_once(&pipeline, &file, &base, &schedule, &stop).await;
+                let (status, run_id) = run_once(
+                    &pipeline,
+                    &file,
+                    &base,
+                    &schedule,
+                    &job,
+                    item.as_deref(),
+                    &stop,
+                )
+                .await;
                 if let Err(error) = records
-                    .finish_fire(&pipeline.name, &schedule.name, micros(fire), status, run_id)
+                    .finish_fire(&pipeline.name, &job, micros(fire), status, run_id)
                     .await
                 {
                     output::note(&format!(
@@ -349,7 +367,7 @@ async fn fire_due(
             }
         })
     };
-    running.insert(schedule.name.clone(), task);
+    running.insert(job.to_owned(), task);
     Ok(())
 }
 
@@ -359,6 +377,8 @@ async fn run_once(
     file: &Path,
     base: &Path,
     schedule: &Schedule,
+    job: &str,
+    item: Option<&str>,
     stop: &CancellationToken,
 ) -> (&'static str, Option<i64>) {
     let mut select = SelectArgs::default();
@@ -389,8 +409,12 @@ async fn run_once(
         force: false,
         json: false,
         plain: true,
+        vars: item
+            .map(|item| ("item".to_owned(), item.to_owned()))
+            .into_iter()
+            .collect(),
     };
-    let text = format!("schedule {}", schedule.name);
+    let text = format!("schedule {job}");
     let (exit, run_id) = crate::run::execute(
         Arc::clone(pipeline),
         selected,

@@ -378,3 +378,31 @@ async fn sigterm_cancels_cleanly_and_is_recorded() {
         ("sql:flow:run/a".to_owned(), "cancelled".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vars_reach_sql_and_commands() {
+    let project = Project::new("vars").await;
+    project.write("a.sql", "DROP TABLE IF EXISTS a;\nCREATE TABLE a AS SELECT current_setting('flow.item') AS item, 1 AS n;\n");
+    project.write(
+        "nightly.flow",
+        &FLOW.replace(
+            "echo made > c.txt; echo all good",
+            "echo $FLOW_ITEM > c.txt; echo all good",
+        ),
+    );
+    project.flow(&["run", "--var", "item=2024"]).expect(0);
+    let client = project.db.client().await.expect("connect");
+    let item: String = client
+        .query_one("SELECT item FROM a", &[])
+        .await
+        .expect("a")
+        .get(0);
+    assert_eq!(item, "2024");
+    assert_eq!(
+        std::fs::read_to_string(project.dir.join("c.txt"))
+            .expect("c.txt")
+            .trim(),
+        "2024"
+    );
+    project.flow(&["run", "--var", "not a name=1"]).expect(2);
+}

@@ -274,3 +274,43 @@ async fn list_shows_last_and_next_fires() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn for_each_makes_one_job_per_item_each_with_its_item() {
+    let project = Project::new(
+        "fanout",
+        "  every = 2s\n  for_each = [\"hallmark\", \"ornaments\"]\n",
+        "echo $FLOW_ITEM >> items.txt",
+    )
+    .await;
+    let child = project.spawn();
+    tokio::time::sleep(Duration::from_millis(4800)).await;
+    terminate(&child);
+    stopped_within(child, Duration::from_secs(10));
+    let client = project.db.client().await.expect("connect");
+    let jobs: Vec<String> = client
+        .query(
+            "SELECT DISTINCT schedule FROM _flow.fires WHERE status = 'succeeded' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("fires")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(jobs, ["tick[hallmark]", "tick[ornaments]"]);
+    let items = std::fs::read_to_string(project.dir.join("items.txt")).expect("items");
+    assert!(
+        items.lines().any(|l| l == "hallmark") && items.lines().any(|l| l == "ornaments"),
+        "{items}"
+    );
+    let list = Flow::new(["schedule", "list", "ticks.flow"])
+        .dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .expect(0);
+    assert!(
+        list.stdout.contains("tick[hallmark]") && list.stdout.contains("succeeded"),
+        "{}",
+        list.stdout
+    );
+}

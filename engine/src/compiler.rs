@@ -54,6 +54,11 @@ const SCHEDULE_PARAMS: &[ParamSpec] = &[
         ParamType::Count,
         "with `missed = all`, at most this many",
     ),
+    ParamSpec::optional(
+        "for_each",
+        ParamType::Strings,
+        "one job per item, each run with `item` set",
+    ),
 ];
 
 const CHECK_PARAMS: &[ParamSpec] = &[
@@ -713,6 +718,11 @@ impl Compiler<'_> {
                 env: params.str("env").map(str::to_owned),
                 missed: params.str("missed").unwrap_or("latest").to_owned(),
                 max_missed: params.count("max_missed").unwrap_or(10),
+                items: params
+                    .list("for_each")
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                 span: block.span,
             });
         }

@@ -124,6 +124,8 @@ pub struct Memory {
     /// This run's id: a step that changed something gets a new output
     /// fingerprint tied to it.
     pub run_id: i64,
+    /// This run's values (`--var`, a scheduled job's item).
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// The environment of every step of a run.
@@ -131,6 +133,8 @@ pub struct Shared {
     pub base_dir: std::path::PathBuf,
     pub databases: Arc<std::collections::BTreeMap<String, flow_db::Database>>,
     pub storages: Arc<std::collections::BTreeMap<String, String>>,
+    /// Values of this run that steps may use (a scheduled job's `item`).
+    pub vars: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// Runs the selected steps; returns each selected step's result, by index.
@@ -190,6 +194,7 @@ pub async fn execute(
                 &memory.connections,
                 &outputs,
                 &memory.history,
+                &memory.vars,
             );
             if let Some(previous) = unchanged(pipeline, index, &input, shared, options, memory) {
                 let mut result = StepResult::new(Status::Skipped {
@@ -336,6 +341,7 @@ fn attempts(
         base_dir: shared.base_dir.clone(),
         databases: Arc::clone(&shared.databases),
         storages: Arc::clone(&shared.storages),
+        vars: Arc::clone(&shared.vars),
         cancel,
         progress,
     };
@@ -482,6 +488,7 @@ pub fn predict(
                 &memory.connections,
                 &outputs,
                 &memory.history,
+                &memory.vars,
             );
             match history {
                 Some(previous)

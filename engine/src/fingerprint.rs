@@ -1,6 +1,8 @@
 //! Fingerprints for skip-unchanged.
 //!
-//! A step's input fingerprint covers its operation and parameters, the
+//! A step's input fingerprint covers its operation and parameters, the run's
+//! values (`--var`), the run's
+//! values (`--var`), the
 //! connections it uses (passwords left out), the path, size and modification
 //! time of every file it reads, and the output fingerprints of the steps it
 //! depends on. A step is skipped when its input fingerprint equals that of its
@@ -97,12 +99,15 @@ pub fn input(
     connections: &HashMap<String, String>,
     outputs: &HashMap<StepIndex, String>,
     history: &HashMap<String, Success>,
+    vars: &std::collections::BTreeMap<String, String>,
 ) -> String {
     let node = &pipeline.steps[step];
     let mut digest = Digest::new();
-    digest
-        .write(node.id.to_string().as_bytes())
-        .write(node.params.canonical().as_bytes());
+    digest.write(node.signature.as_bytes());
+    // A run's values (a scheduled job's item) can change what a step does.
+    for (name, value) in vars {
+        digest.write(name.as_bytes()).write(value.as_bytes());
+    }
     for (access, resource) in &node.prepared.accesses {
         match resource {
             Resource::File { glob } if *access == Access::Read => {
@@ -138,7 +143,7 @@ pub fn input(
             .cloned()
             .or_else(|| {
                 history
-                    .get(&pipeline.steps[j].id.to_string())
+                    .get(&pipeline.steps[j].key)
                     .map(|s| s.output.clone())
             })
             .unwrap_or_default();

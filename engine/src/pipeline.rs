@@ -142,10 +142,25 @@ pub struct Schedule {
     pub missed: String,
     /// With `missed = all`, at most this many missed fires run.
     pub max_missed: u64,
+    /// `for_each`: one job per item; empty for a single job.
+    pub items: Vec<String>,
     pub span: Span,
 }
 
 impl Schedule {
+    /// The schedule's jobs: their names (`nightly`, or `nightly[2024]` per
+    /// item) and items.
+    pub fn jobs(&self) -> Vec<(String, Option<String>)> {
+        if self.items.is_empty() {
+            vec![(self.name.clone(), None)]
+        } else {
+            self.items
+                .iter()
+                .map(|item| (format!("{}[{item}]", self.name), Some(item.clone())))
+                .collect()
+        }
+    }
+
     /// When it fires; checked when the flow was compiled.
     pub fn trigger(&self) -> Option<crate::Trigger> {
         crate::Trigger::parse(self.cron.as_deref(), self.every, &self.timezone).ok()

@@ -22,6 +22,10 @@ pub struct RunContext {
     pub base_dir: PathBuf,
     pub databases: Arc<BTreeMap<String, Database>>,
     pub storages: Arc<BTreeMap<String, String>>,
+    /// Values of this run that steps may use: a scheduled job's `item`.
+    /// `sh:run` passes them as `FLOW_<NAME>` environment variables and
+    /// `sql:<db>:run` as `flow.<name>` settings (`current_setting('flow.item')`).
+    pub vars: Arc<BTreeMap<String, String>>,
     /// Cancelled when the run stops (a sibling failed, or a signal arrived);
     /// a step checks it between units of work and returns promptly.
     pub cancel: CancellationToken,

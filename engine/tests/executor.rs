@@ -108,6 +108,7 @@ async fn run(
         base_dir: std::env::temp_dir(),
         databases: Arc::default(),
         storages: Arc::default(),
+        vars: Arc::default(),
     };
     let memory = executor::Memory::default();
     let results = executor::execute(

@@ -62,19 +62,23 @@ impl Operation for Run {
             let args = context.params.list("args");
             let dir = context.path(context.params.str("dir").unwrap_or("."));
             // Killed if the step is cancelled: the future is dropped.
-            let output = tokio::process::Command::new(program)
-                .args(&args)
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .map_err(|e| {
-                    StepError::message(
-                        format!("cannot run `{program}` in `{}`: {e}", dir.display()),
-                        Some("is it installed and on PATH?".into()),
-                    )
-                })?;
+            let output =
+                tokio::process::Command::new(program)
+                    .args(&args)
+                    .current_dir(&dir)
+                    .envs(context.vars.iter().map(|(name, value)| {
+                        (format!("FLOW_{}", name.to_ascii_uppercase()), value)
+                    }))
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| {
+                        StepError::message(
+                            format!("cannot run `{program}` in `{}`: {e}", dir.display()),
+                            Some("is it installed and on PATH?".into()),
+                        )
+                    })?;
             let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
             log.push_str(&String::from_utf8_lossy(&output.stderr));
             let log_file = context.path(&format!(

@@ -78,6 +78,11 @@ impl Operation for Run {
                 let guard = flow_engine::flow_db::CancelOnDrop::new(&client);
                 let result = async {
                     let transaction = client.transaction().await?;
+                    for (name, value) in context.vars.iter() {
+                        transaction
+                            .execute("SELECT set_config('flow.' || $1, $2, true)", &[name, value])
+                            .await?;
+                    }
                     match transaction.simple_query(&sql).await {
                         Ok(messages) => {
                             transaction.commit().await?;
