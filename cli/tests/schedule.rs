@@ -222,13 +222,19 @@ async fn after_downtime_skip_runs_none_of_the_missed_fires() {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_downtime_latest_runs_only_the_newest_missed_fire() {
     let (fires, down, up) = downtime("latest").await;
+    // Of the fires due while down, the newest may run (unless a newer one
+    // came due, on time, as the scheduler started); the others are missed.
     let window: Vec<_> = fires.iter().filter(|f| f.0 > down && f.0 <= up).collect();
     assert!(window.len() >= 3, "{fires:?}");
     let ran = window.iter().filter(|f| f.1 == "succeeded").count();
-    assert_eq!(ran, 1, "{fires:?}");
-    assert_eq!(
-        window.last().map(|f| f.1.as_str()),
-        Some("succeeded"),
+    assert!(ran <= 1, "{fires:?}");
+    assert!(
+        window.iter().filter(|f| f.1 == "missed").count() >= 2,
+        "{fires:?}"
+    );
+    let newest = window.last().expect("a fire");
+    assert!(
+        newest.1 == "succeeded" || fires.iter().any(|f| f.0 > up && f.1 == "succeeded"),
         "{fires:?}"
     );
 }
