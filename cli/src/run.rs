@@ -39,8 +39,8 @@ pub fn run(file: &Path, select: &SelectArgs, args: &RunArgs, registry: &Registry
     let selection = describe_selection(select, args);
     block_on(async {
         let cancel = CancellationToken::new();
-        let interrupted = Arc::new(AtomicBool::new(false));
-        spawn_signal_handler(cancel.clone(), Arc::clone(&interrupted));
+        let interrupted =
+            cancel_on_signal(cancel.clone(), "interrupted: cancelling the running steps");
         let (exit, _) = execute(
             Arc::new(pipeline),
             selected,
@@ -404,7 +404,11 @@ fn step_end(result: &StepResult) -> StepEnd {
     }
 }
 
-fn spawn_signal_handler(cancel: CancellationToken, interrupted: Arc<AtomicBool>) {
+/// Cancels `cancel` on Ctrl-C or SIGTERM, saying so with `message`; returns
+/// whether a signal came.
+pub fn cancel_on_signal(cancel: CancellationToken, message: &'static str) -> Arc<AtomicBool> {
+    let signalled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&signalled);
     tokio::spawn(async move {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -418,8 +422,9 @@ fn spawn_signal_handler(cancel: CancellationToken, interrupted: Arc<AtomicBool>)
             _ = tokio::signal::ctrl_c() => {}
             () = terminate => {}
         }
-        interrupted.store(true, Ordering::SeqCst);
-        output::note("interrupted: cancelling the running steps");
+        flag.store(true, Ordering::SeqCst);
+        output::note(message);
         cancel.cancel();
     });
+    signalled
 }

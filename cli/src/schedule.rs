@@ -143,26 +143,7 @@ pub fn serve(files: &[PathBuf], tick_ms: u64, registry: &Registry) -> Exit {
     }
     block_on(async move {
         let stop = CancellationToken::new();
-        {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let terminate = async {
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(mut signal) => {
-                            signal.recv().await;
-                        }
-                        Err(_) => std::future::pending::<()>().await,
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    () = terminate => {}
-                }
-                output::note("stopping: cancelling running runs");
-                stop.cancel();
-            });
-        }
+        let _ = crate::run::cancel_on_signal(stop.clone(), "stopping: cancelling running runs");
         let tick = Duration::from_millis(tick_ms.max(50));
         let services: Vec<JoinHandle<()>> = flows
             .into_iter()

@@ -335,15 +335,7 @@ impl Records {
                 &[&flow, &real_only],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| FireRecord {
-                schedule: r.get(0),
-                fire_at: r.get(1),
-                status: r.get(2),
-                run_id: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(fire_record).collect())
     }
 
     /// Every recorded fire of a schedule, oldest first.
@@ -356,15 +348,7 @@ impl Records {
                 &[&flow, &schedule],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| FireRecord {
-                schedule: r.get(0),
-                fire_at: r.get(1),
-                status: r.get(2),
-                run_id: r.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(fire_record).collect())
     }
 
     /// Takes the scheduler's leadership for a flow on a connection of its own,
@@ -482,6 +466,15 @@ const RUN_COLUMNS: &str = "SELECT id, flow, file, environment, selection, select
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
     extract(epoch FROM finished_at - started_at)::float8, host FROM _flow.runs";
+
+fn fire_record(row: &tokio_postgres::Row) -> FireRecord {
+    FireRecord {
+        schedule: row.get(0),
+        fire_at: row.get(1),
+        status: row.get(2),
+        run_id: row.get(3),
+    }
+}
 
 fn run_record(row: &tokio_postgres::Row) -> RunRecord {
     RunRecord {
