@@ -158,6 +158,13 @@ impl From<tokio_postgres::Error> for DbError {
                         None => detail.to_owned(),
                     });
                 }
+                // Where it happened: `COPY parcels, line 3, column area: "abc"`.
+                if let Some(place) = db.where_() {
+                    help = Some(match help {
+                        Some(help) => format!("{help}\nwhere: {place}"),
+                        None => format!("where: {place}"),
+                    });
+                }
                 DbError::Query {
                     message: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
                     code: Some(db.code().code().to_owned()),

@@ -47,6 +47,35 @@ impl RunContext {
     pub fn base_dir(&self) -> &Path {
         &self.base_dir
     }
+
+    /// The files a glob of the flow matches, in name order; none is an error.
+    pub fn files(&self, pattern: &str) -> Result<Vec<PathBuf>, StepError> {
+        let full = self.path(pattern);
+        let mut files: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
+            .map_err(|e| StepError::message(format!("`{pattern}` is not a valid glob: {e}"), None))?
+            .flatten()
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(StepError::message(
+                format!(
+                    "no file matches `{pattern}` in `{}`",
+                    self.base_dir.display()
+                ),
+                Some("paths in a flow are relative to the flow file's folder".into()),
+            ));
+        }
+        Ok(files)
+    }
+
+    /// A path as the flow names it: relative to the flow's folder.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.base_dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
 }
 
 /// Counters a step advances as it works, read by the progress display.

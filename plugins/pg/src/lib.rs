@@ -11,6 +11,7 @@
 //! | `pg:target:populate` | model tables into the API database, safely |
 
 mod configure;
+mod csv_schema;
 mod model_create;
 mod model_transform;
 mod push;

@@ -59,7 +59,7 @@ impl Operation for Run {
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(async move {
             let pattern = context.params.str("sql").unwrap_or_default();
-            let files = matching_files(context, pattern)?;
+            let files = context.files(pattern)?;
             let database = context.database(context.target.as_deref().unwrap_or("flow"))?;
             let mut client = database.client().await?;
             let mut rows = 0u64;
@@ -114,30 +114,6 @@ impl Operation for Run {
             })
         })
     }
-}
-
-/// The files a glob matches, relative to the flow, in name order; none is an error.
-fn matching_files(
-    context: &RunContext,
-    pattern: &str,
-) -> Result<Vec<std::path::PathBuf>, StepError> {
-    let full = context.path(pattern);
-    let mut files: Vec<std::path::PathBuf> = glob::glob(&full.to_string_lossy())
-        .map_err(|e| StepError::message(format!("`{pattern}` is not a valid glob: {e}"), None))?
-        .flatten()
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(StepError::message(
-            format!(
-                "no file matches `{pattern}` in `{}`",
-                context.base_dir().display()
-            ),
-            Some("paths in a flow are relative to the flow file's folder".into()),
-        ));
-    }
-    Ok(files)
 }
 
 inventory::submit!(Registration(&Run));

@@ -1,0 +1,179 @@
+//! `pg:source:create` and `pg:source:load` with CSV files, against PostGIS.
+
+mod support;
+
+use std::path::PathBuf;
+
+use flow_db::testing::TestDatabase;
+use support::Flow;
+
+const FLOW: &str = r#"flow sources
+
+database flow = env("FLOW_DATABASE_URL")
+
+groups configure -> seed
+
+step pg:flow:configure {
+  group = configure
+}
+
+step pg:source:create {
+  group = seed
+  from = "csv/*.csv"
+  schema = source
+}
+
+step pg:source:load {
+  group = seed
+  from = "csv/*.csv"
+  schema = source
+}
+"#;
+
+const PARCELS: &str = "id,zone,area m²,geom\n\
+    1,residential,120.5,0101000020E6100000000000000000F03F0000000000000040\n\
+    2,commercial,80,0101000020E610000000000000000008400000000000001040\n";
+
+struct Project {
+    dir: PathBuf,
+    db: TestDatabase,
+}
+
+impl Project {
+    async fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-sources-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("csv")).expect("dir");
+        std::fs::write(dir.join("sources.flow"), FLOW).expect("flow");
+        std::fs::write(dir.join("csv/parcels.csv"), PARCELS).expect("csv");
+        std::fs::write(
+            dir.join("csv/owners.csv"),
+            "name,since\nAda,2020-01-02\nGrace,2021-03-04\n",
+        )
+        .expect("csv");
+        Self {
+            dir,
+            db: TestDatabase::create(name).await.expect("database"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Flow {
+        let mut all = vec!["run".to_owned(), "sources.flow".to_owned()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Flow::new(all)
+            .dir(&self.dir)
+            .env("FLOW_DATABASE_URL", self.db.url())
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn flat(text: &str) -> String {
+    text.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_files_become_typed_tables_and_load_whole() {
+    let project = Project::new("csvload").await;
+    project.run(&[]).expect(0);
+    let client = project.db.client().await.expect("connect");
+    let types: Vec<(String, String)> = client
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = 'source.parcels'::regclass AND attnum > 0 ORDER BY attnum",
+            &[],
+        )
+        .await
+        .expect("columns")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected = [
+        ("id", "bigint"),
+        ("zone", "text"),
+        ("area m²", "double precision"),
+        ("geom", "geometry(Point,4326)"),
+    ];
+    assert_eq!(types, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(\"area m²\"), ST_AsText(ST_Collect(geom)) FROM source.parcels",
+            &[],
+        )
+        .await
+        .expect("parcels");
+    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(row.get::<_, f64>(1), 200.5);
+    assert_eq!(row.get::<_, String>(2), "MULTIPOINT((1 2),(3 4))");
+    let since: String = client
+        .query_one("SELECT max(since)::text FROM source.owners", &[])
+        .await
+        .expect("owners")
+        .get(0);
+    assert_eq!(since, "2021-03-04");
+
+    // Loading again replaces the rows; the tables are kept.
+    let output = project.run(&["--force"]).expect(0);
+    assert!(
+        output.stderr.contains("0 created, 2 already there"),
+        "{}",
+        output.stderr
+    );
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM source.parcels", &[])
+        .await
+        .expect("parcels")
+        .get(0);
+    assert_eq!(count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_row_fails_the_load_with_its_place_and_keeps_the_old_rows() {
+    let project = Project::new("csvbad").await;
+    project.run(&[]).expect(0);
+    std::fs::write(
+        project.dir.join("csv/parcels.csv"),
+        format!("{PARCELS}3,industrial,lots,0101000020E6100000000000000000F03F0000000000000040\n"),
+    )
+    .expect("csv");
+    let output = project.run(&["--step", "pg:source:load"]).expect(1);
+    let text = flat(&output.stderr);
+    assert!(
+        text.contains("`csv/parcels.csv`, line 4, column area m²:"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        text.contains("invalid input syntax for type double precision: \"lots\""),
+        "{}",
+        output.stderr
+    );
+    let client = project.db.client().await.expect("connect");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM source.parcels", &[])
+        .await
+        .expect("parcels")
+        .get(0);
+    assert_eq!(count, 2, "the table keeps its rows");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_header_is_reported() {
+    let project = Project::new("csvheader").await;
+    project.run(&[]).expect(0);
+    std::fs::write(
+        project.dir.join("csv/owners.csv"),
+        "name,since,city\nAda,2020-01-02,London\n",
+    )
+    .expect("csv");
+    let output = project.run(&["--step", "pg:source:create"]).expect(1);
+    let text = flat(&output.stderr);
+    assert!(text.contains("the header of `csv/owners.csv` changed: table `source.owners` has columns name, since, the file has name, since, city"), "{}", output.stderr);
+}
