@@ -1,10 +1,19 @@
 //! `shp:convert`: ESRI shapefiles to CSV, with all attributes and one geometry
-//! column (hex EWKB with SRID, or WKT).
+//! column (hex EWKB with SRID, or WKT). Files convert in parallel on rayon's
+//! threads, each streamed record by record (memory stays flat), each written
+//! under a temporary name and renamed when complete.
+
+mod convert;
+mod geometry;
+mod prj;
+
+use std::path::PathBuf;
 
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
 };
+use rayon::prelude::*;
 
 pub struct Convert;
 
@@ -61,6 +70,84 @@ impl Operation for Convert {
                 to.trim_end_matches('/')
             ))))
     }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(run(context))
+    }
+}
+
+async fn run(context: &RunContext) -> Result<Outcome, StepError> {
+    let from = context.params.str("from").unwrap_or_default().to_owned();
+    let files = context.files(&from)?;
+    let base = context.base_dir().to_path_buf();
+    let to = context.path(context.params.str("to").unwrap_or_default());
+    // The folder part of the glob before any wildcard: what stays of a
+    // file's path below it is kept below `to`.
+    let literal = &from[..from.find(['*', '?', '[']).unwrap_or(from.len())];
+    let root = base.join(&literal[..literal.rfind('/').map_or(0, |i| i + 1)]);
+    let options = convert::Options {
+        wkt: context.params.str("geometry") == Some("wkt"),
+        srid: context
+            .params
+            .count("srid")
+            .and_then(|s| u32::try_from(s).ok()),
+        encoding: context.params.str("encoding").map(str::to_owned),
+    };
+    let jobs: Vec<(PathBuf, PathBuf)> = files
+        .into_iter()
+        .map(|shp| {
+            let out = to.join(
+                shp.strip_prefix(&root)
+                    .unwrap_or(&shp)
+                    .with_extension("csv"),
+            );
+            (shp, out)
+        })
+        .collect();
+    let cancel = context.cancel.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        jobs.par_iter()
+            .map(|(shp, out)| {
+                if cancel.is_cancelled() {
+                    return (shp.clone(), Err("cancelled".to_owned()));
+                }
+                (shp.clone(), convert::convert(shp, out, &options))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| StepError::message(e.to_string(), None))?;
+    let (mut records, mut bytes, mut warnings, mut failures) = (0, 0, Vec::new(), Vec::new());
+    for (shp, result) in results {
+        let name = context.relative(&shp);
+        match result {
+            Ok(done) => {
+                records += done.records;
+                bytes += done.bytes;
+                if let Some(warning) = done.warning {
+                    warnings.push(format!("`{name}`: {warning}"));
+                }
+            }
+            Err(error) => failures.push(format!("`{name}`: {error}")),
+        }
+    }
+    context.progress.add_rows(records);
+    if !failures.is_empty() {
+        return Err(StepError::message(
+            format!("cannot convert {}", failures.join("; ")),
+            Some("the other files were converted; no half-written CSV is left".into()),
+        ));
+    }
+    let mut note = format!("{records} records");
+    if !warnings.is_empty() {
+        note.push_str(&format!("; warning: {}", warnings.join("; ")));
+    }
+    Ok(Outcome {
+        rows: records,
+        bytes,
+        note: Some(note),
+        unchanged: false,
+    })
 }
 
 inventory::submit!(Registration(&Convert));

@@ -1,0 +1,286 @@
+//! `shp:convert` on real shapefiles (written by the `shapefile` crate here),
+//! then loaded into PostGIS and compared with the geometries written.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use dbase::{FieldValue, Record, TableWriterBuilder};
+use flow_db::testing::TestDatabase;
+use shapefile::{Point, PointZ, Polygon, PolygonRing, PolylineZ, Writer};
+use support::Flow;
+
+const FLOW: &str = r#"flow shapes
+
+database flow = env("FLOW_DATABASE_URL")
+
+groups download -> configure -> seed
+
+step shp:convert {
+  group = download
+  from = "raw/**/*.shp"
+  to = "csv"
+}
+
+step pg:flow:configure {
+  group = configure
+}
+
+step pg:source:create {
+  group = seed
+  from = "csv/**/*.csv"
+}
+
+step pg:source:load {
+  group = seed
+  from = "csv/**/*.csv"
+}
+"#;
+
+const WGS84: &str = r#"GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["Degree",0.017453292519943295]]"#;
+
+fn name(text: &str) -> dbase::FieldName {
+    text.try_into().expect("field name")
+}
+
+fn record(values: &[(&str, FieldValue)]) -> Record {
+    let mut record = Record::default();
+    for (key, value) in values {
+        record.insert((*key).to_owned(), value.clone());
+    }
+    record
+}
+
+fn square(x: f64, y: f64, size: f64) -> Vec<Point> {
+    // Clockwise: an outer ring.
+    vec![
+        Point::new(x, y),
+        Point::new(x, y + size),
+        Point::new(x + size, y + size),
+        Point::new(x + size, y),
+        Point::new(x, y),
+    ]
+}
+
+fn write_fixtures(raw: &Path) {
+    std::fs::create_dir_all(raw.join("zones")).expect("dir");
+    // Points with every DBF type.
+    let table = TableWriterBuilder::new()
+        .add_character_field(name("NAME"), 20)
+        .add_numeric_field(name("AREA"), 10, 2)
+        .add_logical_field(name("OK"))
+        .add_date_field(name("DAY"));
+    let mut writer = Writer::from_path(raw.join("points.shp"), table).expect("writer");
+    let rows = [
+        (Point::new(1.0, 2.0), "first", 1.5, true, (31, 1, 2024)),
+        (Point::new(3.0, 4.0), "second", 2.0, false, (1, 2, 2024)),
+    ];
+    for (shape, label, area, ok, (d, m, y)) in rows {
+        let record = record(&[
+            ("NAME", FieldValue::Character(Some(label.into()))),
+            ("AREA", FieldValue::Numeric(Some(area))),
+            ("OK", FieldValue::Logical(Some(ok))),
+            (
+                "DAY",
+                FieldValue::Date(Some(dbase::Date::new(d, m, y).expect("date"))),
+            ),
+        ]);
+        writer
+            .write_shape_and_record(&shape, &record)
+            .expect("write");
+    }
+    drop(writer);
+    std::fs::write(raw.join("points.prj"), WGS84).expect("prj");
+
+    // Polygons: one with a hole, one in two parts.
+    let table = TableWriterBuilder::new().add_character_field(name("ZONE"), 20);
+    let mut writer = Writer::from_path(raw.join("zones/zones.shp"), table).expect("writer");
+    let mut hole = square(2.0, 2.0, 2.0);
+    hole.reverse();
+    let with_hole = Polygon::with_rings(vec![
+        PolygonRing::Outer(square(0.0, 0.0, 10.0)),
+        PolygonRing::Inner(hole),
+    ]);
+    let two_parts = Polygon::with_rings(vec![
+        PolygonRing::Outer(square(20.0, 0.0, 1.0)),
+        PolygonRing::Outer(square(30.0, 0.0, 1.0)),
+    ]);
+    writer
+        .write_shape_and_record(
+            &with_hole,
+            &record(&[("ZONE", FieldValue::Character(Some("holed".into())))]),
+        )
+        .expect("write");
+    writer
+        .write_shape_and_record(
+            &two_parts,
+            &record(&[("ZONE", FieldValue::Character(Some("split".into())))]),
+        )
+        .expect("write");
+    drop(writer);
+    std::fs::write(raw.join("zones/zones.prj"), WGS84).expect("prj");
+
+    // A 3D line with measures, and no .prj.
+    let table = TableWriterBuilder::new().add_character_field(name("ROAD"), 20);
+    let mut writer = Writer::from_path(raw.join("roads.shp"), table).expect("writer");
+    let line = PolylineZ::new(vec![
+        PointZ::new(0.0, 0.0, 5.0, 1.0),
+        PointZ::new(1.0, 1.0, 6.0, 2.0),
+    ]);
+    writer
+        .write_shape_and_record(
+            &line,
+            &record(&[("ROAD", FieldValue::Character(Some("A1".into())))]),
+        )
+        .expect("write");
+}
+
+/// A row of `source.points`: name, area, ok, day, geometry as WKT, SRID.
+type PointRow = (String, f64, bool, String, Option<String>, Option<i32>);
+
+struct Project {
+    dir: PathBuf,
+    db: TestDatabase,
+}
+
+impl Project {
+    async fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-shp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("shapes.flow"), FLOW).expect("flow");
+        write_fixtures(&dir.join("raw"));
+        Self {
+            dir,
+            db: TestDatabase::create(name).await.expect("database"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Flow {
+        let mut all = vec!["run".to_owned(), "shapes.flow".to_owned()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Flow::new(all)
+            .dir(&self.dir)
+            .env("FLOW_DATABASE_URL", self.db.url())
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shapefiles_arrive_in_postgis_as_written() {
+    let project = Project::new("all").await;
+    let output = project.run(&[]).expect(0);
+    assert!(
+        output
+            .stderr
+            .contains("`raw/roads.shp`: it has no .prj: SRID 0 written"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        project.dir.join("csv/zones/zones.csv").exists(),
+        "paths below the glob's folder are kept"
+    );
+    let client = project.db.client().await.expect("connect");
+
+    let rows = client
+        .query("SELECT \"NAME\", \"AREA\", \"OK\", \"DAY\"::text, ST_AsText(geom), ST_SRID(geom) FROM source.points ORDER BY \"NAME\"", &[])
+        .await
+        .expect("points");
+    let points: Vec<PointRow> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    assert_eq!(
+        points[0],
+        (
+            "first".into(),
+            1.5,
+            true,
+            "2024-01-31".into(),
+            Some("POINT(1 2)".into()),
+            Some(4326)
+        )
+    );
+    assert_eq!(
+        points[1],
+        (
+            "second".into(),
+            2.0,
+            false,
+            "2024-02-01".into(),
+            Some("POINT(3 4)".into()),
+            Some(4326)
+        )
+    );
+
+    let equal: Vec<(String, bool, i32)> = client
+        .query(
+            "SELECT \"ZONE\", ST_Equals(geom, CASE \"ZONE\"
+                 WHEN 'holed' THEN 'SRID=4326;MULTIPOLYGON(((0 0,0 10,10 10,10 0,0 0),(2 2,4 2,4 4,2 4,2 2)))'::geometry
+                 ELSE 'SRID=4326;MULTIPOLYGON(((20 0,20 1,21 1,21 0,20 0)),((30 0,30 1,31 1,31 0,30 0)))'::geometry END),
+                 ST_NumGeometries(geom)
+             FROM source.zones ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("zones")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        equal,
+        [("holed".into(), true, 1), ("split".into(), true, 2)]
+    );
+    let kind: String = client
+        .query_one("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'source.zones'::regclass AND attname = 'geom'", &[])
+        .await
+        .expect("type")
+        .get(0);
+    assert_eq!(kind, "geometry(MultiPolygon,4326)");
+
+    let road: String = client
+        .query_one("SELECT ST_AsText(geom) FROM source.roads", &[])
+        .await
+        .expect("roads")
+        .get(0);
+    assert_eq!(road, "MULTILINESTRING ZM ((0 0 5 1,1 1 6 2))");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_shapefile_fails_with_its_file_and_record_and_leaves_no_csv() {
+    let project = Project::new("truncated").await;
+    let shp = project.dir.join("raw/points.shp");
+    let bytes = std::fs::read(&shp).expect("shp");
+    std::fs::write(&shp, &bytes[..bytes.len() - 10]).expect("truncate");
+    let output = project
+        .run(&["--step", "shp:convert", "--keep-going"])
+        .expect(1);
+    let text = output
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("`raw/points.shp`: record"),
+        "{}",
+        output.stderr
+    );
+    assert!(!project.dir.join("csv/points.csv").exists());
+    assert!(
+        project.dir.join("csv/zones/zones.csv").exists(),
+        "the other files still convert"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(project.dir.join("csv"))
+        .expect("csv")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("flow-part"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
