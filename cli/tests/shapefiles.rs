@@ -284,3 +284,65 @@ async fn a_truncated_shapefile_fails_with_its_file_and_record_and_leaves_no_csv(
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latin1_attributes_are_decoded_from_the_cpg() {
+    let project = Project::new("latin1").await;
+    let raw = project.dir.join("raw");
+    let table = TableWriterBuilder::with_encoding(
+        dbase::encoding::DynEncoding::from_name("ISO-8859-1").expect("latin1"),
+    )
+    .add_character_field(name("CITY"), 20);
+    let mut writer = Writer::from_path(raw.join("cities.shp"), table).expect("writer");
+    writer
+        .write_shape_and_record(
+            &Point::new(2.35, 48.85),
+            &record(&[("CITY", FieldValue::Character(Some("Orléans".into())))]),
+        )
+        .expect("write");
+    drop(writer);
+    let dbf = std::fs::read(raw.join("cities.dbf")).expect("dbf");
+    assert!(
+        dbf.windows(2).any(|w| w == [b'l', 0xe9]),
+        "the .dbf holds latin1 bytes"
+    );
+    std::fs::write(raw.join("cities.cpg"), "ISO-8859-1").expect("cpg");
+    project.run(&[]).expect(0);
+    let client = project.db.client().await.expect("connect");
+    let city: String = client
+        .query_one("SELECT \"CITY\" FROM source.cities", &[])
+        .await
+        .expect("cities")
+        .get(0);
+    assert_eq!(city, "Orléans");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dbf_with_fewer_records_than_shapes_is_refused() {
+    let project = Project::new("shortdbf").await;
+    let raw = project.dir.join("raw");
+    let table = TableWriterBuilder::new().add_character_field(name("NAME"), 20);
+    let mut writer = table
+        .build_with_file_dest(raw.join("points.dbf"))
+        .expect("dbf");
+    writer
+        .write_record(&record(&[(
+            "NAME",
+            FieldValue::Character(Some("only one".into())),
+        )]))
+        .expect("record");
+    drop(writer);
+    let output = project.run(&["--step", "shp:convert"]).expect(1);
+    let text = output
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("`raw/points.shp`: the .dbf has 1 records and the .shp 2 shapes"),
+        "{}",
+        output.stderr
+    );
+    assert!(!project.dir.join("csv/points.csv").exists());
+}

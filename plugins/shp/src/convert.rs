@@ -84,6 +84,15 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
     let expected = dbase_reader.header().num_records;
     let shape_reader = shapefile::ShapeReader::from_path(shp).map_err(|e| e.to_string())?;
     let mut reader = shapefile::Reader::new(shape_reader, dbase_reader);
+    // The index (.shx) counts the shapes; without one, the records decide.
+    let shapes = reader.shape_count().ok();
+    if let Some(shapes) = shapes
+        && shapes != expected as usize
+    {
+        return Err(format!(
+            "the .dbf has {expected} records and the .shp {shapes} shapes"
+        ));
+    }
 
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)
