@@ -19,6 +19,7 @@ use flow_engine::{
     Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
     write_atomically,
 };
+use futures_util::StreamExt as _;
 use tokio::sync::Semaphore;
 
 use crate::download::{Listed, MANIFEST, Manifest};
@@ -185,7 +186,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
     let mut bytes = 0u64;
     let mut failure = None;
     let mut results = futures_util::stream::iter(tasks).buffer_unordered(usize::MAX);
-    while let Some((object, result)) = futures_util::StreamExt::next(&mut results).await {
+    while let Some((object, result)) = results.next().await {
         match result {
             Ok(written) => {
                 downloaded += 1;
@@ -218,8 +219,6 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         unchanged: downloaded == 0,
     })
 }
-
-use futures_util::StreamExt as _;
 
 /// Retries transient failures with exponential backoff.
 async fn with_retries<'a, T, F, Fut>(context: &'a RunContext, mut work: F) -> Result<T, StepError>

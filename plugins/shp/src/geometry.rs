@@ -112,8 +112,8 @@ fn geometry(shape: &Shape) -> Option<(Geometry, bool, bool)> {
     })
 }
 
-/// M values a shapefile marks as "no data" are written as NaN-free zeros? No:
-/// PostGIS keeps M, so they are written as they are unless "no data".
+/// An M value as written: shapefiles mark a missing measure with a very
+/// negative "no data" number, which is written as 0.
 fn m_value(m: Option<f64>) -> f64 {
     match m {
         Some(m) if m > NO_DATA => m,
