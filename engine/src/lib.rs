@@ -21,6 +21,7 @@ pub mod executor;
 pub mod fingerprint;
 mod operation;
 mod param;
+mod partial_file;
 mod pipeline;
 mod plan;
 mod records;
@@ -40,6 +41,7 @@ pub use operation::{
     BoxFuture, Operation, OperationSpec, Prepared, Problem, Registration, StepContext, Target,
 };
 pub use param::{ParamSpec, ParamType, Params};
+pub use partial_file::PartialFile;
 pub use pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, StepIndex, StepNode};
 pub use plan::{Plan, PlannedStep};
 pub use records::{FireRecord, Records, RunRecord, StepEnd, StepRecord, Success};

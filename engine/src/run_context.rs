@@ -189,14 +189,9 @@ pub async fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StepEr
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(failed)?;
     }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{file_name}.flow-{}", std::process::id()));
-    if let Err(error) = tokio::fs::write(&temporary, contents).await {
-        let _ = tokio::fs::remove_file(&temporary).await;
-        return Err(failed(error));
-    }
-    tokio::fs::rename(&temporary, path).await.map_err(failed)
+    let partial = crate::PartialFile::beside(path);
+    tokio::fs::write(partial.path(), contents)
+        .await
+        .map_err(failed)?;
+    partial.commit().map_err(failed)
 }

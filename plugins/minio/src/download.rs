@@ -1,7 +1,7 @@
 //! Listing and downloading, from S3 or a folder, into a local folder.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use flow_engine::{RunContext, StepError};
@@ -145,20 +145,6 @@ pub async fn list(storage: &Storage) -> Result<Vec<Listed>, StepError> {
     }
 }
 
-/// A file being written under a temporary name; removed unless kept.
-struct Partial {
-    path: PathBuf,
-    kept: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Downloads one object to `target`, verified, under a temporary name first.
 pub async fn fetch(
     storage: &Storage,
@@ -171,20 +157,15 @@ pub async fn fetch(
             StepError::message(format!("cannot create `{}`: {e}", parent.display()), None)
         })?;
     }
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut partial = Partial {
-        path: target.with_file_name(format!(".{name}.flow-part")),
-        kept: false,
-    };
+    let partial = flow_engine::PartialFile::beside(target);
     let written = match storage {
         Storage::Folder { root, prefix } => {
             let source = root.join(prefix).join(&object.key);
-            tokio::fs::copy(&source, &partial.path).await.map_err(|e| {
-                StepError::message(format!("cannot copy `{}`: {e}", source.display()), None)
-            })?
+            tokio::fs::copy(&source, partial.path())
+                .await
+                .map_err(|e| {
+                    StepError::message(format!("cannot copy `{}`: {e}", source.display()), None)
+                })?
         }
         Storage::S3 { prefix, .. } => {
             let key = format!("{prefix}{}", object.key);
@@ -193,9 +174,9 @@ pub async fn fetch(
                 .get_object_stream(&key)
                 .await
                 .map_err(|e| s3_error(e, storage, Some(&key)))?;
-            let mut file = tokio::fs::File::create(&partial.path).await.map_err(|e| {
+            let mut file = tokio::fs::File::create(partial.path()).await.map_err(|e| {
                 StepError::message(
-                    format!("cannot write `{}`: {e}", partial.path.display()),
+                    format!("cannot write `{}`: {e}", partial.path().display()),
                     None,
                 )
             })?;
@@ -206,7 +187,7 @@ pub async fn fetch(
                 md5.update(&chunk);
                 file.write_all(&chunk).await.map_err(|e| {
                     StepError::message(
-                        format!("cannot write `{}`: {e}", partial.path.display()),
+                        format!("cannot write `{}`: {e}", partial.path().display()),
                         None,
                     )
                 })?;
@@ -215,7 +196,7 @@ pub async fn fetch(
             }
             file.sync_all().await.map_err(|e| {
                 StepError::message(
-                    format!("cannot write `{}`: {e}", partial.path.display()),
+                    format!("cannot write `{}`: {e}", partial.path().display()),
                     None,
                 )
             })?;
@@ -246,12 +227,9 @@ pub async fn fetch(
         )
         .transient());
     }
-    tokio::fs::rename(&partial.path, target)
-        .await
-        .map_err(|e| {
-            StepError::message(format!("cannot write `{}`: {e}", target.display()), None)
-        })?;
-    partial.kept = true;
+    partial.commit().map_err(|e| {
+        StepError::message(format!("cannot write `{}`: {e}", target.display()), None)
+    })?;
     Ok(written)
 }
 

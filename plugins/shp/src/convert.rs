@@ -1,7 +1,7 @@
 //! One shapefile to one CSV file: every DBF attribute, then the geometry.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dbase::FieldValue;
 use shapefile::Shape;
@@ -18,20 +18,6 @@ pub struct Options {
     pub wkt: bool,
     pub srid: Option<u32>,
     pub encoding: Option<String>,
-}
-
-/// A file being written under a temporary name; removed unless kept.
-struct Partial {
-    path: PathBuf,
-    kept: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 /// Converts `shp` into the CSV file `out`, written under a temporary name and
@@ -98,16 +84,9 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut partial = Partial {
-        path: out.with_file_name(format!(".{name}.flow-part")),
-        kept: false,
-    };
-    let file = std::fs::File::create(&partial.path)
-        .map_err(|e| format!("cannot write `{}`: {e}", partial.path.display()))?;
+    let partial = flow_engine::PartialFile::beside(out);
+    let file = std::fs::File::create(partial.path())
+        .map_err(|e| format!("cannot write `{}`: {e}", partial.path().display()))?;
     let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
     let mut header = fields.clone();
     header.push(if options.wkt {
@@ -142,9 +121,9 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
     let file = inner.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    std::fs::rename(&partial.path, out)
+    partial
+        .commit()
         .map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
-    partial.kept = true;
     Ok(Converted {
         records,
         bytes,
