@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flow_db::testing::TestDatabase;
-use support::Flow;
 use support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use support::{Flow, flat};
 
 struct Project {
     dir: PathBuf,
@@ -193,12 +193,7 @@ async fn wrong_credentials_and_missing_buckets_fail_clearly() {
         .run(&server.url(&bucket, ""), &db.url())
         .env("AWS_SECRET_ACCESS_KEY", "not-the-secret-at-all")
         .expect(1);
-    let text = output
-        .stderr
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = flat(&output.stderr);
     assert!(text.contains("access denied"), "{}", output.stderr);
     assert!(
         text.contains(&format!(
@@ -215,12 +210,7 @@ async fn wrong_credentials_and_missing_buckets_fail_clearly() {
         .url(&bucket, "")
         .replace(&bucket.name(), "no-such-bucket-here");
     let output = project.run(&missing, &db.url()).expect(1);
-    let text = output
-        .stderr
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = flat(&output.stderr);
     assert!(
         text.contains("bucket `no-such-bucket-here`") && text.contains("does not exist"),
         "{}",

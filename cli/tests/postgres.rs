@@ -6,7 +6,7 @@ mod support;
 use std::path::PathBuf;
 
 use flow_db::testing::TestDatabase;
-use support::{Flow, Output};
+use support::{Flow, Output, flat};
 
 /// A folder with a flow file in it, removed at the end of the test.
 struct Project {
@@ -87,14 +87,6 @@ const API_SCHEMA: &str = "
     CREATE TABLE public.parcels (id int PRIMARY KEY, zone public.zone, geom geometry(Polygon, 4326));
 ";
 
-/// Diagnostic text with its line wrapping undone.
-fn flat(text: &str) -> String {
-    text.replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn ok(output: &Output) -> &Output {
     assert_eq!(
         output.code, 0,
@@ -118,6 +110,19 @@ async fn databases(test: &str) -> (TestDatabase, TestDatabase) {
         .await
         .expect("api schema");
     (flow, api)
+}
+
+/// The API's types pulled into a types file and pushed to the flow database.
+async fn pulled_and_configured(test: &str) -> (TestDatabase, TestDatabase, Project) {
+    let (flow_db, api_db) = databases(test).await;
+    let project = Project::new(test, FLOW);
+    ok(&project
+        .flow(&["run", "--step", "drizzle:api:pull"], &flow_db, &api_db)
+        .run());
+    ok(&project
+        .flow(&["run", "--group", "configure"], &flow_db, &api_db)
+        .run());
+    (flow_db, api_db, project)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,14 +198,7 @@ async fn pull_push_pull_is_byte_identical() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_labels_arrive_in_place_and_renames_apply() {
-    let (flow_db, api_db) = databases("labels").await;
-    let project = Project::new("labels", FLOW);
-    ok(&project
-        .flow(&["run", "--step", "drizzle:api:pull"], &flow_db, &api_db)
-        .run());
-    ok(&project
-        .flow(&["run", "--group", "configure"], &flow_db, &api_db)
-        .run());
+    let (flow_db, api_db, project) = pulled_and_configured("labels").await;
 
     let api = api_db.client().await.expect("connect");
     api.batch_execute("ALTER TYPE public.zone ADD VALUE 'mixed' AFTER 'res'; ALTER TYPE public.zone RENAME VALUE 'res' TO 'residential'")
@@ -228,14 +226,7 @@ async fn new_labels_arrive_in_place_and_renames_apply() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_a_label_in_use_is_refused_with_the_row_count() {
-    let (flow_db, api_db) = databases("removal").await;
-    let project = Project::new("removal", FLOW);
-    ok(&project
-        .flow(&["run", "--step", "drizzle:api:pull"], &flow_db, &api_db)
-        .run());
-    ok(&project
-        .flow(&["run", "--group", "configure"], &flow_db, &api_db)
-        .run());
+    let (flow_db, api_db, project) = pulled_and_configured("removal").await;
     let flow = flow_db.client().await.expect("connect");
     flow.batch_execute(
         "CREATE TABLE public.plots (id int, zone public.zone);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flow_db::testing::TestDatabase;
-use support::{Flow, Output};
+use support::{Flow, flat};
 
 const FLOW: &str = r#"flow nightly
 
@@ -102,15 +102,6 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn flat(output: &Output) -> String {
-    output
-        .stderr
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_is_recorded_inspected_resumed_and_finished() {
     let project = Project::new("resume").await;
@@ -118,7 +109,7 @@ async fn a_failed_run_is_recorded_inspected_resumed_and_finished() {
     let output = project.flow(&["run", "--keep-going"]).run();
     assert_eq!(output.code, 1, "{}", output.stderr);
     // The SQL error points at the file, line and column, with the SQLSTATE.
-    let text = flat(&output);
+    let text = flat(&output.stderr);
     assert!(
         text.contains("column \"missing_column\" does not exist (SQLSTATE 42703)"),
         "{text}"

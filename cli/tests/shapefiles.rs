@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use dbase::{FieldValue, Record, TableWriterBuilder};
 use flow_db::testing::TestDatabase;
 use shapefile::{Point, PointZ, Polygon, PolygonRing, PolylineZ, Writer};
-use support::Flow;
+use support::{Flow, flat};
 
 const FLOW: &str = r#"flow shapes
 
@@ -261,12 +261,7 @@ async fn a_truncated_shapefile_fails_with_its_file_and_record_and_leaves_no_csv(
     let output = project
         .run(&["--step", "shp:convert", "--keep-going"])
         .expect(1);
-    let text = output
-        .stderr
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = flat(&output.stderr);
     assert!(
         text.contains("`raw/points.shp`: record"),
         "{}",
@@ -333,12 +328,7 @@ async fn a_dbf_with_fewer_records_than_shapes_is_refused() {
         .expect("record");
     drop(writer);
     let output = project.run(&["--step", "shp:convert"]).expect(1);
-    let text = output
-        .stderr
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = flat(&output.stderr);
     assert!(
         text.contains("`raw/points.shp`: the .dbf has 1 records and the .shp 2 shapes"),
         "{}",

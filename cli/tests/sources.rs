@@ -5,7 +5,7 @@ mod support;
 use std::path::PathBuf;
 
 use flow_db::testing::TestDatabase;
-use support::Flow;
+use support::{Flow, flat};
 
 const FLOW: &str = r#"flow sources
 
@@ -70,13 +70,6 @@ impl Drop for Project {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn flat(text: &str) -> String {
-    text.replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[tokio::test(flavor = "multi_thread")]

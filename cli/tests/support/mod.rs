@@ -10,6 +10,14 @@ pub struct Flow {
     env: Vec<(String, Option<String>)>,
 }
 
+/// Diagnostic text with miette's line wrapping undone, for `contains` checks.
+pub fn flat(text: &str) -> String {
+    text.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub struct Output {
     pub code: i32,
     pub stdout: String,
