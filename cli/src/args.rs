@@ -95,6 +95,26 @@ pub enum Command {
         #[arg(long, default_value_t = 1000, hide = true)]
         tick_ms: u64,
     },
+    /// Show what `pg:target:populate` would change in the API database: each schema
+    /// difference, safe, data-dependent (with the rows that would break) or destructive,
+    /// and the SQL it would run. Loads in a transaction it rolls back: nothing is written.
+    Diff {
+        file: PathBuf,
+        /// Only this populate step.
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
+    /// Put back the tables a `mode = swap` populate replaced last.
+    Rollback {
+        file: PathBuf,
+        /// Only this populate step.
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
     /// List the operations of the installed plugins and their parameters.
     Operations,
 }

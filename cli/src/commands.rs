@@ -50,6 +50,20 @@ pub fn run(args: Args) -> Exit {
             }
             None => Exit::Invalid,
         },
+        Command::Diff { file, step, env } => crate::populate::command(
+            &file,
+            env.as_deref(),
+            step.as_deref(),
+            crate::populate::Action::Diff,
+            &registry,
+        ),
+        Command::Rollback { file, step, env } => crate::populate::command(
+            &file,
+            env.as_deref(),
+            step.as_deref(),
+            crate::populate::Action::Rollback,
+            &registry,
+        ),
         Command::Run { file, select, run } => crate::run::run(&file, &select, &run, &registry),
         Command::Db { action } => crate::db::db(&action),
         Command::Schedule {

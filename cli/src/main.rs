@@ -18,6 +18,7 @@ mod exit;
 mod history;
 mod load;
 mod output;
+mod populate;
 mod run;
 mod schedule;
 mod session;

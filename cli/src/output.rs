@@ -46,6 +46,11 @@ pub fn render(report: &Report) -> String {
     text.trim_end().to_owned()
 }
 
+/// Prints a report already made (a step's error).
+pub fn report(report: Report) {
+    eprintln!("{report:?}");
+}
+
 pub fn out(text: &str) {
     print!("{text}");
 }

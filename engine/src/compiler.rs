@@ -126,7 +126,7 @@ pub fn compile(
         environments: compiler.environments,
         steps,
         schedules,
-        checks,
+        checks: std::sync::Arc::new(checks),
         graph,
         order,
         step_nodes,

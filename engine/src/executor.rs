@@ -342,6 +342,7 @@ fn attempts(
         databases: Arc::clone(&shared.databases),
         storages: Arc::clone(&shared.storages),
         vars: Arc::clone(&shared.vars),
+        checks: Arc::clone(&pipeline.checks),
         cancel,
         progress,
     };

@@ -23,7 +23,7 @@ pub struct Pipeline {
     pub environments: BTreeMap<String, BTreeMap<String, Declaration>>,
     pub steps: Vec<StepNode>,
     pub schedules: Vec<Schedule>,
-    pub checks: Vec<Check>,
+    pub checks: std::sync::Arc<Vec<Check>>,
     /// Steps and group barriers; an edge `a -> b` means `b` waits for `a`.
     pub graph: DiGraph<Node, EdgeReason>,
     /// The graph's nodes in a topological order, ties broken by step id.

@@ -26,6 +26,9 @@ pub struct RunContext {
     /// `sh:run` passes them as `FLOW_<NAME>` environment variables and
     /// `sql:<db>:run` as `flow.<name>` settings (`current_setting('flow.item')`).
     pub vars: Arc<BTreeMap<String, String>>,
+    /// The flow's `check` blocks: `pg:target:populate` runs those of the
+    /// tables it writes before it commits.
+    pub checks: Arc<Vec<crate::Check>>,
     /// Cancelled when the run stops (a sibling failed, or a signal arrived);
     /// a step checks it between units of work and returns promptly.
     pub cancel: CancellationToken,

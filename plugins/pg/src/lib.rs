@@ -12,11 +12,14 @@
 
 mod configure;
 mod csv_schema;
+mod migrate;
 mod model_create;
 mod model_transform;
 mod push;
+mod shape;
 mod source;
-mod target_populate;
+mod sql_tables;
+pub mod target_populate;
 
 use flow_engine::{ParamSpec, ParamType, StepContext};
 

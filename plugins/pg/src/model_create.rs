@@ -1,8 +1,10 @@
+use flow_engine::flow_db::{DbError, quote_ident, quote_literal};
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, fingerprint, inventory,
 };
 
+use crate::shape;
 use crate::{DATABASE, database};
 
 pub struct ModelCreate;
@@ -53,9 +55,13 @@ impl Operation for ModelCreate {
         };
         let db = database(step);
         let schema = params.str("schema").unwrap_or("model");
-        let mut prepared = Prepared::default().reads(Resource::Types {
-            database: db.to_owned(),
-        });
+        let mut prepared = Prepared::default()
+            .reads(Resource::Types {
+                database: db.to_owned(),
+            })
+            .reads(Resource::Extensions {
+                database: db.to_owned(),
+            });
         if let Source::Release(path) = source {
             prepared = prepared.reads(Resource::file(path));
         }
@@ -69,6 +75,164 @@ impl Operation for ModelCreate {
         }
         Ok(prepared)
     }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(create(context))
+    }
+}
+
+/// The schema's mark: which source it was made from.
+fn mark(digest: &str) -> String {
+    format!("flow model {digest}")
+}
+
+/// Creates the model schema from its source, or keeps it when the source is
+/// the one it was made from. The schema belongs to flow: it is dropped and
+/// made again, whole and in one transaction, when the source changes.
+async fn create(context: &RunContext) -> Result<Outcome, StepError> {
+    let params = &context.params;
+    let schema = params.str("schema").unwrap_or("model").to_owned();
+    let tables: Vec<String> = params
+        .list("tables")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut client = context
+        .database(params.str("database").unwrap_or("flow"))?
+        .client()
+        .await?;
+    let (ddl, release) = match params.path("like") {
+        Some((like, _)) => {
+            let [like_db, like_schema] = like.as_slice() else {
+                return Err(StepError::message(
+                    "`like` names a database and a schema, like `api.public`",
+                    None,
+                ));
+            };
+            (
+                mirror(context, &client, like_db, like_schema, &schema, &tables).await?,
+                None,
+            )
+        }
+        None => {
+            let path = params.str("release").unwrap_or_default();
+            let text = std::fs::read_to_string(context.path(path)).map_err(|e| {
+                StepError::message(format!("cannot read the release `{path}`: {e}"), None)
+            })?;
+            (text, Some(path.to_owned()))
+        }
+    };
+    let digest = fingerprint::Digest::new()
+        .write(schema.as_bytes())
+        .write(tables.join(",").as_bytes())
+        .write(ddl.as_bytes())
+        .hex();
+    let current: Option<String> = client
+        .query_opt(
+            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1",
+            &[&schema],
+        )
+        .await?
+        .and_then(|row| row.get(0));
+    if current.as_deref() == Some(mark(&digest).as_str()) {
+        return Ok(Outcome::note(format!("{} tables, unchanged", tables.len())).unchanged(true));
+    }
+    let quoted = quote_ident(&schema);
+    let transaction = client.transaction().await?;
+    transaction
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {quoted} CASCADE; CREATE SCHEMA {quoted};
+             SET LOCAL search_path = {quoted}, public"
+        ))
+        .await?;
+    match &release {
+        Some(path) => transaction
+            .batch_execute(&ddl)
+            .await
+            .map_err(|e| DbError::in_file(e, path, &ddl))?,
+        None => transaction.batch_execute(&ddl).await?,
+    }
+    let (made, _) = shape::read(&*transaction, &schema, &tables).await?;
+    let missing: Vec<&String> = tables.iter().filter(|t| !made.contains_key(*t)).collect();
+    if !missing.is_empty() {
+        let source = release.map_or_else(
+            || "the mirrored schema".to_owned(),
+            |path| format!("the release `{path}`"),
+        );
+        return Err(StepError::message(
+            format!(
+                "{source} has no table {}",
+                missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            ),
+            Some("a release creates its tables without a schema name (`CREATE TABLE parcels`); they land in the model schema".into()),
+        ));
+    }
+    transaction
+        .batch_execute(&format!(
+            "COMMENT ON SCHEMA {quoted} IS {}",
+            quote_literal(&mark(&digest))
+        ))
+        .await?;
+    transaction.commit().await?;
+    Ok(Outcome::note(format!("{} tables created", tables.len())))
+}
+
+/// The DDL of a model mirroring `like_db.like_schema`'s tables: the same
+/// columns, types, NOT NULL, defaults, keys and constraints. Enums the flow
+/// database lacks (or holds with other labels) are made in the model schema.
+async fn mirror(
+    context: &RunContext,
+    flow: &flow_engine::flow_db::Client,
+    like_db: &str,
+    like_schema: &str,
+    schema: &str,
+    tables: &[String],
+) -> Result<String, StepError> {
+    let api = context.database(like_db)?.client().await?;
+    let (mut shapes, enums) = shape::read(&**api, like_schema, tables).await?;
+    let missing: Vec<&String> = tables.iter().filter(|t| !shapes.contains_key(*t)).collect();
+    if !missing.is_empty() {
+        return Err(StepError::message(
+            format!(
+                "`{like_db}.{like_schema}` has no table {}",
+                missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            ),
+            Some("create the API's tables first, or model a schema release with `release = \"schemas/x.sql\"`".into()),
+        ));
+    }
+    let local = shape::enums(&***flow).await?;
+    let mut ddl = String::new();
+    for (name, wanted) in &enums {
+        if local
+            .get(name)
+            .is_some_and(|have| have.labels == wanted.labels && have.schema == wanted.schema)
+        {
+            continue;
+        }
+        ddl.push_str(&format!(
+            "CREATE TYPE {}.{} AS ENUM ({});\n",
+            quote_ident(schema),
+            quote_ident(name),
+            wanted
+                .labels
+                .iter()
+                .map(|l| quote_literal(l))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for table in shapes.values_mut() {
+            for column in &mut table.columns {
+                if column.is_enum && column.custom.as_ref().is_some_and(|(_, n)| n == name) {
+                    column.custom = Some((schema.to_owned(), name.clone()));
+                }
+            }
+        }
+    }
+    for table in tables {
+        ddl.push_str(&shapes[table].create(schema, false));
+        ddl.push_str(";\n");
+    }
+    Ok(ddl)
 }
 
 enum Source<'a> {

@@ -1,8 +1,13 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use flow_engine::flow_db::{CancelOnDrop, DbError, quote_ident};
 use flow_engine::{
-    Operation, OperationSpec, ParamSpec, ParamType, Prepared, Problem, Registration, Resource,
-    StepContext, Target, inventory,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
 };
 
+use crate::sql_tables;
 use crate::{DATABASE, database};
 
 pub struct Transform;
@@ -55,6 +60,186 @@ impl Operation for Transform {
             None,
         )))
     }
+
+    fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(transform(context))
+    }
+}
+
+/// A transform file, read and scanned.
+#[derive(Debug)]
+pub struct SqlFile {
+    pub path: PathBuf,
+    /// As the flow names it, relative to its folder.
+    pub name: String,
+    pub text: String,
+    pub reads: BTreeSet<String>,
+    pub writes: BTreeSet<String>,
+    /// The files it runs after, and why.
+    pub after: Vec<(usize, String)>,
+}
+
+/// A table name as the model's search path resolves it: unqualified names are
+/// the model schema's.
+fn qualify(name: &str, schema: &str) -> String {
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("{schema}.{name}")
+    }
+}
+
+/// The transform files of a step in the order they run: a file that reads a
+/// table runs after the files that write it, and after those it names in
+/// `-- flow: after other.sql`; otherwise by name.
+pub fn ordered(context: &RunContext) -> Result<Vec<SqlFile>, StepError> {
+    let schema = context.params.str("schema").unwrap_or("model");
+    let mut files = Vec::new();
+    for path in context.files(context.params.str("sql").unwrap_or_default())? {
+        let name = context.relative(&path);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| StepError::message(format!("cannot read `{name}`: {e}"), None))?;
+        let tables = sql_tables::scan(&text);
+        files.push((
+            SqlFile {
+                path,
+                name,
+                reads: tables.reads.iter().map(|t| qualify(t, schema)).collect(),
+                writes: tables.writes.iter().map(|t| qualify(t, schema)).collect(),
+                text,
+                after: Vec::new(),
+            },
+            tables.after,
+        ));
+    }
+    let by_file_name: BTreeMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (f, _))| Some((f.path.file_name()?.to_string_lossy().into_owned(), i)))
+        .collect();
+    let mut after: Vec<Vec<(usize, String)>> = vec![Vec::new(); files.len()];
+    for (i, (file, declared)) in files.iter().enumerate() {
+        for name in declared {
+            let Some(&j) = by_file_name.get(name) else {
+                return Err(StepError::message(
+                    format!(
+                        "`{}` runs after `{name}`, which is not one of the step's files",
+                        file.name
+                    ),
+                    Some(format!(
+                        "the files are {}",
+                        by_file_name.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                ));
+            };
+            after[i].push((j, "declared".into()));
+        }
+        for (j, (other, _)) in files.iter().enumerate() {
+            if i != j
+                && let Some(table) = file.reads.intersection(&other.writes).next()
+            {
+                after[i].push((j, format!("reads {table}")));
+            }
+        }
+    }
+    // Kahn's algorithm, taking the first file by name among those ready.
+    let mut done = vec![false; files.len()];
+    let mut order = Vec::new();
+    while order.len() < files.len() {
+        let Some(next) =
+            (0..files.len()).find(|&i| !done[i] && after[i].iter().all(|(j, _)| done[*j]))
+        else {
+            let stuck: Vec<&str> = (0..files.len())
+                .filter(|&i| !done[i])
+                .map(|i| files[i].0.name.as_str())
+                .collect();
+            return Err(StepError::message(
+                format!("the transform files wait on each other: {}", stuck.join(", ")),
+                Some("each reads a table another writes; split a file, or say the order with `-- flow: after name.sql`".into()),
+            ));
+        };
+        done[next] = true;
+        order.push(next);
+    }
+    let mut slots: Vec<Option<SqlFile>> = files.into_iter().map(|(f, _)| Some(f)).collect();
+    Ok(order
+        .into_iter()
+        .filter_map(|i| {
+            let mut file = slots[i].take()?;
+            file.after = std::mem::take(&mut after[i]);
+            Some(file)
+        })
+        .collect())
+}
+
+/// Runs the files in order in one transaction, after emptying every model
+/// table they write: a run gives the same rows however often it runs, and a
+/// failed run leaves the model as it was.
+async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
+    let schema = context.params.str("schema").unwrap_or("model").to_owned();
+    let files = ordered(context)?;
+    let mut client = context
+        .database(context.params.str("database").unwrap_or("flow"))?
+        .client()
+        .await?;
+    let guard = CancelOnDrop::new(&client);
+    let prefix = format!("{schema}.");
+    let written: BTreeSet<&String> = files
+        .iter()
+        .flat_map(|f| &f.writes)
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    let quoted: Vec<String> = written
+        .iter()
+        .map(|t| {
+            format!(
+                "{}.{}",
+                quote_ident(&schema),
+                quote_ident(&t[prefix.len()..])
+            )
+        })
+        .collect();
+    let transaction = client.transaction().await?;
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL search_path = {}, public",
+            quote_ident(&schema)
+        ))
+        .await?;
+    if !quoted.is_empty() {
+        transaction
+            .batch_execute(&format!("TRUNCATE {}", quoted.join(", ")))
+            .await?;
+    }
+    for file in &files {
+        if context.cancel.is_cancelled() {
+            return Err(StepError::message("cancelled", None));
+        }
+        transaction
+            .batch_execute(&file.text)
+            .await
+            .map_err(|e| DbError::in_file(e, &file.name, &file.text))?;
+    }
+    let mut rows = 0u64;
+    for table in &quoted {
+        let count: i64 = transaction
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await?
+            .get(0);
+        rows += count.max(0) as u64;
+    }
+    transaction.commit().await?;
+    guard.disarm();
+    context.progress.add_rows(rows);
+    Ok(Outcome {
+        rows,
+        note: Some(format!(
+            "{} files, {rows} rows in {} tables",
+            files.len(),
+            quoted.len()
+        )),
+        ..Outcome::default()
+    })
 }
 
 inventory::submit!(Registration(&Transform));

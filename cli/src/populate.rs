@@ -1,0 +1,112 @@
+//! `flow diff` and `flow rollback`: the populate steps of a flow, looked at
+//! or undone without a run.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use flow_engine::{Pipeline, Progress, Registry, RunContext, StepNode};
+use tokio_util::sync::CancellationToken;
+
+use crate::exit::Exit;
+use crate::session::Session;
+use crate::{load, output};
+
+/// What to do with each populate step.
+#[derive(Clone, Copy)]
+pub enum Action {
+    Diff,
+    Rollback,
+}
+
+/// The populate steps of `file` (or the one named `step`).
+fn populate_steps<'p>(pipeline: &'p Pipeline, step: Option<&str>) -> Vec<&'p StepNode> {
+    pipeline
+        .steps
+        .iter()
+        .filter(|s| {
+            let spec = s.operation.spec();
+            spec.tool == "pg" && spec.operation == "populate"
+        })
+        .filter(|s| step.is_none_or(|name| s.key == name || s.id.to_string() == name))
+        .collect()
+}
+
+pub fn command(
+    file: &Path,
+    env: Option<&str>,
+    step: Option<&str>,
+    action: Action,
+    registry: &Registry,
+) -> Exit {
+    let Some(pipeline) = load::load(file, registry) else {
+        return Exit::Invalid;
+    };
+    let steps = populate_steps(&pipeline, step);
+    if steps.is_empty() {
+        output::note(&match step {
+            Some(name) => format!("no `pg:target:populate` step is named `{name}`"),
+            None => format!("`{}` has no `pg:target:populate` step", file.display()),
+        });
+        return Exit::Invalid;
+    }
+    let base = crate::run::base_dir(file);
+    let environment = match crate::run::resolve_environment(&pipeline, &base, env) {
+        Ok(environment) => environment,
+        Err(error) => {
+            output::error(error);
+            return Exit::Invalid;
+        }
+    };
+    let mut needed = BTreeSet::new();
+    for step in &steps {
+        needed.insert(step.params.str("database").unwrap_or("flow").to_owned());
+        if let Some((to, _)) = step.params.path("to")
+            && let Some(db) = to.first()
+        {
+            needed.insert((*db).to_owned());
+        }
+    }
+    crate::run::block_on(async {
+        let session = match Session::open(&environment, &base, &needed, 4).await {
+            Ok(session) => session,
+            Err(error) => {
+                output::error(error);
+                return Exit::Failure;
+            }
+        };
+        let databases = Arc::new(session.databases.clone());
+        let mut exit = Exit::Success;
+        for step in &steps {
+            let context = RunContext {
+                step: step.key.clone(),
+                params: Arc::clone(&step.params),
+                target: None,
+                base_dir: base.clone(),
+                databases: Arc::clone(&databases),
+                storages: Arc::default(),
+                vars: Arc::default(),
+                checks: Arc::clone(&pipeline.checks),
+                cancel: CancellationToken::new(),
+                progress: Arc::new(Progress::default()),
+            };
+            let result = match action {
+                Action::Diff => flow_plugin_pg::target_populate::populate(&context, true)
+                    .await
+                    .map(|report| format!("{}\n{}", step.key, report.render(true))),
+                Action::Rollback => flow_plugin_pg::target_populate::rollback(&context)
+                    .await
+                    .map(|line| format!("{}: {line}\n", step.key)),
+            };
+            match result {
+                Ok(text) => output::out(&text),
+                Err(error) => {
+                    output::report(error.report);
+                    exit = Exit::Failure;
+                }
+            }
+        }
+        session.close().await;
+        exit
+    })
+}

@@ -1,0 +1,642 @@
+//! `pg:model:create`, `pg:model:transform` and `pg:target:populate` against
+//! PostGIS: every mode, every class of schema change, checks, swap and
+//! rollback, and a populate killed half-way.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use flow_db::testing::TestDatabase;
+use support::{Flow, Output, flat};
+
+/// The API database's tables before the release arrives: release 0.8.
+const API_0_8: &str = "
+CREATE EXTENSION IF NOT EXISTS postgis;
+CREATE TYPE public.zoning_class AS ENUM ('residential', 'commercial', 'industrial');
+CREATE TABLE public.parcels (
+  id integer PRIMARY KEY,
+  zoning public.zoning_class,
+  code text,
+  old_id integer,
+  geom geometry(Point, 4326)
+);
+INSERT INTO public.parcels VALUES
+  (1, 'residential', 'A', 10, 'SRID=4326;POINT(1 1)'),
+  (2, 'industrial', 'BBBBBB', 20, 'SRID=4326;POINT(2 2)'),
+  (3, 'commercial', 'C', 30, 'SRID=4326;POINT(3 3)');
+";
+
+/// Release 0.9: `old_id` dropped, `industrial` gone, `agricultural` new,
+/// `area` new and NOT NULL, a new `zoning` table.
+const RELEASE_0_9: &str = "
+CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'agricultural');
+CREATE TABLE parcels (
+  id integer PRIMARY KEY,
+  zoning zoning_class NOT NULL,
+  code text,
+  area double precision NOT NULL,
+  geom geometry(Point, 4326)
+);
+CREATE TABLE zoning (
+  class zoning_class PRIMARY KEY,
+  parcels integer NOT NULL CHECK (parcels >= 0)
+);
+";
+
+const TRANSFORM_0_9: &str = "
+INSERT INTO parcels (id, zoning, code, area, geom) VALUES
+  (1, 'residential', 'A', 100, 'SRID=4326;POINT(1 1)'),
+  (4, 'agricultural', 'D', 400, 'SRID=4326;POINT(4 4)');
+";
+
+const ZONING: &str = "
+-- flow: after parcels.sql
+INSERT INTO zoning (class, parcels) SELECT zoning, count(*) FROM parcels GROUP BY zoning;
+";
+
+struct Project {
+    dir: PathBuf,
+    flow: TestDatabase,
+    api: TestDatabase,
+}
+
+impl Project {
+    async fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-populate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("schemas")).expect("dir");
+        std::fs::create_dir_all(dir.join("transform")).expect("dir");
+        let project = Self {
+            dir,
+            flow: TestDatabase::create(&format!("{name}f"))
+                .await
+                .expect("flow db"),
+            api: TestDatabase::create(&format!("{name}a"))
+                .await
+                .expect("api db"),
+        };
+        project
+            .api()
+            .await
+            .batch_execute(API_0_8)
+            .await
+            .expect("api 0.8");
+        project.write("schemas/release.sql", RELEASE_0_9);
+        project.write("transform/parcels.sql", TRANSFORM_0_9);
+        project.write("transform/zoning.sql", ZONING);
+        project
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.dir.join(file), text).expect("write");
+    }
+
+    /// The flow, with `populate` added to the populate step's parameters
+    /// and `checks` after it.
+    fn flow_file(&self, tables: &str, populate: &str, checks: &str) {
+        self.write(
+            "release.flow",
+            &format!(
+                r#"flow release
+
+database flow = env("FLOW_DATABASE_URL")
+database api = env("API_DATABASE_URL")
+
+groups configure -> seed -> populate
+
+step pg:flow:configure {{
+  group = configure
+}}
+
+step pg:model:create {{
+  group = seed
+  release = "schemas/release.sql"
+  tables = [{tables}]
+}}
+
+step pg:model:transform {{
+  group = populate
+  sql = "transform/*.sql"
+}}
+
+step pg:target:populate {{
+  group = populate
+  to = api.public
+  tables = [{tables}]
+{populate}
+}}
+{checks}
+"#
+            ),
+        );
+    }
+
+    fn flow(&self, args: &[&str]) -> Flow {
+        Flow::new(args.iter().copied())
+            .dir(&self.dir)
+            .env("FLOW_DATABASE_URL", self.flow.url())
+            .env("API_DATABASE_URL", self.api.url())
+    }
+
+    fn run(&self, code: i32) -> Output {
+        self.flow(&["run", "release.flow", "--force"]).expect(code)
+    }
+
+    async fn api(&self) -> flow_db::tokio_postgres::Client {
+        self.api.client().await.expect("api")
+    }
+
+    /// The API's parcels as `id:zoning:code`, in id order.
+    async fn parcels(&self) -> Vec<String> {
+        self.api()
+            .await
+            .query(
+                "SELECT concat_ws(':', id, zoning, code) FROM public.parcels ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("parcels")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    async fn columns(&self, table: &str) -> Vec<String> {
+        self.api()
+            .await
+            .query(
+                "SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&table],
+            )
+            .await
+            .expect("columns")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    async fn labels(&self) -> Vec<String> {
+        self.api()
+            .await
+            .query_one("SELECT enum_range(NULL::public.zoning_class)::text[]", &[])
+            .await
+            .expect("labels")
+            .get(0)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const BEFORE: [&str; 3] = ["1:residential:A", "2:industrial:BBBBBB", "3:commercial:C"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destructive_change_is_refused_until_allowed_by_name() {
+    let project = Project::new("destroy").await;
+    project.flow_file("parcels, zoning", "", "");
+    let refused = project.run(1);
+    let text = flat(&refused.stderr);
+    assert!(text.contains("flow::populate::refused"), "{text}");
+    assert!(
+        text.contains("destructive drop column parcels.old_id"),
+        "{text}"
+    );
+    assert!(
+        text.contains("allow = [\"drop column parcels.old_id\"]"),
+        "{text}"
+    );
+    assert_eq!(project.parcels().await, BEFORE, "nothing written");
+    assert!(
+        project
+            .columns("public.parcels")
+            .await
+            .iter()
+            .any(|c| c.starts_with("old_id"))
+    );
+
+    // `flow diff` shows every change with its class, and the SQL.
+    let diff = project.flow(&["diff", "release.flow"]).expect(0);
+    for line in [
+        "safe create table zoning",
+        "safe add label zoning_class.agricultural",
+        "data-dependent remove label zoning_class.industrial: no row breaks",
+        "data-dependent add column parcels.area NOT NULL: no row breaks",
+        "data-dependent set not null parcels.zoning: no row breaks",
+        "destructive drop column parcels.old_id",
+        "ALTER TABLE \"public\".\"parcels\" DROP COLUMN \"old_id\";",
+    ] {
+        assert!(
+            flat(&diff.stdout).contains(line),
+            "missing `{line}` in\n{}",
+            diff.stdout
+        );
+    }
+    assert_eq!(project.parcels().await, BEFORE, "diff writes nothing");
+
+    project.flow_file(
+        "parcels, zoning",
+        "  allow = [\"drop column parcels.old_id\"]",
+        "",
+    );
+    project.run(0);
+    assert_eq!(
+        project.parcels().await,
+        ["1:residential:A", "4:agricultural:D"]
+    );
+    assert_eq!(
+        project.columns("public.parcels").await,
+        [
+            "id integer not null",
+            "zoning zoning_class not null",
+            "code text",
+            "geom geometry(Point,4326)",
+            "area double precision not null"
+        ]
+    );
+    assert_eq!(
+        project.labels().await,
+        ["residential", "commercial", "agricultural"]
+    );
+    let zoning: i64 = project
+        .api()
+        .await
+        .query_one("SELECT sum(parcels) FROM public.zoning", &[])
+        .await
+        .expect("zoning")
+        .get(0);
+    assert_eq!(zoning, 2, "zoning ran after parcels");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn append_counts_the_rows_that_would_break_and_writes_nothing() {
+    let project = Project::new("append").await;
+    project.flow_file(
+        "parcels",
+        "  mode = append\n  allow = [\"drop column parcels.old_id\"]",
+        "",
+    );
+    // The rows that stay (1, 2, 3) have no area, and 2 is industrial.
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code, area) VALUES (5, 'agricultural', 'E', 5);",
+    );
+    project.write("transform/zoning.sql", "");
+    let refused = project.run(1);
+    let text = flat(&refused.stderr);
+    assert!(
+        text.contains("remove label zoning_class.industrial: 1 row would break"),
+        "{text}"
+    );
+    assert!(
+        text.contains("{\"column\":\"parcels.zoning\",\"value\":\"industrial\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("add column parcels.area NOT NULL: 3 rows would break"),
+        "{text}"
+    );
+    assert_eq!(project.parcels().await, BEFORE);
+    assert_eq!(
+        project.labels().await,
+        ["residential", "commercial", "industrial"]
+    );
+
+    // Without those changes, append keeps the old rows and adds the new.
+    project.write(
+        "schemas/release.sql",
+        "CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'industrial', 'agricultural');
+         CREATE TABLE parcels (id integer PRIMARY KEY, zoning zoning_class, code text, old_id integer,
+                               geom geometry(Point, 4326), area double precision);",
+    );
+    project.run(0);
+    assert_eq!(
+        project.parcels().await,
+        [BEFORE.as_slice(), &["5:agricultural:E"]].concat()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_and_type_changes_are_counted_on_the_rows_after_the_load() {
+    let project = Project::new("keys").await;
+    project.write(
+        "schemas/release.sql",
+        "CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'industrial');
+         CREATE TABLE parcels (id integer, zoning zoning_class, code varchar(3) PRIMARY KEY,
+                               old_id integer, geom geometry(Point, 4326));",
+    );
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code) VALUES (7, 'commercial', 'C');",
+    );
+    project.write("transform/zoning.sql", "");
+    project.flow_file("parcels", "  mode = append", "");
+    let refused = project.run(1);
+    let text = flat(&refused.stderr);
+    // `BBBBBB` does not fit varchar(3): counted before the column changes.
+    assert!(
+        text.contains(
+            "change type parcels.code from text to character varying(3): 1 row would break"
+        ),
+        "{text}"
+    );
+    assert_eq!(project.parcels().await, BEFORE);
+
+    // With short codes, the type fits, but code `C` is now there twice.
+    project
+        .api()
+        .await
+        .batch_execute("UPDATE public.parcels SET code = 'B' WHERE id = 2")
+        .await
+        .expect("shorten");
+    let refused = project.run(1);
+    let text = flat(&refused.stderr);
+    assert!(
+        text.contains("change primary key parcels from (id) to (code): 1 row would break"),
+        "{text}"
+    );
+    assert!(text.contains("{\"code\":\"C\",\"rows\":2}"), "{text}");
+    assert_eq!(
+        project.parcels().await,
+        ["1:residential:A", "2:industrial:B", "3:commercial:C"]
+    );
+
+    // `replace` loads only the model's rows: nothing breaks, both apply.
+    project.flow_file("parcels", "  mode = replace", "");
+    project.run(0);
+    assert_eq!(project.parcels().await, ["7:commercial:C"]);
+    assert!(
+        project
+            .columns("public.parcels")
+            .await
+            .contains(&"code character varying(3) not null".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upsert_replaces_rows_by_key_and_keeps_the_others() {
+    let project = Project::new("upsert").await;
+    project.write(
+        "schemas/release.sql",
+        "CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'industrial');
+         CREATE TABLE parcels (id integer PRIMARY KEY, zoning zoning_class, code text,
+                               old_id integer, geom geometry(Point, 4326));",
+    );
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code) VALUES (2, 'commercial', 'new'), (9, 'residential', 'Z');",
+    );
+    project.write("transform/zoning.sql", "");
+    project.flow_file("parcels", "  mode = upsert", "");
+    project.run(0);
+    assert_eq!(
+        project.parcels().await,
+        [
+            "1:residential:A",
+            "2:commercial:new",
+            "3:commercial:C",
+            "9:residential:Z"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_check_leaves_the_api_database_as_it_was() {
+    let project = Project::new("check").await;
+    project.flow_file(
+        "parcels, zoning",
+        "  allow = [\"drop column parcels.old_id\"]",
+        r#"
+check parcels_complete {
+  table = api.public.parcels
+  min_rows = 3
+  not_null = [geom]
+  unique = [id]
+  valid_geometry = [geom]
+}
+
+check no_tiny_parcels {
+  table = api.public.parcels
+  sql = "SELECT id, area FROM public.parcels WHERE area < 200"
+}
+"#,
+    );
+    let failed = project.run(1);
+    let text = flat(&failed.stderr);
+    assert!(text.contains("flow::check::failed"), "{text}");
+    assert!(
+        text.contains("check `parcels_complete` on public.parcels: 2 rows, at least 3 expected"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "check `no_tiny_parcels` on public.parcels: its query returned 1 failing rows"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("{\"id\":1,\"area\":100}"), "{text}");
+    assert_eq!(project.parcels().await, BEFORE);
+    assert!(
+        project
+            .columns("public.parcels")
+            .await
+            .iter()
+            .any(|c| c.starts_with("old_id"))
+    );
+    assert_eq!(
+        project.labels().await,
+        ["residential", "commercial", "industrial"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swap_switches_whole_releases_and_rollback_puts_the_last_back() {
+    let project = Project::new("swap").await;
+    project.flow_file(
+        "parcels, zoning",
+        "  mode = swap\n  allow = [\"drop column parcels.old_id\"]",
+        "check parcels_there {\n  table = api.public.parcels\n  min_rows = 1\n}\n",
+    );
+    let api = project.api().await;
+    // A reader holding the old table sees it whole until the switch.
+    project.run(0);
+    assert_eq!(
+        project.parcels().await,
+        ["1:residential:A", "4:agricultural:D"]
+    );
+    assert_eq!(
+        project.labels().await,
+        ["residential", "commercial", "agricultural"]
+    );
+    let previous: Vec<String> = api
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'public__flow_prev_%'",
+            &[],
+        )
+        .await
+        .expect("schemas")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(previous.len(), 1, "{previous:?}");
+    let kept: i64 = api
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".parcels", previous[0]),
+            &[],
+        )
+        .await
+        .expect("kept")
+        .get(0);
+    assert_eq!(kept, 3, "the previous release is kept");
+
+    let rolled = project.flow(&["rollback", "release.flow"]).expect(0);
+    assert!(rolled.stdout.contains("parcels"), "{}", rolled.stdout);
+    assert_eq!(project.parcels().await, BEFORE);
+    assert_eq!(
+        project.labels().await,
+        ["residential", "commercial", "industrial"]
+    );
+    assert!(
+        project
+            .columns("public.parcels")
+            .await
+            .iter()
+            .any(|c| c.starts_with("old_id"))
+    );
+    let exists: bool = api
+        .query_one("SELECT to_regclass('public.zoning') IS NOT NULL", &[])
+        .await
+        .expect("zoning")
+        .get(0);
+    assert!(!exists, "zoning was new in the release, so it went with it");
+    project.flow(&["rollback", "release.flow"]).expect(1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_populate_killed_half_way_leaves_the_api_database_as_it_was() {
+    let project = Project::new("killed").await;
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code, area)
+         SELECT g, 'residential', repeat('x', 100), g FROM generate_series(1, 1000000) g;",
+    );
+    project.write("transform/zoning.sql", "");
+    project.flow_file("parcels", "  allow = [\"drop column parcels.old_id\"]", "");
+    project
+        .flow(&["run", "release.flow", "--until", "pg:model:transform"])
+        .expect(0);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "release.flow", "--step", "pg:target:populate"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.flow.url())
+        .env("API_DATABASE_URL", project.api.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flow starts");
+    let api = project.api().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copying: i64 = api
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%FROM STDIN%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if copying > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "populate never started copying");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(project.parcels().await, BEFORE);
+    assert!(
+        project
+            .columns("public.parcels")
+            .await
+            .iter()
+            .any(|c| c.starts_with("old_id"))
+    );
+    assert_eq!(
+        project.labels().await,
+        ["residential", "commercial", "industrial"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_mirrors_the_api_and_transform_errors_point_at_the_file() {
+    let project = Project::new("mirror").await;
+    project.write(
+        "mirror.flow",
+        r#"flow mirror
+
+database flow = env("FLOW_DATABASE_URL")
+database api = env("API_DATABASE_URL")
+
+step pg:flow:configure {}
+
+step pg:model:create {
+  like = api.public
+  tables = [parcels]
+}
+
+step pg:model:transform {
+  sql = "transform/*.sql"
+}
+"#,
+    );
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning) VALUES (1, 'residential');\nINSERT INTO parcels (id, zoning) VALUES (2, 'nowhere');\n",
+    );
+    project.write("transform/zoning.sql", "");
+    let failed = project.flow(&["run", "mirror.flow"]).expect(1);
+    let text = flat(&failed.stderr);
+    assert!(
+        text.contains("invalid input value for enum zoning_class: \"nowhere\""),
+        "{text}"
+    );
+    assert!(text.contains("transform/parcels.sql:2:"), "{text}");
+    assert!(text.contains("SQLSTATE 22P02"), "{text}");
+    let flow = project.flow.client().await.expect("flow");
+    let columns: Vec<String> = flow
+        .query(
+            "SELECT a.attname::text || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+             FROM pg_attribute a WHERE a.attrelid = 'model.parcels'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[],
+        )
+        .await
+        .expect("columns")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "id integer not null",
+            "zoning model.zoning_class",
+            "code text",
+            "old_id integer",
+            "geom geometry(Point,4326)"
+        ]
+    );
+    let second = project
+        .flow(&["run", "mirror.flow", "--step", "pg:model:create", "--force"])
+        .expect(0);
+    assert!(
+        second.stdout.contains("unchanged") || second.stderr.contains("unchanged"),
+        "{}{}",
+        second.stdout,
+        second.stderr
+    );
+}
