@@ -53,7 +53,7 @@ fn json_plans_name_group_and_upstream() {
 #[test]
 fn manual_steps_run_only_when_named() {
     let all = planned_ids(&[]);
-    assert_eq!(all.len(), 9);
+    assert_eq!(all.len(), 10);
     assert!(!all.contains(&"drizzle:api:pull".to_owned()));
     assert_eq!(
         planned_ids(&["--step", "drizzle:api:pull"]),
@@ -85,6 +85,7 @@ fn step_globs_and_upstream_downstream() {
         [
             "minio:download",
             "shp:convert",
+            "pg:api:configure",
             "pg:flow:configure",
             "pg:flow:push",
             "pg:source:create",

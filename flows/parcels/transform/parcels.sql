@@ -1,4 +1,6 @@
--- Parcels: one row per source polygon, keyed by its parcel number.
-INSERT INTO model.parcels (id, zoning, area_m2, geom)
-SELECT parcel_id, zone::public.zoning_class, ST_Area(geom), geom
+-- Parcels: one row per source polygon, keyed by its parcel number. Unqualified
+-- names are the model's (its schema comes first on the search path).
+INSERT INTO parcels (id, zoning, owner, owned_since, area_m2, geom)
+SELECT "PARCEL_ID"::integer, "ZONE"::zoning_class, "OWNER", "SINCE",
+       ST_Area(geom::geography), geom
 FROM source.parcels;

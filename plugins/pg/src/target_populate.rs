@@ -75,7 +75,9 @@ impl Operation for Populate {
         let [to_db, to_schema] = to.as_slice() else {
             return Ok(Prepared::default());
         };
-        let mut prepared = Prepared::default();
+        let mut prepared = Prepared::default().reads(Resource::Extensions {
+            database: (*to_db).to_owned(),
+        });
         for table in params.list("tables") {
             prepared = prepared
                 .reads(Resource::table(db, from, Some(table)))
