@@ -153,7 +153,12 @@ fn load_and_plan(
     let pipeline = load::load(file, registry)?;
     match select.selection().apply(&pipeline) {
         Ok(selected) => {
-            let plan = Plan::new(&pipeline, &selected);
+            let mut plan = Plan::new(&pipeline, &selected);
+            let base = crate::run::base_dir(file);
+            for step in &mut plan.steps {
+                let node = &pipeline.steps[step.index];
+                step.parts = node.operation.parts(&node.params, &base);
+            }
             Some((pipeline, selected, plan))
         }
         Err(errors) => {

@@ -96,6 +96,13 @@ pub trait Operation: Send + Sync + 'static {
     /// network, environment or clock, so `flow check` is instant and safe.
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>>;
 
+    /// The units the step will run, in order, for `flow plan` (the SQL
+    /// files of a transform, with why each comes where it does). May read
+    /// the files under `base_dir`; nothing else.
+    fn parts(&self, _params: &Params, _base_dir: &std::path::Path) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Does the work. Observes `context.cancel`; leaves nothing half-done
     /// behind (temporary names, transactions) when it fails or is cancelled.
     fn run<'a>(&'a self, _context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {

@@ -34,6 +34,10 @@ pub struct PlannedStep {
     /// Whether a run would skip it, when the run records were read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction: Option<String>,
+    /// The units a step runs, in order, when its operation can tell before
+    /// running (the SQL files of a transform).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     #[serde(skip)]
     pub index: StepIndex,
 }
@@ -109,6 +113,9 @@ impl Plan {
             for (after, reason) in step.after.iter().zip(&step.reasons) {
                 let _ = writeln!(out, "      after `{after}`: {reason}");
             }
+            for (n, part) in step.parts.iter().enumerate() {
+                let _ = writeln!(out, "      {}. {part}", n + 1);
+            }
             if let Some(prediction) = &step.prediction {
                 let _ = writeln!(out, "      {prediction}");
             }
@@ -171,5 +178,6 @@ fn planned(
         after_groups,
         index,
         prediction: None,
+        parts: Vec::new(),
     }
 }

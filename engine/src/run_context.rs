@@ -53,23 +53,7 @@ impl RunContext {
 
     /// The files a glob of the flow matches, in name order; none is an error.
     pub fn files(&self, pattern: &str) -> Result<Vec<PathBuf>, StepError> {
-        let full = self.path(pattern);
-        let mut files: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
-            .map_err(|e| StepError::message(format!("`{pattern}` is not a valid glob: {e}"), None))?
-            .flatten()
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(StepError::message(
-                format!(
-                    "no file matches `{pattern}` in `{}`",
-                    self.base_dir.display()
-                ),
-                Some("paths in a flow are relative to the flow file's folder".into()),
-            ));
-        }
-        Ok(files)
+        files(&self.base_dir, pattern)
     }
 
     /// A path as the flow names it: relative to the flow's folder.
@@ -79,6 +63,24 @@ impl RunContext {
             .display()
             .to_string()
     }
+}
+
+/// The files a glob matches under `base_dir`, in name order; none is an error.
+pub fn files(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, StepError> {
+    let full = base_dir.join(pattern);
+    let mut files: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
+        .map_err(|e| StepError::message(format!("`{pattern}` is not a valid glob: {e}"), None))?
+        .flatten()
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(StepError::message(
+            format!("no file matches `{pattern}` in `{}`", base_dir.display()),
+            Some("paths in a flow are relative to the flow file's folder".into()),
+        ));
+    }
+    Ok(files)
 }
 
 /// Counters a step advances as it works, read by the progress display.

@@ -1,9 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use flow_engine::flow_db::{CancelOnDrop, DbError, quote_ident};
 use flow_engine::{
-    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Params, Prepared, Problem,
     Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
 };
 
@@ -61,6 +61,27 @@ impl Operation for Transform {
         )))
     }
 
+    fn parts(&self, params: &Params, base_dir: &Path) -> Vec<String> {
+        match ordered(params, base_dir) {
+            Ok(files) => files
+                .iter()
+                .map(|file| {
+                    let why: Vec<String> = file
+                        .after
+                        .iter()
+                        .map(|(j, reason)| format!("after {}: {reason}", found_name(&files, *j)))
+                        .collect();
+                    if why.is_empty() {
+                        file.name.clone()
+                    } else {
+                        format!("{} ({})", file.name, why.join("; "))
+                    }
+                })
+                .collect(),
+            Err(error) => vec![format!("(cannot order the files: {})", error.report)],
+        }
+    }
+
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(transform(context))
     }
@@ -75,8 +96,10 @@ pub struct SqlFile {
     pub text: String,
     pub reads: BTreeSet<String>,
     pub writes: BTreeSet<String>,
-    /// The files it runs after, and why.
+    /// The files it runs after (by [`SqlFile::found`]), and why.
     pub after: Vec<(usize, String)>,
+    /// Its place among the files as found, in name order.
+    pub found: usize,
 }
 
 /// A table name as the model's search path resolves it: unqualified names are
@@ -92,11 +115,15 @@ fn qualify(name: &str, schema: &str) -> String {
 /// The transform files of a step in the order they run: a file that reads a
 /// table runs after the files that write it, and after those it names in
 /// `-- flow: after other.sql`; otherwise by name.
-pub fn ordered(context: &RunContext) -> Result<Vec<SqlFile>, StepError> {
-    let schema = context.params.str("schema").unwrap_or("model");
+pub fn ordered(params: &Params, base_dir: &Path) -> Result<Vec<SqlFile>, StepError> {
+    let schema = params.str("schema").unwrap_or("model");
     let mut files = Vec::new();
-    for path in context.files(context.params.str("sql").unwrap_or_default())? {
-        let name = context.relative(&path);
+    for path in flow_engine::files(base_dir, params.str("sql").unwrap_or_default())? {
+        let name = path
+            .strip_prefix(base_dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| StepError::message(format!("cannot read `{name}`: {e}"), None))?;
         let tables = sql_tables::scan(&text);
@@ -108,6 +135,7 @@ pub fn ordered(context: &RunContext) -> Result<Vec<SqlFile>, StepError> {
                 writes: tables.writes.iter().map(|t| qualify(t, schema)).collect(),
                 text,
                 after: Vec::new(),
+                found: files.len(),
             },
             tables.after,
         ));
@@ -172,12 +200,22 @@ pub fn ordered(context: &RunContext) -> Result<Vec<SqlFile>, StepError> {
         .collect())
 }
 
+/// The file name of the file found `index`th (in name order).
+fn found_name(files: &[SqlFile], index: usize) -> String {
+    files
+        .iter()
+        .find(|f| f.found == index)
+        .and_then(|f| f.path.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Runs the files in order in one transaction, after emptying every model
 /// table they write: a run gives the same rows however often it runs, and a
 /// failed run leaves the model as it was.
 async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
     let schema = context.params.str("schema").unwrap_or("model").to_owned();
-    let files = ordered(context)?;
+    let files = ordered(&context.params, &context.base_dir)?;
     let mut client = context
         .database(context.params.str("database").unwrap_or("flow"))?
         .client()
