@@ -222,3 +222,47 @@ async fn the_reference_pipeline_runs_end_to_end_and_then_only_what_changed() {
         "{types}"
     );
 }
+
+#[test]
+fn the_reference_pipeline_runs_on_the_embedded_default() {
+    // The repository's layout: the flow under `flows/`, the "bucket" folder
+    // under `fixtures/`, nothing configured.
+    let dir = std::env::temp_dir().join(format!("flow-reference-embedded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&root().join("flows/parcels"), &dir.join("flows/parcels"));
+    copy_dir(
+        &root().join("fixtures/spaces/shapefiles"),
+        &dir.join("fixtures/spaces/shapefiles"),
+    );
+    std::fs::copy(
+        root().join("flows/parcels.flow"),
+        dir.join("flows/parcels.flow"),
+    )
+    .expect("flow");
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "flows/parcels.flow", "--plain"];
+        all.extend(args);
+        Flow::new(all).dir(&dir)
+    };
+    let first = run(&[]).expect(0);
+    assert_eq!(status(&first, "pg:target:populate"), "succeeded");
+    assert!(
+        first.stderr.contains("400 rows") || first.stderr.contains("404 rows"),
+        "{}",
+        first.stderr
+    );
+    let seed = run(&["--group", "seed"]).expect(0);
+    assert_eq!(status(&seed, "pg:source:load"), "skipped");
+    let populate = run(&["--group", "populate", "--force"]).expect(0);
+    assert_eq!(status(&populate, "pg:model:transform"), "succeeded");
+    assert_eq!(status(&populate, "pg:target:populate"), "succeeded");
+    let diff = Flow::new(["diff", "flows/parcels.flow"])
+        .dir(&dir)
+        .expect(0);
+    assert!(diff.stdout.contains("no schema change"), "{}", diff.stdout);
+    let stopped = Flow::new(["db", "status", "flows/parcels.flow"])
+        .dir(&dir)
+        .run();
+    assert!(stopped.stdout.starts_with("stopped"), "{}", stopped.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -266,12 +266,23 @@ async fn pump(
     sink: CopyInSink<Bytes>,
 ) -> Result<(u64, u64), StepError> {
     futures_util::pin_mut!(source, sink);
+    // COPY TO sends a message per row: gather them into larger writes.
+    const BATCH: usize = 256 * 1024;
+    let mut buffer = bytes::BytesMut::with_capacity(BATCH);
     let mut bytes = 0u64;
     while let Some(chunk) = source.next().await {
         let chunk = chunk?;
-        bytes += chunk.len() as u64;
-        context.progress.add_bytes(chunk.len() as u64);
-        sink.send(chunk).await?;
+        buffer.extend_from_slice(&chunk);
+        if buffer.len() >= BATCH {
+            bytes += buffer.len() as u64;
+            context.progress.add_bytes(buffer.len() as u64);
+            sink.feed(buffer.split().freeze()).await?;
+        }
+    }
+    if !buffer.is_empty() {
+        bytes += buffer.len() as u64;
+        context.progress.add_bytes(buffer.len() as u64);
+        sink.feed(buffer.split().freeze()).await?;
     }
     let rows = sink.as_mut().finish().await?;
     context.progress.add_rows(rows);
