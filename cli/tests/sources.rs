@@ -170,3 +170,71 @@ async fn a_changed_header_is_reported() {
     let text = flat(&output.stderr);
     assert!(text.contains("the header of `csv/owners.csv` changed: table `source.owners` has columns name, since, the file has name, since, city"), "{}", output.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_errors_bad_rows_go_to_a_reject_table_with_their_line() {
+    let project = Project::new("csvrejects").await;
+    project.run(&[]).expect(0);
+    std::fs::write(
+        project.dir.join("csv/parcels.csv"),
+        format!(
+            "{PARCELS}3,industrial,lots,0101000020E6100000000000000000F03F0000000000000040\n\
+             4,commercial,10,not a geometry\n\
+             5,residential,12.5,0101000020E6100000000000000000F03F0000000000000040\n"
+        ),
+    )
+    .expect("csv");
+    let at = FLOW.rfind("  schema = source\n}").expect("the load step");
+    let with = |max: u32| {
+        format!(
+            "{}  schema = source\n  max_errors = {max}\n}}{}",
+            &FLOW[..at],
+            &FLOW[at + "  schema = source\n}".len()..]
+        )
+    };
+    std::fs::write(project.dir.join("sources.flow"), with(1)).expect("flow");
+    let output = project.run(&["--step", "pg:source:load"]).expect(1);
+    let text = flat(&output.stderr);
+    assert!(text.contains("more than 1 bad rows: line 5:"), "{text}");
+    let client = project.db.client().await.expect("connect");
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(sql, &[])
+                .await
+                .expect(sql)
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM source.parcels").await,
+        2,
+        "the table keeps its rows"
+    );
+
+    std::fs::write(project.dir.join("sources.flow"), with(2)).expect("flow");
+    let output = project.run(&["--step", "pg:source:load"]).expect(0);
+    assert!(output.stderr.contains("2 rejected"), "{}", output.stderr);
+    assert_eq!(count("SELECT count(*) FROM source.parcels").await, 3);
+    let rejects: Vec<(i64, String, String)> = client
+        .query(
+            "SELECT line, reason, row->>'area m²' FROM source.parcels_rejects ORDER BY line",
+            &[],
+        )
+        .await
+        .expect("rejects")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert_eq!((rejects[0].0, rejects[0].2.as_str()), (4, "lots"));
+    assert!(
+        rejects[0]
+            .1
+            .contains("invalid input syntax for type double precision"),
+        "{rejects:?}"
+    );
+    assert_eq!(rejects[1].0, 5);
+    assert!(rejects[1].1.contains("parse error"), "{rejects:?}");
+}

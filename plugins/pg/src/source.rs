@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flow_engine::flow_db::tokio_postgres::CopyInSink;
 use flow_engine::flow_db::{CancelOnDrop, quote_ident};
 use flow_engine::{
     BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
@@ -56,7 +57,7 @@ static LOAD: OperationSpec = OperationSpec {
         ParamSpec::optional(
             "max_errors",
             ParamType::Count,
-            "bad rows sent to a reject table before the load fails (default 0)",
+            "bad rows sent to the table's `<table>_rejects` table, with their line and reason, before the load fails (default 0)",
         ),
         DATABASE,
     ],
@@ -193,12 +194,6 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
 /// Each CSV file streamed into its table with COPY, the table's rows replaced
 /// in one transaction; files in parallel up to the database's pool.
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {
-    if context.params.count("max_errors").unwrap_or(0) > 0 {
-        return Err(StepError::message(
-            "`max_errors` (a reject table for bad rows) is not built yet",
-            Some("remove it: a bad row fails the load with its file, line and column".into()),
-        ));
-    }
     let schema = Arc::new(context.params.str("schema").unwrap_or("source").to_owned());
     let database = context.database(context.params.str("database").unwrap_or("flow"))?;
     let files = csv_files(context)?;
@@ -207,20 +202,32 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
         let (permits, schema) = (Arc::clone(&permits), Arc::clone(&schema));
         async move {
             let _permit = permits.acquire_owned().await;
-            load_file(context, database, &schema, file).await
+            let max_errors = context.params.count("max_errors").unwrap_or(0);
+            match load_file(context, database, &schema, file).await {
+                Err(_) if max_errors > 0 => {
+                    load_with_rejects(context, database, &schema, file, max_errors).await
+                }
+                loaded => loaded.map(|(rows, bytes)| (rows, bytes, 0)),
+            }
         }
     });
-    let mut rows = 0;
-    let mut bytes = 0;
+    let (mut rows, mut bytes, mut rejected) = (0, 0, 0);
     for result in futures_util::future::join_all(loads).await {
-        let (file_rows, file_bytes) = result?;
+        let (file_rows, file_bytes, file_rejected) = result?;
         rows += file_rows;
         bytes += file_bytes;
+        rejected += file_rejected;
+    }
+    let mut note = format!("{} files, {rows} rows", files.len());
+    if rejected > 0 {
+        note.push_str(&format!(
+            ", {rejected} rejected (see the `*_rejects` tables of `{schema}`)"
+        ));
     }
     Ok(Outcome {
         rows,
         bytes,
-        note: Some(format!("{} files, {rows} rows", files.len())),
+        note: Some(note),
         unchanged: false,
     })
 }
@@ -246,23 +253,7 @@ async fn load_file(
             ))
             .await?;
         futures_util::pin_mut!(sink);
-        let mut reader = tokio::fs::File::open(file)
-            .await
-            .map_err(|e| StepError::message(format!("cannot read `{relative}`: {e}"), None))?;
-        let mut bytes = 0u64;
-        let mut buffer = vec![0u8; 256 * 1024];
-        loop {
-            let read = reader
-                .read(&mut buffer)
-                .await
-                .map_err(|e| StepError::message(format!("cannot read `{relative}`: {e}"), None))?;
-            if read == 0 {
-                break;
-            }
-            bytes += read as u64;
-            context.progress.add_bytes(read as u64);
-            sink.send(Bytes::copy_from_slice(&buffer[..read])).await?;
-        }
+        let bytes = stream_file(context, sink.as_mut(), file, &relative).await?;
         let rows = sink.as_mut().finish().await?;
         transaction.commit().await?;
         context.progress.add_rows(rows);
@@ -271,6 +262,133 @@ async fn load_file(
     .await;
     guard.disarm();
     result.map_err(|error| copy_error(error, &relative))
+}
+
+/// Sends a file to a COPY sink in 256 KiB pieces; returns its size.
+async fn stream_file(
+    context: &RunContext,
+    mut sink: std::pin::Pin<&mut CopyInSink<Bytes>>,
+    file: &Path,
+    relative: &str,
+) -> Result<u64, StepError> {
+    let unreadable =
+        |e: std::io::Error| StepError::message(format!("cannot read `{relative}`: {e}"), None);
+    let mut reader = tokio::fs::File::open(file).await.map_err(unreadable)?;
+    let mut bytes = 0u64;
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = reader.read(&mut buffer).await.map_err(unreadable)?;
+        if read == 0 {
+            return Ok(bytes);
+        }
+        bytes += read as u64;
+        context.progress.add_bytes(read as u64);
+        sink.send(Bytes::copy_from_slice(&buffer[..read])).await?;
+    }
+}
+
+/// The slow path for a file with bad rows, when `max_errors` allows some:
+/// the file goes into a table of text columns (which takes any value), then
+/// row by row into the real table; a row that does not convert goes to
+/// `<table>_rejects` with its line and the reason. More than `max_errors` bad
+/// rows fail the load; either way the table is replaced in one transaction.
+async fn load_with_rejects(
+    context: &RunContext,
+    database: &flow_engine::flow_db::Database,
+    schema: &str,
+    file: &Path,
+    max_errors: u64,
+) -> Result<(u64, u64, u64), StepError> {
+    let relative = context.relative(file);
+    let name = table_of(file);
+    let table = format!("{}.{}", quote_ident(schema), quote_ident(&name));
+    let rejects = format!(
+        "{}.{}",
+        quote_ident(schema),
+        quote_ident(&format!("{name}_rejects"))
+    );
+    let mut client = database.client().await?;
+    let guard = CancelOnDrop::new(&client);
+    let result = async {
+        let transaction = client.transaction().await?;
+        let columns: Vec<(String, String)> = transaction
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&table],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let names: Vec<String> = columns.iter().map(|(n, _)| quote_ident(n)).collect();
+        let text_columns: Vec<String> = names.iter().map(|n| format!("{n} text")).collect();
+        transaction
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE flow_stage (flow_line bigserial, {}) ON COMMIT DROP;
+                 CREATE TABLE IF NOT EXISTS {rejects} (line bigint, reason text, row jsonb);
+                 TRUNCATE {rejects}, {table}",
+                text_columns.join(", ")
+            ))
+            .await?;
+        let sink = transaction
+            .copy_in::<_, Bytes>(&format!(
+                "COPY flow_stage ({}) FROM STDIN WITH (FORMAT csv, HEADER true)",
+                names.join(", ")
+            ))
+            .await?;
+        futures_util::pin_mut!(sink);
+        let bytes = stream_file(context, sink.as_mut(), file, &relative).await?;
+        sink.as_mut().finish().await?;
+        let values: Vec<String> = columns
+            .iter()
+            .map(|(n, kind)| format!("r.{}::{kind}", quote_ident(n)))
+            .collect();
+        // The header is line 1: the first row is on line 2.
+        transaction
+            .batch_execute(&format!(
+                "DO $flow$ DECLARE r record; bad bigint := 0; BEGIN
+  FOR r IN SELECT * FROM flow_stage ORDER BY flow_line LOOP
+    BEGIN
+      INSERT INTO {table} ({names}) VALUES ({values});
+    EXCEPTION WHEN others THEN
+      bad := bad + 1;
+      IF bad > {max_errors} THEN
+        RAISE EXCEPTION 'more than {max_errors} bad rows: line %: %', r.flow_line + 1, SQLERRM;
+      END IF;
+      INSERT INTO {rejects} VALUES (r.flow_line + 1, SQLERRM, to_jsonb(r) - 'flow_line');
+    END;
+  END LOOP;
+END $flow$",
+                names = names.join(", "),
+                values = values.join(", "),
+            ))
+            .await?;
+        let count = |sql: String| {
+            let transaction = &transaction;
+            async move {
+                transaction
+                    .query_one(&sql, &[])
+                    .await
+                    .map(|row| row.get::<_, i64>(0).max(0) as u64)
+            }
+        };
+        let rows = count(format!("SELECT count(*) FROM {table}")).await?;
+        let rejected = count(format!("SELECT count(*) FROM {rejects}")).await?;
+        transaction.commit().await?;
+        context.progress.add_rows(rows);
+        Ok::<(u64, u64, u64), StepError>((rows, bytes, rejected))
+    }
+    .await;
+    guard.disarm();
+    result.map_err(|error| {
+        StepError::message(
+            format!("`{relative}`: {}", error.report),
+            Some(format!(
+                "`max_errors = {max_errors}` sends up to {max_errors} bad rows to `{schema}.{name}_rejects`; raise it, or fix the rows"
+            )),
+        )
+    })
 }
 
 /// A COPY error says where: `COPY t, line 3, column area: "abc"`.
