@@ -336,3 +336,93 @@ async fn a_dbf_with_fewer_records_than_shapes_is_refused() {
     );
     assert!(!project.dir.join("csv/points.csv").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shp_load_gives_the_tables_the_csv_path_gives() {
+    let project = Project::new("direct").await;
+    project.run(&[]).expect(0);
+    // The town of the reference pipeline too: 400 polygons, some with holes.
+    let town = project.dir.join("raw/town");
+    std::fs::create_dir_all(&town).expect("dir");
+    for entry in std::fs::read_dir(support::root().join("fixtures/spaces/shapefiles/town"))
+        .expect("fixtures")
+        .flatten()
+    {
+        std::fs::copy(entry.path(), town.join(entry.file_name())).expect("copy");
+    }
+    project.run(&[]).expect(0);
+    std::fs::write(
+        project.dir.join("direct.flow"),
+        "flow direct\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\nstep pg:flow:configure {}\n\nstep shp:load {\n  from = \"raw/**/*.shp\"\n  schema = direct\n}\n",
+    )
+    .expect("flow");
+    let direct = || {
+        Flow::new(["run", "direct.flow", "--force"])
+            .dir(&project.dir)
+            .env("FLOW_DATABASE_URL", project.db.url())
+    };
+    let output = direct().expect(0);
+    assert!(
+        output.stderr.contains("5 files, 409 records"),
+        "{}",
+        output.stderr
+    );
+    let client = project.db.client().await.expect("connect");
+    for table in ["points", "zones", "roads", "parcels", "zoning"] {
+        let differing: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM (
+                       (SELECT to_jsonb(t) - 'geom', ST_AsEWKB(geom) FROM source.{table} t
+                        EXCEPT ALL SELECT to_jsonb(t) - 'geom', ST_AsEWKB(geom) FROM direct.{table} t)
+                       UNION ALL
+                       (SELECT to_jsonb(t) - 'geom', ST_AsEWKB(geom) FROM direct.{table} t
+                        EXCEPT ALL SELECT to_jsonb(t) - 'geom', ST_AsEWKB(geom) FROM source.{table} t)) d"
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"))
+            .get(0);
+        assert_eq!(differing, 0, "{table}: the two paths differ");
+    }
+    let kinds: Vec<String> = client
+        .query(
+            "SELECT c.relname || ' ' || format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'direct' AND a.attname = 'geom' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("types")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "parcels geometry(MultiPolygon,4326)",
+            "points geometry(Point,4326)",
+            "roads geometry(MultiLineStringZM)",
+            "zones geometry(MultiPolygon,4326)",
+            "zoning geometry(MultiPolygon,4326)"
+        ]
+    );
+    // A second load replaces the rows; a truncated file fails and leaves them.
+    direct().expect(0);
+    let shp = project.dir.join("raw/points.shp");
+    let bytes = std::fs::read(&shp).expect("shp");
+    std::fs::write(&shp, &bytes[..bytes.len() - 10]).expect("truncate");
+    let failed = direct().expect(1);
+    assert!(
+        flat(&failed.stderr).contains("`raw/points.shp`: record 2"),
+        "{}",
+        failed.stderr
+    );
+    let points: i64 = client
+        .query_one("SELECT count(*) FROM direct.points", &[])
+        .await
+        .expect("points")
+        .get(0);
+    assert_eq!(points, 2);
+}

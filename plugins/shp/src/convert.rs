@@ -23,62 +23,15 @@ pub struct Options {
 /// Converts `shp` into the CSV file `out`, written under a temporary name and
 /// renamed when complete. Errors name the record they are about.
 pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, String> {
-    let mut warning = None;
-    let srid = match options.srid {
-        Some(srid) => srid,
-        None => match std::fs::read_to_string(shp.with_extension("prj")) {
-            Ok(prj) => crate::prj::srid(&prj).unwrap_or_else(|| {
-                warning = Some("its .prj names a projection flow does not know: SRID 0 written; set `srid` to give it".into());
-                0
-            }),
-            Err(_) => {
-                warning = Some("it has no .prj: SRID 0 written; set `srid` to give it".into());
-                0
-            }
-        },
-    };
-    let dbf = shp.with_extension("dbf");
-    let encoding = options.encoding.clone().or_else(|| {
-        std::fs::read_to_string(shp.with_extension("cpg"))
-            .ok()
-            .map(|label| label.trim().trim_start_matches('\u{feff}').to_owned())
-    });
-    let builder = match encoding.as_deref() {
-        Some(label) => {
-            // Names as users and .cpg files write them, as the reader knows them.
-            let known = match label.to_ascii_lowercase().as_str() {
-                "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "88591" => "ISO-8859-1",
-                "windows-1252" | "cp1252" | "1252" => "1252",
-                "utf-8" | "utf8" => "UTF-8",
-                _ => label,
-            };
-            let encoding = dbase::encoding::DynEncoding::from_name(known)
-                .ok_or_else(|| format!("unknown encoding `{label}`"))?;
-            dbase::ReaderBuilder::new().with_encoding(encoding)
-        }
-        None => dbase::ReaderBuilder::new(),
-    };
-    let dbase_reader = builder
-        .open(&dbf)
-        .map_err(|e| format!("cannot read `{}`: {e}", dbf.display()))?;
-    let fields: Vec<String> = dbase_reader
-        .fields()
-        .iter()
-        .map(|f| f.name().to_owned())
-        .filter(|n| n != "DeletionFlag")
-        .collect();
-    let expected = dbase_reader.header().num_records;
-    let shape_reader = shapefile::ShapeReader::from_path(shp).map_err(|e| e.to_string())?;
-    let mut reader = shapefile::Reader::new(shape_reader, dbase_reader);
-    // The index (.shx) counts the shapes; without one, the records decide.
-    let shapes = reader.shape_count().ok();
-    if let Some(shapes) = shapes
-        && shapes != expected as usize
-    {
-        return Err(format!(
-            "the .dbf has {expected} records and the .shp {shapes} shapes"
-        ));
-    }
+    let crate::open::Opened {
+        mut reader,
+        fields,
+        expected,
+        srid,
+        warning,
+        ..
+    } = crate::open::open(shp, options)?;
+    let fields: Vec<String> = fields.into_iter().map(|(name, _)| name).collect();
 
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)

@@ -173,6 +173,17 @@ impl Ewkb {
 
 /// The shape as hex EWKB with its SRID; `None` for a null shape.
 pub fn to_ewkb(shape: &Shape, srid: u32) -> Option<String> {
+    Some(
+        ewkb(shape, srid)?
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect(),
+    )
+}
+
+/// The shape as EWKB bytes with its SRID (what PostGIS takes in binary COPY);
+/// `None` for a null shape.
+pub fn ewkb(shape: &Shape, srid: u32) -> Option<Vec<u8>> {
     let (geometry, z, m) = geometry(shape)?;
     let mut w = Ewkb {
         bytes: Vec::with_capacity(64),
@@ -212,7 +223,7 @@ pub fn to_ewkb(shape: &Shape, srid: u32) -> Option<String> {
             }
         }
     }
-    Some(w.bytes.iter().map(|b| format!("{b:02X}")).collect())
+    Some(w.bytes)
 }
 
 /// The shape as WKT (with Z and M as the shape type has them).

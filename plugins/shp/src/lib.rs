@@ -5,6 +5,8 @@
 
 mod convert;
 mod geometry;
+mod load;
+mod open;
 mod prj;
 
 use std::path::PathBuf;
@@ -46,21 +48,27 @@ static CONVERT: OperationSpec = OperationSpec {
     ],
 };
 
+/// An `encoding` parameter must name one the reader knows.
+fn check_encoding(step: &StepContext<'_>) -> Result<(), Vec<Problem>> {
+    match step.params.str("encoding") {
+        Some(encoding) if !ENCODINGS.contains(&encoding.to_ascii_lowercase().as_str()) => {
+            Err(vec![Problem {
+                param: Some("encoding"),
+                message: format!("unknown encoding `{encoding}`"),
+                help: Some(format!("known encodings: {}", ENCODINGS.join(", "))),
+            }])
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Operation for Convert {
     fn spec(&self) -> &'static OperationSpec {
         &CONVERT
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        if let Some(encoding) = step.params.str("encoding")
-            && !ENCODINGS.contains(&encoding.to_ascii_lowercase().as_str())
-        {
-            return Err(vec![Problem {
-                param: Some("encoding"),
-                message: format!("unknown encoding `{encoding}`"),
-                help: Some(format!("known encodings: {}", ENCODINGS.join(", "))),
-            }]);
-        }
+        check_encoding(step)?;
         let from = step.params.str("from").unwrap_or_default();
         let to = step.params.str("to").unwrap_or_default();
         Ok(Prepared::default()

@@ -1,0 +1,91 @@
+//! Opening a shapefile: its reader, its attributes, its SRID and encoding.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use dbase::FieldType;
+
+use crate::convert::Options;
+
+/// A shapefile ready to be read record by record.
+pub struct Opened {
+    pub reader: shapefile::Reader<BufReader<File>, BufReader<File>>,
+    /// The DBF attributes, in order.
+    pub fields: Vec<(String, FieldType)>,
+    /// The records the .dbf says it holds.
+    pub expected: u32,
+    pub srid: u32,
+    /// Set when the SRID could not be read from a .prj.
+    pub warning: Option<String>,
+    pub shape_type: shapefile::ShapeType,
+}
+
+/// Opens `shp` with its .dbf (decoded as the .cpg or `options` say) and
+/// finds its SRID; a .dbf whose count differs from the .shx is refused.
+pub fn open(shp: &Path, options: &Options) -> Result<Opened, String> {
+    let mut warning = None;
+    let srid = match options.srid {
+        Some(srid) => srid,
+        None => match std::fs::read_to_string(shp.with_extension("prj")) {
+            Ok(prj) => crate::prj::srid(&prj).unwrap_or_else(|| {
+                warning = Some("its .prj names a projection flow does not know: SRID 0 written; set `srid` to give it".into());
+                0
+            }),
+            Err(_) => {
+                warning = Some("it has no .prj: SRID 0 written; set `srid` to give it".into());
+                0
+            }
+        },
+    };
+    let dbf = shp.with_extension("dbf");
+    let encoding = options.encoding.clone().or_else(|| {
+        std::fs::read_to_string(shp.with_extension("cpg"))
+            .ok()
+            .map(|label| label.trim().trim_start_matches('\u{feff}').to_owned())
+    });
+    let builder = match encoding.as_deref() {
+        Some(label) => {
+            // Names as users and .cpg files write them, as the reader knows them.
+            let known = match label.to_ascii_lowercase().as_str() {
+                "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "88591" => "ISO-8859-1",
+                "windows-1252" | "cp1252" | "1252" => "1252",
+                "utf-8" | "utf8" => "UTF-8",
+                _ => label,
+            };
+            let encoding = dbase::encoding::DynEncoding::from_name(known)
+                .ok_or_else(|| format!("unknown encoding `{label}`"))?;
+            dbase::ReaderBuilder::new().with_encoding(encoding)
+        }
+        None => dbase::ReaderBuilder::new(),
+    };
+    let dbase_reader = builder
+        .open(&dbf)
+        .map_err(|e| format!("cannot read `{}`: {e}", dbf.display()))?;
+    let fields: Vec<(String, FieldType)> = dbase_reader
+        .fields()
+        .iter()
+        .filter(|f| f.name() != "DeletionFlag")
+        .map(|f| (f.name().to_owned(), f.field_type()))
+        .collect();
+    let expected = dbase_reader.header().num_records;
+    let shape_reader = shapefile::ShapeReader::from_path(shp).map_err(|e| e.to_string())?;
+    let shape_type = shape_reader.header().shape_type;
+    let reader = shapefile::Reader::new(shape_reader, dbase_reader);
+    // The index (.shx) counts the shapes; without one, the records decide.
+    if let Ok(shapes) = reader.shape_count()
+        && shapes != expected as usize
+    {
+        return Err(format!(
+            "the .dbf has {expected} records and the .shp {shapes} shapes"
+        ));
+    }
+    Ok(Opened {
+        reader,
+        fields,
+        expected,
+        srid,
+        warning,
+        shape_type,
+    })
+}
