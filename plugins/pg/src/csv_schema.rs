@@ -151,14 +151,21 @@ fn geometry_kind(value: &str) -> Option<GeometryKind> {
         .find(|name| upper.starts_with(&name.to_ascii_uppercase()))?;
     let rest = upper[name.len()..].trim_start();
     let mut kind = (*name).to_owned();
-    if rest.starts_with("ZM") {
+    let body = if let Some(body) = rest.strip_prefix("ZM") {
         kind.push_str("ZM");
-    } else if rest.starts_with('Z') {
+        body
+    } else if let Some(body) = rest.strip_prefix('Z') {
         kind.push('Z');
-    } else if rest.starts_with('M') {
+        body
+    } else if let Some(body) = rest.strip_prefix('M') {
         kind.push('M');
-    }
-    Some(GeometryKind { kind, srid })
+        body
+    } else {
+        rest
+    };
+    // `linestring1` is a name, not a geometry: WKT goes on with `(` or EMPTY.
+    let body = body.trim_start();
+    (body.starts_with('(') || body == "EMPTY").then_some(GeometryKind { kind, srid })
 }
 
 /// The header and the inferred type of each column; declared types win.
@@ -229,5 +236,32 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod wkt {
+    use super::geometry_kind;
+
+    #[test]
+    fn names_that_start_like_a_geometry_are_text() {
+        for text in ["linestring1", "Point of sale", "polygonal", "MULTIPOINTS"] {
+            assert!(geometry_kind(text).is_none(), "{text}");
+        }
+        for (wkt, kind) in [
+            ("POINT(1 2)", "Point"),
+            ("LineString Z (0 0 1, 1 1 2)", "LineStringZ"),
+            (
+                "MULTIPOLYGON ZM (((0 0 0 0,1 0 0 0,1 1 0 0,0 0 0 0)))",
+                "MultiPolygonZM",
+            ),
+            ("POINT EMPTY", "Point"),
+        ] {
+            assert_eq!(
+                geometry_kind(wkt).map(|k| k.kind),
+                Some(kind.to_owned()),
+                "{wkt}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! under a temporary name and renamed when complete.
 
 mod convert;
+mod dbf;
 mod geometry;
 mod load;
 mod open;

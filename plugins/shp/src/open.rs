@@ -10,7 +10,7 @@ use crate::convert::Options;
 
 /// A shapefile ready to be read record by record.
 pub struct Opened {
-    pub reader: shapefile::Reader<BufReader<File>, BufReader<File>>,
+    pub reader: shapefile::Reader<BufReader<File>, crate::dbf::Dbf>,
     /// The DBF attributes, in order.
     pub fields: Vec<(String, FieldType)>,
     /// The records the .dbf says it holds.
@@ -59,9 +59,17 @@ pub fn open(shp: &Path, options: &Options) -> Result<Opened, String> {
         }
         None => dbase::ReaderBuilder::new(),
     };
-    let dbase_reader = builder
-        .open(&dbf)
-        .map_err(|e| format!("cannot read `{}`: {e}", dbf.display()))?;
+    let unreadable = |e: &dyn std::fmt::Display| format!("cannot read `{}`: {e}", dbf.display());
+    // The fields' types first, to know whether dates need a lenient reader.
+    let layout: Vec<(FieldType, u8)> = dbase::Reader::from_path(&dbf)
+        .map_err(|e| unreadable(&e))?
+        .fields()
+        .iter()
+        .filter(|f| f.name() != "DeletionFlag")
+        .map(|f| (f.field_type(), f.length()))
+        .collect();
+    let source = crate::dbf::Dbf::open(&dbf, &layout).map_err(|e| unreadable(&e))?;
+    let dbase_reader = builder.build(source).map_err(|e| unreadable(&e))?;
     let fields: Vec<(String, FieldType)> = dbase_reader
         .fields()
         .iter()

@@ -1,0 +1,353 @@
+//! Shapefiles and CSV files into PostGIS, against the tools users have today,
+//! on the same data in the same run:
+//!
+//! - shapefile → CSV: `shp:convert` against `ogr2ogr -f CSV -lco GEOMETRY=AS_WKT`;
+//! - CSV → table: `pg:source:load` against `psql -c "\copy ... CSV HEADER"`;
+//! - shapefile → PostGIS: `shp:load` against `shp2pgsql -D | psql` and
+//!   `ogr2ogr -f PostgreSQL`.
+//!
+//! `cargo bench -p flow-benches --bench shapefiles` generates a shapefile of
+//! 2,000,000 points and one of 200,000 polygons (`FLOW_BENCH_SCALE=0.1` for a
+//! tenth), runs each once after a warm-up, and prints the times and ratios
+//! (the other tool's time / flow's), and flow's peak memory. A tool that is
+//! not installed (Debian's `gdal-bin`, `postgis`) is left out.
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dbase::{FieldValue, Record, TableWriterBuilder};
+use flow_db::testing::TestDatabase;
+use flow_db::{Database, Location};
+use flow_engine::{Pipeline, Progress, Registry, RunContext};
+use shapefile::{Point, Polygon, PolygonRing, Writer};
+use tokio_util::sync::CancellationToken;
+use {flow_plugin_pg as _, flow_plugin_shp as _};
+
+const WGS84: &str = r#"GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["Degree",0.017453292519943295]]"#;
+
+const FLOW: &str = r#"flow bench
+database flow = "postgres://unused"
+step shp:convert {
+  from = "shp/*.shp"
+  to = "csv"
+  geometry = wkt
+}
+step pg:source:create {
+  from = "csv/*.csv"
+  schema = csv_flow
+}
+step pg:source:load {
+  from = "csv/*.csv"
+  schema = csv_flow
+}
+step shp:load {
+  from = "shp/*.shp"
+  schema = shp_flow
+}
+"#;
+
+fn field(name: &str) -> dbase::FieldName {
+    name.try_into().expect("field name")
+}
+
+fn record(id: usize) -> Record {
+    let mut record = Record::default();
+    record.insert("ID".into(), FieldValue::Numeric(Some(id as f64)));
+    record.insert(
+        "NAME".into(),
+        FieldValue::Character(Some(format!("feature {id}"))),
+    );
+    record.insert(
+        "VALUE".into(),
+        FieldValue::Numeric(Some((id % 10_000) as f64 / 8.0)),
+    );
+    record
+}
+
+fn table() -> TableWriterBuilder {
+    TableWriterBuilder::new()
+        .add_numeric_field(field("ID"), 10, 0)
+        .add_character_field(field("NAME"), 20)
+        .add_numeric_field(field("VALUE"), 12, 3)
+}
+
+/// `points.shp` and `polygons.shp` under `dir/shp`.
+fn generate(dir: &Path, points: usize, polygons: usize) {
+    let shp = dir.join("shp");
+    std::fs::create_dir_all(&shp).expect("dir");
+    let mut writer = Writer::from_path(shp.join("points.shp"), table()).expect("writer");
+    for i in 0..points {
+        let point = Point::new(
+            8.0 + (i % 2000) as f64 * 1e-4,
+            47.0 + (i / 2000) as f64 * 1e-4,
+        );
+        writer
+            .write_shape_and_record(&point, &record(i))
+            .expect("write");
+    }
+    drop(writer);
+    let mut writer = Writer::from_path(shp.join("polygons.shp"), table()).expect("writer");
+    for i in 0..polygons {
+        let (x, y) = (
+            8.0 + (i % 500) as f64 * 1e-3,
+            47.0 + (i / 500) as f64 * 1e-3,
+        );
+        let ring = vec![
+            Point::new(x, y),
+            Point::new(x, y + 8e-4),
+            Point::new(x + 4e-4, y + 9e-4),
+            Point::new(x + 8e-4, y + 8e-4),
+            Point::new(x + 8e-4, y),
+            Point::new(x, y),
+        ];
+        let polygon = Polygon::with_rings(vec![PolygonRing::Outer(ring)]);
+        writer
+            .write_shape_and_record(&polygon, &record(i))
+            .expect("write");
+    }
+    drop(writer);
+    for name in ["points", "polygons"] {
+        std::fs::write(shp.join(format!("{name}.prj")), WGS84).expect("prj");
+        std::fs::write(shp.join(format!("{name}.cpg")), "UTF-8").expect("cpg");
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn psql() -> String {
+    ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/psql"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("psql")
+        .to_owned()
+}
+
+fn timed(command: &str) -> Duration {
+    let started = Instant::now();
+    let status = Command::new("sh")
+        .args(["-c", command])
+        .stdout(Stdio::null())
+        .status()
+        .expect("sh");
+    assert!(status.success(), "failed: {command}");
+    started.elapsed()
+}
+
+/// `PG:host=... port=... dbname=... user=... password=...` for GDAL, from a URL.
+fn gdal_connection(url: &str) -> String {
+    let rest = url.trim_start_matches("postgres://");
+    let (auth, rest) = rest.split_once('@').expect("user");
+    let (user, password) = auth.split_once(':').expect("password");
+    let (host_port, rest) = rest.split_once('/').expect("database");
+    let (host, port) = host_port.split_once(':').expect("port");
+    let database = rest.split('?').next().unwrap_or(rest);
+    format!("PG:host={host} port={port} dbname={database} user={user} password={password}")
+}
+
+fn context(
+    pipeline: &Pipeline,
+    key: &str,
+    databases: &Arc<BTreeMap<String, Database>>,
+    base: &Path,
+) -> RunContext {
+    let step = pipeline
+        .steps
+        .iter()
+        .find(|s| s.key == key)
+        .expect("the step");
+    RunContext {
+        step: step.key.clone(),
+        params: Arc::clone(&step.params),
+        target: None,
+        base_dir: base.to_path_buf(),
+        databases: Arc::clone(databases),
+        storages: Arc::default(),
+        vars: Arc::default(),
+        checks: Arc::default(),
+        cancel: CancellationToken::new(),
+        progress: Arc::new(Progress::default()),
+    }
+}
+
+async fn run_step(
+    pipeline: &Pipeline,
+    key: &str,
+    databases: &Arc<BTreeMap<String, Database>>,
+    base: &Path,
+) -> Duration {
+    let step = pipeline.steps.iter().find(|s| s.key == key).expect("step");
+    let context = context(pipeline, key, databases, base);
+    let started = Instant::now();
+    step.operation
+        .run(&context)
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {:?}", e.report));
+    started.elapsed()
+}
+
+/// The peak resident memory of this process so far, in MiB.
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn line(what: &str, flow: Duration, other: Option<(&str, Duration)>) {
+    match other {
+        Some((tool, time)) => println!(
+            "{what:<28} flow {flow:>9.2?}   {tool:<24} {time:>9.2?}   {tool} / flow = {:.2}",
+            time.as_secs_f64() / flow.as_secs_f64()
+        ),
+        None => println!("{what:<28} flow {flow:>9.2?}"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let full = args.iter().any(|a| a == "--bench");
+    let scale: f64 = std::env::var("FLOW_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if full { 1.0 } else { 0.001 });
+    let (points, polygons) = ((2_000_000.0 * scale) as usize, (200_000.0 * scale) as usize);
+    let dir: PathBuf = std::env::temp_dir().join(format!("flow-bench-shp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("generating {points} points and {polygons} polygons ...");
+    generate(&dir, points, polygons);
+
+    let db = TestDatabase::create("benchshp").await.expect("database");
+    let url = db.url();
+    db.client()
+        .await
+        .expect("connect")
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS postgis; CREATE SCHEMA csv_psql; CREATE SCHEMA shp2pgsql; CREATE SCHEMA ogr")
+        .await
+        .expect("schemas");
+    let parsed = flow_dsl::parse(FLOW);
+    let pipeline =
+        flow_engine::compile(&parsed.flow, &Registry::installed(), "bench").expect("flow");
+    let databases = Arc::new(BTreeMap::from([(
+        "flow".to_owned(),
+        Database::connect("flow", &Location::Url(url.clone()), None, 4)
+            .await
+            .expect("pool"),
+    )]));
+    let shp = |name: &str| {
+        dir.join("shp")
+            .join(format!("{name}.shp"))
+            .display()
+            .to_string()
+    };
+    let gdal = have("ogr2ogr");
+    let shp2pgsql = have("shp2pgsql");
+
+    // Shapefile to CSV (WKT), both files.
+    run_step(&pipeline, "shp:convert", &databases, &dir).await;
+    let flow_convert = run_step(&pipeline, "shp:convert", &databases, &dir).await;
+    let ogr_convert = gdal.then(|| {
+        let out = dir.join("ogr-csv");
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).expect("dir");
+        let started = Instant::now();
+        for name in ["points", "polygons"] {
+            timed(&format!(
+                "ogr2ogr -f CSV {} {} -lco GEOMETRY=AS_WKT",
+                out.join(format!("{name}.csv")).display(),
+                shp(name)
+            ));
+        }
+        started.elapsed()
+    });
+
+    // CSV to table.
+    run_step(&pipeline, "pg:source:create", &databases, &dir).await;
+    run_step(&pipeline, "pg:source:load", &databases, &dir).await;
+    let flow_csv = run_step(&pipeline, "pg:source:load", &databases, &dir).await;
+    db.client()
+        .await
+        .expect("connect")
+        .batch_execute("CREATE TABLE csv_psql.points (LIKE csv_flow.points); CREATE TABLE csv_psql.polygons (LIKE csv_flow.polygons)")
+        .await
+        .expect("tables");
+    let psql_csv = {
+        let started = Instant::now();
+        for name in ["points", "polygons"] {
+            timed(&format!(
+                "{} '{url}' -qc \"\\copy csv_psql.{name} FROM '{}' CSV HEADER\"",
+                psql(),
+                dir.join("csv").join(format!("{name}.csv")).display()
+            ));
+        }
+        started.elapsed()
+    };
+
+    // Shapefile to PostGIS.
+    run_step(&pipeline, "shp:load", &databases, &dir).await;
+    let flow_load = run_step(&pipeline, "shp:load", &databases, &dir).await;
+    let shp2pgsql_load = shp2pgsql.then(|| {
+        let started = Instant::now();
+        for name in ["points", "polygons"] {
+            timed(&format!(
+                "shp2pgsql -D -s 4326 -d {} shp2pgsql.{name} 2>/dev/null | {} '{url}' -q 2>/dev/null",
+                shp(name),
+                psql()
+            ));
+        }
+        started.elapsed()
+    });
+    let ogr_load = gdal.then(|| {
+        let started = Instant::now();
+        for name in ["points", "polygons"] {
+            timed(&format!(
+                "ogr2ogr -f PostgreSQL '{}' {} -nln ogr.{name} -overwrite -lco SPATIAL_INDEX=NONE --config PG_USE_COPY YES",
+                gdal_connection(&url),
+                shp(name)
+            ));
+        }
+        started.elapsed()
+    });
+
+    println!("\n{points} points and {polygons} polygons, 2 cores");
+    line(
+        "shapefile -> CSV (WKT)",
+        flow_convert,
+        ogr_convert.map(|t| ("ogr2ogr -f CSV", t)),
+    );
+    line("CSV -> table", flow_csv, Some(("psql \\copy", psql_csv)));
+    line(
+        "shapefile -> PostGIS",
+        flow_load,
+        shp2pgsql_load.map(|t| ("shp2pgsql -D | psql", t)),
+    );
+    if let Some(time) = ogr_load {
+        line(
+            "shapefile -> PostGIS",
+            flow_load,
+            Some(("ogr2ogr -f PostgreSQL", time)),
+        );
+    }
+    println!(
+        "flow's peak memory (this process, incl. generating the data): {:.0} MiB",
+        peak_mib()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,233 @@
+//! Real shapefiles from a public package (the test data of pyshp 2.3.1, MIT,
+//! in `fixtures/pyshp/`): what `shp:load` and `shp:convert` + `pg:source:load`
+//! put in PostGIS equals what `ogr2ogr` (Debian's gdal-bin, installed by
+//! `scripts/prerequisites`) loads from the same files: geometries by
+//! `ST_Equals`, attributes by value.
+
+mod support;
+
+use flow_db::testing::TestDatabase;
+use support::{Flow, root};
+
+const FLOW: &str = r#"flow public
+
+database flow = env("FLOW_DATABASE_URL")
+
+step pg:flow:configure {}
+
+step shp:load pyshp {
+  from = "pyshp/*.shp"
+  schema = direct
+}
+
+step shp:convert {
+  from = "pyshp/*.shp"
+  to = "csv"
+}
+
+step pg:source:create {
+  from = "csv/*.csv"
+  schema = viacsv
+}
+
+step pg:source:load {
+  from = "csv/*.csv"
+  schema = viacsv
+}
+
+step shp:load latin1 {
+  from = "pyshp/latin1/*.shp"
+  schema = latin
+  encoding = "latin1"
+}
+"#;
+
+const FILES: &[&str] = &[
+    "blockgroups",
+    "MyPolyZ",
+    "NullTest",
+    "line",
+    "linem",
+    "linez",
+    "multipoint",
+    "point",
+    "polygon",
+];
+
+/// `PG:...` for GDAL, from a `postgres://user:password@host:port/db?...` URL.
+fn gdal_connection(url: &str) -> String {
+    let rest = url.trim_start_matches("postgres://");
+    let (auth, rest) = rest.split_once('@').expect("user");
+    let (user, password) = auth.split_once(':').expect("password");
+    let (host_port, rest) = rest.split_once('/').expect("database");
+    let (host, port) = host_port.split_once(':').expect("port");
+    let database = rest.split('?').next().unwrap_or(rest);
+    format!("PG:host={host} port={port} dbname={database} user={user} password={password}")
+}
+
+fn ogr2ogr(url: &str, shp: &std::path::Path, table: &str, encoding: Option<&str>) {
+    let mut command = std::process::Command::new("ogr2ogr");
+    command.args([
+        "-f",
+        "PostgreSQL",
+        &gdal_connection(url),
+        &shp.display().to_string(),
+        "-nln",
+        table,
+        "-nlt",
+        "PROMOTE_TO_MULTI",
+        "-lco",
+        "LAUNDER=NO",
+        "-lco",
+        "GEOMETRY_NAME=geom",
+        "-lco",
+        "FID=ogr_fid",
+        "-lco",
+        "SPATIAL_INDEX=NONE",
+    ]);
+    if let Some(encoding) = encoding {
+        command.args(["--config", "SHAPE_ENCODING", encoding]);
+        // pyshp's latin1 file comes without its .shx.
+        command.args(["--config", "SHAPE_RESTORE_SHX", "YES"]);
+    }
+    let output = command
+        .output()
+        .expect("ogr2ogr runs (gdal-bin is installed by scripts/prerequisites)");
+    assert!(
+        output.status.success(),
+        "ogr2ogr {}: {}",
+        shp.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Rows of `ours` that differ from ogr2ogr's table, row by row in file order:
+/// the geometry (ST_Equals, both NULL for null shapes) and every attribute.
+async fn differences(
+    client: &flow_db::tokio_postgres::Client,
+    ours: &str,
+    theirs: &str,
+) -> Vec<String> {
+    let (schema, table) = ours.split_once('.').expect("schema.table");
+    let columns: Vec<(String, String)> = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> 'geom'
+             ORDER BY a.attnum",
+            &[&format!("\"{schema}\".\"{table}\"")],
+        )
+        .await
+        .expect("columns")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut checks = vec![
+        "NOT coalesce(ST_Equals(a.geom, b.geom), a.geom IS NULL AND b.geom IS NULL)".to_owned(),
+    ];
+    for (name, kind) in &columns {
+        checks.push(if kind == "double precision" || kind == "bigint" {
+            format!("abs(a.\"{name}\"::float8 - b.\"{name}\"::float8) > 1e-9 OR (a.\"{name}\" IS NULL) <> (b.\"{name}\" IS NULL)")
+        } else {
+            format!("nullif(trim(a.\"{name}\"::text), '') IS DISTINCT FROM nullif(trim(b.\"{name}\"::text), '')")
+        });
+    }
+    let sql = format!(
+        "WITH a AS (SELECT row_number() OVER () AS flow_n, * FROM \"{schema}\".\"{table}\"),
+              b AS (SELECT row_number() OVER (ORDER BY ogr_fid) AS flow_n, * FROM {theirs})
+         SELECT coalesce(a.flow_n, b.flow_n)::text || ': ' || concat_ws(' | ', ST_AsText(a.geom), ST_AsText(b.geom))
+         FROM a FULL JOIN b ON a.flow_n = b.flow_n
+         WHERE a.flow_n IS NULL OR b.flow_n IS NULL OR {}
+         LIMIT 5",
+        checks.join(" OR ")
+    );
+    client
+        .query(&sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{ours}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_shapefiles_load_as_ogr2ogr_loads_them() {
+    let dir = std::env::temp_dir().join(format!("flow-public-shp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pyshp/latin1")).expect("dir");
+    for folder in ["", "latin1"] {
+        let from = root().join("fixtures/pyshp").join(folder);
+        for entry in std::fs::read_dir(&from).expect("fixtures").flatten() {
+            if entry.path().is_file() {
+                std::fs::copy(
+                    entry.path(),
+                    dir.join("pyshp").join(folder).join(entry.file_name()),
+                )
+                .expect("copy");
+            }
+        }
+    }
+    std::fs::write(dir.join("public.flow"), FLOW).expect("flow");
+    let db = TestDatabase::create("publicshp").await.expect("database");
+    let output = Flow::new(["run", "public.flow"])
+        .dir(&dir)
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(0);
+    assert!(
+        output.stderr.contains("it has no .prj: SRID 0 written"),
+        "{}",
+        output.stderr
+    );
+    let client = db.client().await.expect("connect");
+    client
+        .batch_execute("CREATE SCHEMA ogr")
+        .await
+        .expect("schema");
+    for name in FILES {
+        ogr2ogr(
+            &db.url(),
+            &dir.join(format!("pyshp/{name}.shp")),
+            &format!("ogr.{name}"),
+            None,
+        );
+        for schema in ["direct", "viacsv"] {
+            let differing = differences(
+                &client,
+                &format!("{schema}.{name}"),
+                &format!("ogr.\"{name}\""),
+            )
+            .await;
+            assert!(
+                differing.is_empty(),
+                "{schema}.{name} differs from ogr2ogr: {differing:?}"
+            );
+        }
+    }
+    ogr2ogr(
+        &db.url(),
+        &dir.join("pyshp/latin1/latin1.shp"),
+        "ogr.latin1",
+        Some("LATIN1"),
+    );
+    let differing = differences(&client, "latin.latin1", "ogr.latin1").await;
+    assert!(
+        differing.is_empty(),
+        "latin1 differs from ogr2ogr: {differing:?}"
+    );
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM direct.blockgroups", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(rows > 600, "{rows}");
+    // NullTest's empty values (`****` numbers, `00000000` dates) are NULL.
+    let nulls: i64 = client
+        .query_one(
+            "SELECT count(*) FROM direct.\"NullTest\" WHERE \"MY_DATE\" IS NULL AND \"MY_INT\" IS NULL",
+            &[],
+        )
+        .await
+        .expect("nulls")
+        .get(0);
+    assert!(nulls > 0, "NullTest has empty values");
+    let _ = std::fs::remove_dir_all(&dir);
+}
