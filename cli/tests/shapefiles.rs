@@ -426,3 +426,89 @@ async fn shp_load_gives_the_tables_the_csv_path_gives() {
         .get(0);
     assert_eq!(points, 2);
 }
+
+/// A point shapefile whose second record is a null shape, written byte by
+/// byte (the writer only writes one shape type per file).
+fn write_with_null_shape(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let shapes: [Option<(f64, f64)>; 3] = [Some((1.0, 2.0)), None, Some((3.0, 4.0))];
+    let contents: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|shape| match shape {
+            Some((x, y)) => [1i32.to_le_bytes().as_slice(), &x.to_le_bytes(), &y.to_le_bytes()].concat(),
+            None => 0i32.to_le_bytes().to_vec(),
+        })
+        .collect();
+    let header = |length_bytes: usize| {
+        let mut h = Vec::with_capacity(100);
+        h.extend_from_slice(&9994i32.to_be_bytes());
+        h.extend_from_slice(&[0u8; 20]);
+        h.extend_from_slice(&((length_bytes / 2) as i32).to_be_bytes());
+        h.extend_from_slice(&1000i32.to_le_bytes());
+        h.extend_from_slice(&1i32.to_le_bytes());
+        for v in [1.0f64, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        h
+    };
+    let shp_len = 100 + contents.iter().map(|c| 8 + c.len()).sum::<usize>();
+    let mut shp = header(shp_len);
+    let mut shx = header(100 + 8 * contents.len());
+    for (i, content) in contents.iter().enumerate() {
+        shx.extend_from_slice(&((shp.len() / 2) as i32).to_be_bytes());
+        shx.extend_from_slice(&((content.len() / 2) as i32).to_be_bytes());
+        shp.extend_from_slice(&(i as i32 + 1).to_be_bytes());
+        shp.extend_from_slice(&((content.len() / 2) as i32).to_be_bytes());
+        shp.extend_from_slice(content);
+    }
+    std::fs::write(dir.join("gaps.shp"), shp).expect("shp");
+    std::fs::write(dir.join("gaps.shx"), shx).expect("shx");
+    std::fs::write(dir.join("gaps.prj"), WGS84).expect("prj");
+    let table = TableWriterBuilder::new().add_character_field(name("NAME"), 10);
+    let mut writer = table
+        .build_with_file_dest(dir.join("gaps.dbf"))
+        .expect("dbf");
+    for label in ["first", "none", "third"] {
+        writer
+            .write_record(&record(&[("NAME", FieldValue::Character(Some(label.into())))]))
+            .expect("record");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn null_shapes_arrive_as_null_geometries_both_ways() {
+    let project = Project::new("nulls").await;
+    write_with_null_shape(&project.dir.join("raw/gaps"));
+    project.run(&[]).expect(0);
+    std::fs::write(
+        project.dir.join("direct.flow"),
+        "flow direct\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\nstep shp:load {\n  from = \"raw/gaps/*.shp\"\n  schema = direct\n}\n",
+    )
+    .expect("flow");
+    Flow::new(["run", "direct.flow"])
+        .dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .expect(0);
+    let client = project.db.client().await.expect("connect");
+    for schema in ["source", "direct"] {
+        let rows: Vec<(String, Option<String>)> = client
+            .query(
+                &format!("SELECT \"NAME\", ST_AsEWKT(geom) FROM {schema}.gaps ORDER BY \"NAME\""),
+                &[],
+            )
+            .await
+            .expect("gaps")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("first".to_owned(), Some("SRID=4326;POINT(1 2)".to_owned())),
+                ("none".to_owned(), None),
+                ("third".to_owned(), Some("SRID=4326;POINT(3 4)".to_owned())),
+            ],
+            "{schema}"
+        );
+    }
+}
