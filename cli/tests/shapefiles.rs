@@ -435,7 +435,12 @@ fn write_with_null_shape(dir: &Path) {
     let contents: Vec<Vec<u8>> = shapes
         .iter()
         .map(|shape| match shape {
-            Some((x, y)) => [1i32.to_le_bytes().as_slice(), &x.to_le_bytes(), &y.to_le_bytes()].concat(),
+            Some((x, y)) => [
+                1i32.to_le_bytes().as_slice(),
+                &x.to_le_bytes(),
+                &y.to_le_bytes(),
+            ]
+            .concat(),
             None => 0i32.to_le_bytes().to_vec(),
         })
         .collect();
@@ -470,7 +475,10 @@ fn write_with_null_shape(dir: &Path) {
         .expect("dbf");
     for label in ["first", "none", "third"] {
         writer
-            .write_record(&record(&[("NAME", FieldValue::Character(Some(label.into())))]))
+            .write_record(&record(&[(
+                "NAME",
+                FieldValue::Character(Some(label.into())),
+            )]))
             .expect("record");
     }
 }
@@ -511,4 +519,81 @@ async fn null_shapes_arrive_as_null_geometries_both_ways() {
             "{schema}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_file_split_across_cores_keeps_every_record_in_order() {
+    let project = Project::new("large").await;
+    let big = project.dir.join("raw/big");
+    std::fs::create_dir_all(&big).expect("dir");
+    let table = TableWriterBuilder::new().add_numeric_field(name("ID"), 10, 0);
+    let mut writer = Writer::from_path(big.join("big.shp"), table).expect("writer");
+    let count = 120_001;
+    for i in 0..count {
+        writer
+            .write_shape_and_record(
+                &Point::new(f64::from(i), 1.0),
+                &record(&[("ID", FieldValue::Numeric(Some(f64::from(i))))]),
+            )
+            .expect("write");
+    }
+    drop(writer);
+    std::fs::write(big.join("big.prj"), WGS84).expect("prj");
+    project.run(&[]).expect(0);
+    let csv = std::fs::read_to_string(project.dir.join("csv/big/big.csv")).expect("csv");
+    let ids: Vec<&str> = csv
+        .lines()
+        .map(|l| l.split(',').next().unwrap_or_default())
+        .collect();
+    assert_eq!(ids.len(), count as usize + 1, "one header, every record");
+    assert_eq!(ids[0], "ID");
+    assert!(
+        ids[1..]
+            .iter()
+            .enumerate()
+            .all(|(i, id)| *id == i.to_string()),
+        "records in file order"
+    );
+    std::fs::write(
+        project.dir.join("direct.flow"),
+        "flow direct\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\nstep shp:load {\n  from = \"raw/big/*.shp\"\n  schema = direct\n}\n",
+    )
+    .expect("flow");
+    let direct = || {
+        Flow::new(["run", "direct.flow", "--force"])
+            .dir(&project.dir)
+            .env("FLOW_DATABASE_URL", project.db.url())
+    };
+    direct().expect(0);
+    let client = project.db.client().await.expect("connect");
+    for schema in ["source", "direct"] {
+        let (rows, wrong): (i64, i64) = {
+            let row = client
+                .query_one(
+                    &format!("SELECT count(*), count(*) FILTER (WHERE \"ID\"::float8 <> ST_X(geom)) FROM {schema}.big"),
+                    &[],
+                )
+                .await
+                .expect("big");
+            (row.get(0), row.get(1))
+        };
+        assert_eq!((rows, wrong), (i64::from(count), 0), "{schema}");
+    }
+    // A file cut in its last part fails with the record, in both paths.
+    let shp = big.join("big.shp");
+    let bytes = std::fs::read(&shp).expect("shp");
+    std::fs::write(&shp, &bytes[..bytes.len() - 28 * 10]).expect("truncate");
+    let failed = direct().expect(1);
+    assert!(
+        flat(&failed.stderr).contains("`raw/big/big.shp`: record 119992"),
+        "{}",
+        failed.stderr
+    );
+    let failed = project.run(&["--step", "shp:convert"]).expect(1);
+    assert!(
+        flat(&failed.stderr).contains("`raw/big/big.shp`: record 119992"),
+        "{}",
+        failed.stderr
+    );
+    assert!(!project.dir.join("csv/big/big.csv.0").exists());
 }

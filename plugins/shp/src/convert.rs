@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use dbase::FieldValue;
+use rayon::prelude::*;
 use shapefile::Shape;
 
 /// How a conversion went, for the step's summary.
@@ -21,38 +22,84 @@ pub struct Options {
 }
 
 /// Converts `shp` into the CSV file `out`, written under a temporary name and
-/// renamed when complete. Errors name the record they are about.
+/// renamed when complete. Errors name the record they are about. A large
+/// file is converted by a thread per core, each its share of the records
+/// into a file of its own; the shares are joined in order at the end.
 pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, String> {
-    let crate::open::Opened {
-        mut reader,
-        fields,
-        expected,
-        srid,
-        warning,
-        ..
-    } = crate::open::open(shp, options)?;
-    let fields: Vec<String> = fields.into_iter().map(|(name, _)| name).collect();
-
+    let opened = crate::open::open(shp, options)?;
+    let warning = opened.warning.clone();
+    let parts = crate::open::parts(opened.reader.shape_count().ok(), crate::open::cores());
+    drop(opened);
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
     let partial = flow_engine::PartialFile::beside(out);
-    let file = std::fs::File::create(partial.path())
-        .map_err(|e| format!("cannot write `{}`: {e}", partial.path().display()))?;
-    let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
-    let mut header = fields.clone();
-    header.push(if options.wkt {
-        "wkt".into()
+    let records = if let [part] = parts.as_slice() {
+        write_part(shp, partial.path(), options, part)?
     } else {
-        "geom".into()
-    });
-    writer.write_record(&header).map_err(|e| e.to_string())?;
+        let shares: Vec<flow_engine::PartialFile> = (0..parts.len())
+            .map(|i| flow_engine::PartialFile::beside(&out.with_extension(format!("csv.{i}"))))
+            .collect();
+        let counts = parts
+            .par_iter()
+            .zip(&shares)
+            .map(|(part, share)| write_part(shp, share.path(), options, part))
+            .collect::<Result<Vec<u64>, String>>()?;
+        let failed =
+            |e: std::io::Error| format!("cannot write `{}`: {e}", partial.path().display());
+        let mut joined = std::fs::File::create(partial.path()).map_err(failed)?;
+        for share in &shares {
+            let mut piece = std::fs::File::open(share.path()).map_err(failed)?;
+            std::io::copy(&mut piece, &mut joined).map_err(failed)?;
+        }
+        joined.sync_all().map_err(failed)?;
+        counts.iter().sum()
+    };
+    let bytes = std::fs::metadata(partial.path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    partial
+        .commit()
+        .map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
+    Ok(Converted {
+        records,
+        bytes,
+        warning,
+    })
+}
 
+/// One part of a shapefile as CSV into `path`; the first part writes the header.
+fn write_part(
+    shp: &Path,
+    path: &Path,
+    options: &Options,
+    part: &crate::open::Part,
+) -> Result<u64, String> {
+    let mut opened = crate::open::open_part(shp, options, part)?;
+    let fields: Vec<String> = opened.fields.iter().map(|(name, _)| name.clone()).collect();
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
+    if part.first {
+        let mut header = fields.clone();
+        header.push(if options.wkt {
+            "wkt".into()
+        } else {
+            "geom".into()
+        });
+        writer.write_record(&header).map_err(|e| e.to_string())?;
+    }
     let mut records = 0u64;
-    let mut row: Vec<String> = Vec::with_capacity(header.len());
-    for item in reader.iter_shapes_and_records() {
-        let number = records + 1;
+    let mut row: Vec<String> = Vec::with_capacity(fields.len() + 1);
+    let limit = if part.whole {
+        usize::MAX
+    } else {
+        part.records.len()
+    };
+    let srid = opened.srid;
+    for item in opened.reader.iter_shapes_and_records().take(limit) {
+        let number = part.records.start as u64 + records + 1;
         let (shape, mut record) = item.map_err(|e| format!("record {number}: {e}"))?;
         row.clear();
         for field in &fields {
@@ -64,24 +111,12 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
             .map_err(|e| format!("record {number}: {e}"))?;
         records += 1;
     }
-    if u64::from(expected) != records {
-        return Err(format!(
-            "the .dbf has {expected} records and the .shp {records} shapes"
-        ));
-    }
+    crate::open::check_count(&opened, part, records)?;
     let mut inner = writer.into_inner().map_err(|e| e.to_string())?;
     inner.flush().map_err(|e| e.to_string())?;
     let file = inner.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    partial
-        .commit()
-        .map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
-    Ok(Converted {
-        records,
-        bytes,
-        warning,
-    })
+    Ok(records)
 }
 
 fn geometry(shape: &Shape, wkt: bool, srid: u32) -> Option<String> {

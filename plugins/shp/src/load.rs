@@ -21,6 +21,7 @@ use futures_util::SinkExt as _;
 use shapefile::ShapeType;
 
 use crate::convert::Options;
+use crate::open::Part;
 
 pub struct Load;
 
@@ -212,21 +213,31 @@ fn put_value(out: &mut BytesMut, kind: Kind, value: Option<FieldValue>) {
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 const CHUNK: usize = 256 * 1024;
 
-/// Reads a shapefile and sends its records, in binary COPY format, in chunks.
+/// Reads a part of a shapefile and sends its records, in binary COPY
+/// format, in chunks; the first part starts with COPY's header, the last
+/// ends with its trailer.
 fn encode(
     shp: &Path,
     options: &Options,
     kinds: &[Kind],
+    part: &Part,
     cancel: &tokio_util::sync::CancellationToken,
     send: &tokio::sync::mpsc::Sender<Bytes>,
 ) -> Result<u64, String> {
-    let mut opened = crate::open::open(shp, options)?;
+    let mut opened = crate::open::open_part(shp, options, part)?;
     let mut out = BytesMut::with_capacity(CHUNK + 4096);
-    out.put_slice(HEADER);
+    if part.first {
+        out.put_slice(HEADER);
+    }
     let mut records = 0u64;
     let columns = i16::try_from(opened.fields.len() + 1).map_err(|_| "too many attributes")?;
-    for item in opened.reader.iter_shapes_and_records() {
-        let number = records + 1;
+    let limit = if part.whole {
+        usize::MAX
+    } else {
+        part.records.len()
+    };
+    for item in opened.reader.iter_shapes_and_records().take(limit) {
+        let number = part.records.start as u64 + records + 1;
         let (shape, mut record) = item.map_err(|e| format!("record {number}: {e}"))?;
         out.put_i16(columns);
         for ((name, _), kind) in opened.fields.iter().zip(kinds) {
@@ -249,15 +260,14 @@ fn encode(
             }
         }
     }
-    if u64::from(opened.expected) != records {
-        return Err(format!(
-            "the .dbf has {} records and the .shp {records} shapes",
-            opened.expected
-        ));
+    crate::open::check_count(&opened, part, records)?;
+    if part.last {
+        out.put_i16(-1);
     }
-    out.put_i16(-1);
-    send.blocking_send(out.freeze())
-        .map_err(|_| "the load stopped".to_owned())?;
+    if !out.is_empty() {
+        send.blocking_send(out.freeze())
+            .map_err(|_| "the load stopped".to_owned())?;
+    }
     Ok(records)
 }
 
@@ -274,10 +284,13 @@ async fn load_file(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let table = format!("{}.{}", quote_ident(schema), quote_ident(&name));
-    let (opened_fields, shape_type, srid, warning) = {
+    let (opened_fields, shape_type, srid, warning, count) = {
         let (path, options) = (shp.to_path_buf(), Arc::clone(options));
         tokio::task::spawn_blocking(move || {
-            crate::open::open(&path, &options).map(|o| (o.fields, o.shape_type, o.srid, o.warning))
+            crate::open::open(&path, &options).map(|o| {
+                let count = o.reader.shape_count().ok();
+                (o.fields, o.shape_type, o.srid, o.warning, count)
+            })
         })
         .await
         .map_err(|e| e.to_string())??
@@ -330,27 +343,44 @@ async fn load_file(
         .await
         .map_err(db)?;
     futures_util::pin_mut!(sink);
-    let (send, mut receive) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let reader = {
-        let (path, options, cancel) = (
+    // Large files are read by a thread per core, each its share of the
+    // records; the shares go into the COPY in order, each buffering at most
+    // four chunks ahead.
+    let kinds = Arc::new(kinds);
+    let mut readers = Vec::new();
+    for part in crate::open::parts(count, crate::open::cores()) {
+        let (send, receive) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let (path, options, kinds, cancel) = (
             shp.to_path_buf(),
             Arc::clone(options),
+            Arc::clone(&kinds),
             context.cancel.clone(),
         );
-        tokio::task::spawn_blocking(move || encode(&path, &options, &kinds, &cancel, &send))
-    };
+        let reader = tokio::task::spawn_blocking(move || {
+            encode(&path, &options, &kinds, &part, &cancel, &send)
+        });
+        readers.push((receive, reader));
+    }
     let mut bytes = 0u64;
+    let mut records = 0u64;
     let mut sent = Ok(());
-    while let Some(chunk) = receive.recv().await {
-        bytes += chunk.len() as u64;
-        context.progress.add_bytes(chunk.len() as u64);
-        if let Err(error) = sink.feed(chunk).await {
-            sent = Err(db(error));
-            break;
+    for (mut receive, reader) in readers {
+        while sent.is_ok()
+            && let Some(chunk) = receive.recv().await
+        {
+            bytes += chunk.len() as u64;
+            context.progress.add_bytes(chunk.len() as u64);
+            if let Err(error) = sink.feed(chunk).await {
+                sent = Err(db(error));
+            }
+        }
+        drop(receive);
+        match reader.await.map_err(|e| e.to_string())? {
+            Ok(read) => records += read,
+            Err(error) if sent.is_ok() => sent = Err(error),
+            Err(_) => {}
         }
     }
-    drop(receive);
-    let records = reader.await.map_err(|e| e.to_string())??;
     sent?;
     sink.as_mut().finish().await.map_err(db)?;
     transaction.commit().await.map_err(db)?;

@@ -97,3 +97,104 @@ pub fn open(shp: &Path, options: &Options) -> Result<Opened, String> {
         shape_type,
     })
 }
+
+/// A share of a file's records, read by one thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub records: std::ops::Range<usize>,
+    /// The only part: read every record, whatever the .dbf says, and check
+    /// the count at the end (also for files without an index to seek with).
+    pub whole: bool,
+    pub first: bool,
+    pub last: bool,
+}
+
+/// Files with at least this many records are split across cores.
+pub const SPLIT_AT: usize = 50_000;
+
+/// How a file of `records` records (`None`: no index to seek with) is read:
+/// whole, or in one part per core when it is large.
+pub fn parts(records: Option<usize>, cores: usize) -> Vec<Part> {
+    let count = match records {
+        Some(count) if count >= SPLIT_AT && cores > 1 => count,
+        _ => {
+            return vec![Part {
+                records: 0..records.unwrap_or(0),
+                whole: true,
+                first: true,
+                last: true,
+            }];
+        }
+    };
+    let size = count.div_ceil(cores);
+    let ranges: Vec<std::ops::Range<usize>> = (0..cores)
+        .map(|i| i * size..((i + 1) * size).min(count))
+        .filter(|r| !r.is_empty())
+        .collect();
+    let n = ranges.len();
+    ranges
+        .into_iter()
+        .enumerate()
+        .map(|(i, records)| Part {
+            records,
+            whole: false,
+            first: i == 0,
+            last: i + 1 == n,
+        })
+        .collect()
+}
+
+/// Opens `shp` and positions it at the start of `part`.
+pub fn open_part(shp: &Path, options: &Options, part: &Part) -> Result<Opened, String> {
+    let mut opened = open(shp, options)?;
+    if part.records.start > 0 {
+        opened
+            .reader
+            .seek(part.records.start)
+            .map_err(|e| format!("record {}: {e}", part.records.start + 1))?;
+    }
+    Ok(opened)
+}
+
+/// The records a part read must be those it was given (for the whole file,
+/// those the .dbf holds).
+pub fn check_count(opened: &Opened, part: &Part, read: u64) -> Result<(), String> {
+    let expected = if part.whole {
+        u64::from(opened.expected)
+    } else {
+        part.records.len() as u64
+    };
+    if read == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "the .dbf has {} records and the .shp {} shapes",
+        opened.expected,
+        part.records.start as u64 + read
+    ))
+}
+
+/// The cores to split a large file across.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_are_split_per_core() {
+        let whole = parts(Some(10), 2);
+        assert_eq!(whole.len(), 1);
+        assert!(whole[0].whole && whole[0].first && whole[0].last);
+        assert_eq!(parts(None, 8).len(), 1);
+        let split = parts(Some(100_001), 2);
+        assert_eq!(
+            split.iter().map(|p| p.records.clone()).collect::<Vec<_>>(),
+            [0..50_001, 50_001..100_001]
+        );
+        assert!(split[0].first && !split[0].last && split[1].last && !split[1].whole);
+        assert_eq!(parts(Some(60_000), 1).len(), 1);
+    }
+}
