@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use flow_db::testing::TestDatabase;
 use flow_db::{Database, Location};
-use flow_engine::{Progress, Registry, RunContext};
-use tokio_util::sync::CancellationToken;
+use flow_engine::{Registry, RunContext};
 
 const FLOW: &str = r#"flow bench
 database flow = "postgres://unused"
@@ -102,18 +101,12 @@ async fn main() {
                 .expect("pool"),
         );
     }
-    let context = RunContext {
-        step: step.key.clone(),
-        params: Arc::clone(&step.params),
-        target: None,
-        base_dir: std::env::temp_dir(),
-        databases: Arc::new(databases),
-        storages: Arc::default(),
-        vars: Arc::default(),
-        checks: Arc::default(),
-        cancel: CancellationToken::new(),
-        progress: Arc::new(Progress::default()),
-    };
+    let context = RunContext::for_step(
+        step,
+        std::env::temp_dir(),
+        Arc::new(databases),
+        Arc::default(),
+    );
     // A first populate fills the API table, so that every measured round,
     // flow's and psql's alike, replaces a full table.
     flow_plugin_pg::target_populate::populate(&context, false)

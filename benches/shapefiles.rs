@@ -22,9 +22,8 @@ use std::time::{Duration, Instant};
 use dbase::{FieldValue, Record, TableWriterBuilder};
 use flow_db::testing::TestDatabase;
 use flow_db::{Database, Location};
-use flow_engine::{Pipeline, Progress, Registry, RunContext};
+use flow_engine::{Pipeline, Registry, RunContext};
 use shapefile::{Point, Polygon, PolygonRing, Writer};
-use tokio_util::sync::CancellationToken;
 use {flow_plugin_pg as _, flow_plugin_shp as _};
 
 const WGS84: &str = r#"GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["Degree",0.017453292519943295]]"#;
@@ -154,31 +153,6 @@ fn gdal_connection(url: &str) -> String {
     format!("PG:host={host} port={port} dbname={database} user={user} password={password}")
 }
 
-fn context(
-    pipeline: &Pipeline,
-    key: &str,
-    databases: &Arc<BTreeMap<String, Database>>,
-    base: &Path,
-) -> RunContext {
-    let step = pipeline
-        .steps
-        .iter()
-        .find(|s| s.key == key)
-        .expect("the step");
-    RunContext {
-        step: step.key.clone(),
-        params: Arc::clone(&step.params),
-        target: None,
-        base_dir: base.to_path_buf(),
-        databases: Arc::clone(databases),
-        storages: Arc::default(),
-        vars: Arc::default(),
-        checks: Arc::default(),
-        cancel: CancellationToken::new(),
-        progress: Arc::new(Progress::default()),
-    }
-}
-
 async fn run_step(
     pipeline: &Pipeline,
     key: &str,
@@ -186,7 +160,12 @@ async fn run_step(
     base: &Path,
 ) -> Duration {
     let step = pipeline.steps.iter().find(|s| s.key == key).expect("step");
-    let context = context(pipeline, key, databases, base);
+    let context = RunContext::for_step(
+        step,
+        base.to_path_buf(),
+        Arc::clone(databases),
+        Arc::default(),
+    );
     let started = Instant::now();
     step.operation
         .run(&context)

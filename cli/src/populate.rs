@@ -5,8 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use flow_engine::{Pipeline, Progress, Registry, RunContext, StepNode};
-use tokio_util::sync::CancellationToken;
+use flow_engine::{Pipeline, Registry, RunContext, StepNode};
 
 use crate::exit::Exit;
 use crate::session::Session;
@@ -78,18 +77,12 @@ pub fn command(
         let databases = Arc::new(session.databases.clone());
         let mut exit = Exit::Success;
         for step in &steps {
-            let context = RunContext {
-                step: step.key.clone(),
-                params: Arc::clone(&step.params),
-                target: None,
-                base_dir: base.clone(),
-                databases: Arc::clone(&databases),
-                storages: Arc::default(),
-                vars: Arc::default(),
-                checks: Arc::clone(&pipeline.checks),
-                cancel: CancellationToken::new(),
-                progress: Arc::new(Progress::default()),
-            };
+            let context = RunContext::for_step(
+                step,
+                base.clone(),
+                Arc::clone(&databases),
+                Arc::clone(&pipeline.checks),
+            );
             let result = match action {
                 Action::Diff => flow_plugin_pg::target_populate::populate(&context, true)
                     .await

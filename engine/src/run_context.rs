@@ -36,6 +36,28 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// The context of `step` outside a run (for `flow diff`, benchmarks):
+    /// no storages, no values, a fresh cancellation token and progress.
+    pub fn for_step(
+        step: &crate::StepNode,
+        base_dir: PathBuf,
+        databases: Arc<BTreeMap<String, Database>>,
+        checks: Arc<Vec<crate::Check>>,
+    ) -> Self {
+        Self {
+            step: step.key.clone(),
+            params: Arc::clone(&step.params),
+            target: None,
+            base_dir,
+            databases,
+            storages: Arc::default(),
+            vars: Arc::default(),
+            checks,
+            cancel: CancellationToken::new(),
+            progress: Arc::new(Progress::default()),
+        }
+    }
+
     /// A path of the flow, relative to its directory.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.base_dir.join(relative)

@@ -215,45 +215,44 @@ pub async fn read(
             }),
         }
     }
-    let enums = client
-        .query(
-            "SELECT n.nspname::text, t.typname::text,
-                    ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
-             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-             WHERE t.oid = ANY($1)",
-            &[&enum_oids],
-        )
+    let enums = enum_rows(client, "t.oid = ANY($1)", &[&enum_oids])
         .await?
         .into_iter()
-        .map(|row| {
-            let name: String = row.get(1);
-            (
-                name.clone(),
-                Enum {
-                    schema: row.get(0),
-                    name,
-                    labels: row.get(2),
-                },
-            )
-        })
         .collect();
     Ok((tables, enums))
 }
 
-/// Every enum of the user schemas of a database, by name.
+/// Every enum of the user schemas of a database, by name; where two schemas
+/// have one of the same name, `public`'s.
 pub async fn enums(client: &impl GenericClient) -> Result<BTreeMap<String, Enum>, DbError> {
+    let rows = enum_rows(
+        client,
+        "t.typtype = 'e' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+         ORDER BY n.nspname = 'public' DESC, n.nspname",
+        &[],
+    )
+    .await?;
+    Ok(rows.into_iter().rev().collect())
+}
+
+/// The enums `condition` selects, with their labels in order.
+async fn enum_rows(
+    client: &impl GenericClient,
+    condition: &str,
+    params: &[&(dyn flow_engine::flow_db::tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<(String, Enum)>, DbError> {
     Ok(client
         .query(
-            "SELECT n.nspname::text, t.typname::text,
-                    ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
-             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-             WHERE t.typtype = 'e' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-             ORDER BY n.nspname = 'public' DESC, n.nspname",
-            &[],
+            &format!(
+                "SELECT n.nspname::text, t.typname::text,
+                        ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
+                 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE {condition}"
+            ),
+            params,
         )
         .await?
         .into_iter()
-        .rev()
         .map(|row| {
             let name: String = row.get(1);
             (
