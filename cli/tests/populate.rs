@@ -634,3 +634,53 @@ step pg:model:transform {
         second.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_label_renamed_by_the_flow_keeps_its_rows() {
+    let project = Project::new("rename").await;
+    project.write(
+        "schemas/release.sql",
+        "CREATE TYPE zoning_class AS ENUM ('commercial', 'residential', 'industry');
+         CREATE TABLE parcels (id integer PRIMARY KEY, zoning zoning_class, code text, old_id integer,
+                               geom geometry(Point, 4326));",
+    );
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code) VALUES (5, 'industry', 'E');",
+    );
+    project.write("transform/zoning.sql", "");
+    project.flow_file("parcels", "  mode = append", "");
+    let refused = project.run(1);
+    let text = flat(&refused.stderr);
+    assert!(
+        text.contains("remove label zoning_class.industrial: 1 row would break"),
+        "{text}"
+    );
+    project.assert_as_before().await;
+
+    project.flow_file(
+        "parcels",
+        "  mode = append\n  renames = [\"zoning_class.industrial=industry\"]",
+        "",
+    );
+    let diff = project.flow(&["diff", "release.flow"]).expect(0);
+    assert!(
+        flat(&diff.stdout).contains("safe rename label zoning_class.industrial to industry"),
+        "{}",
+        diff.stdout
+    );
+    project.run(0);
+    assert_eq!(
+        project.parcels().await,
+        [
+            "1:residential:A",
+            "2:industry:BBBBBB",
+            "3:commercial:C",
+            "5:industry:E"
+        ]
+    );
+    assert_eq!(
+        project.labels().await,
+        ["commercial", "residential", "industry"]
+    );
+}

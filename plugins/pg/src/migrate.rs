@@ -107,6 +107,8 @@ pub struct Shapes<'a> {
     /// For each API enum, the columns that use it: `(schema, table, column)`.
     pub enum_columns: &'a BTreeMap<String, Vec<(String, String, String)>>,
     pub schema: &'a str,
+    /// Enum labels the flow says were renamed: (type, old, new).
+    pub renames: &'a [(String, String, String)],
 }
 
 /// The schema an enum has (or will have) in the API database.
@@ -156,10 +158,33 @@ fn labels(labels: &[String]) -> String {
 }
 
 /// Recreates enum `name` with `labels`, converting every column that uses
-/// it (found when it runs, so tables made since are included).
-fn recreate_enum(schema: &str, name: &str, labels_now: &[String]) -> String {
+/// it (found when it runs, so tables made since are included), and renaming
+/// the values of `renames` (old, new) on the way.
+fn recreate_enum(
+    schema: &str,
+    name: &str,
+    labels_now: &[String],
+    renames: &[(&str, &str)],
+) -> String {
     let type_name = qualified(schema, name);
     let old = qualified(schema, &format!("{name}__flow_old"));
+    // `%1$s` is the column; `%` in a label is doubled for format().
+    let mut value = "%1$s::text".to_owned();
+    if !renames.is_empty() {
+        let whens: String = renames
+            .iter()
+            .map(|(from, to)| {
+                format!(
+                    " WHEN {} THEN {}",
+                    quote_literal(from).replace('%', "%%"),
+                    quote_literal(to).replace('%', "%%")
+                )
+            })
+            .collect();
+        value = format!("(CASE %1$s::text{whens} ELSE %1$s::text END)");
+    }
+    let template =
+        format!("ALTER TABLE %2$s ALTER COLUMN %1$s TYPE {type_name} USING {value}::{type_name}");
     format!(
         "ALTER TYPE {type_name} RENAME TO {};
 CREATE TYPE {type_name} AS ENUM ({});
@@ -168,15 +193,14 @@ DO $flow$ DECLARE r record; BEGIN
            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
            WHERE a.atttypid = {}::regtype AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
   LOOP
-    EXECUTE format('ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s::text::%s', r.rel, r.col, {}, r.col, {});
+    EXECUTE format({}, r.col, r.rel);
   END LOOP;
 END $flow$;
 DROP TYPE {old};",
         quote_ident(&format!("{name}__flow_old")),
         labels(labels_now),
         quote_literal(&old),
-        quote_literal(&type_name),
-        quote_literal(&type_name),
+        quote_literal(&template),
     )
 }
 
@@ -203,20 +227,44 @@ pub fn enum_changes(shapes: &Shapes<'_>) -> Vec<Change> {
             .get(name)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let removed: Vec<&String> = have
+        let gone: Vec<&String> = have
             .labels
             .iter()
             .filter(|l| !wanted.labels.contains(l))
             .collect();
-        let added: Vec<&String> = wanted
+        let new: Vec<&String> = wanted
             .labels
             .iter()
             .filter(|l| !have.labels.contains(l))
             .collect();
+        // A label the flow says was renamed: its rows take the new name.
+        let renamed: Vec<(&str, &str)> = shapes
+            .renames
+            .iter()
+            .filter(|(ty, from, to)| ty == name && gone.contains(&from) && new.contains(&to))
+            .map(|(_, from, to)| (from.as_str(), to.as_str()))
+            .collect();
+        let removed: Vec<&String> = gone
+            .iter()
+            .copied()
+            .filter(|l| !renamed.iter().any(|(from, _)| from == l))
+            .collect();
+        let added: Vec<&String> = new
+            .iter()
+            .copied()
+            .filter(|l| !renamed.iter().any(|(_, to)| to == l))
+            .collect();
         // While loading, the type holds old and new labels; after, the model's.
         let mut union = wanted.labels.clone();
-        union.extend(removed.iter().map(|l| (*l).clone()));
+        union.extend(gone.iter().map(|l| (*l).clone()));
         let start = changes.len();
+        for (from, to) in &renamed {
+            changes.push(Change::new(
+                Class::Safe,
+                format!("rename label {name}.{from} to {to}"),
+                None,
+            ));
+        }
         for label in &added {
             changes.push(Change::new(
                 Class::Safe,
@@ -248,7 +296,7 @@ pub fn enum_changes(shapes: &Shapes<'_>) -> Vec<Change> {
             }
             changes.push(change);
         }
-        if added.is_empty() && removed.is_empty() {
+        if added.is_empty() && removed.is_empty() && renamed.is_empty() {
             changes.push(Change::new(
                 Class::Safe,
                 format!("reorder labels of {name}"),
@@ -257,11 +305,11 @@ pub fn enum_changes(shapes: &Shapes<'_>) -> Vec<Change> {
         }
         // The SQL goes on the first change of the type; the others only report.
         if let Some(change) = changes.get_mut(start) {
-            change.before.push(recreate_enum(schema, name, &union));
+            change.before.push(recreate_enum(schema, name, &union, &[]));
             if union != wanted.labels {
                 change
                     .after
-                    .push(recreate_enum(schema, name, &wanted.labels));
+                    .push(recreate_enum(schema, name, &wanted.labels, &renamed));
             }
         }
     }

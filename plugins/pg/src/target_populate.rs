@@ -47,6 +47,11 @@ static POPULATE: OperationSpec = OperationSpec {
             "with `mode = upsert`, the key columns (default: the primary key)",
         ),
         ParamSpec::optional(
+            "renames",
+            ParamType::Strings,
+            "enum labels renamed in the release, as \"type.old=new\": rows that stay keep their value under the new name",
+        ),
+        ParamSpec::optional(
             "allow",
             ParamType::Strings,
             "schema changes allowed by name, like \"drop column parcels.old_id\"",
@@ -62,6 +67,19 @@ impl Operation for Populate {
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
         let params = step.params;
+        let bad: Vec<Problem> = params
+            .list("renames")
+            .into_iter()
+            .filter(|rename| crate::push::parse_rename(rename).is_none())
+            .map(|rename| Problem {
+                param: Some("renames"),
+                message: format!("`{rename}` is not a rename"),
+                help: Some("write renames as \"type.old_label=new_label\"".into()),
+            })
+            .collect();
+        if !bad.is_empty() {
+            return Err(bad);
+        }
         if params.contains("key") && params.str("mode") != Some("upsert") {
             return Err(vec![Problem {
                 param: Some("key"),
@@ -202,6 +220,8 @@ struct Settings {
     mode: String,
     key: Vec<String>,
     allow: Vec<String>,
+    /// (type, old label, new label).
+    renames: Vec<(String, String, String)>,
 }
 
 fn settings(context: &RunContext) -> Result<Settings, StepError> {
@@ -228,6 +248,15 @@ fn settings(context: &RunContext) -> Result<Settings, StepError> {
             .list("allow")
             .into_iter()
             .map(str::to_owned)
+            .collect(),
+        renames: params
+            .list("renames")
+            .into_iter()
+            .filter_map(crate::push::parse_rename)
+            .map(|(ty, from, to)| {
+                let ty = ty.rsplit('.').next().unwrap_or(ty);
+                (ty.to_owned(), from.to_owned(), to.to_owned())
+            })
             .collect(),
     })
 }
@@ -397,6 +426,7 @@ pub async fn populate(context: &RunContext, dry_run: bool) -> Result<Report, Ste
         target_enums: &target_enums,
         enum_columns: &columns,
         schema: &settings.schema,
+        renames: &settings.renames,
     };
     let mut changes = migrate::enum_changes(&shapes);
     for table in &settings.tables {
