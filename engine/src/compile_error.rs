@@ -59,6 +59,19 @@ pub enum CompileError {
         help: String,
     },
 
+    #[error("check `{name}` would never run: no step that runs checks writes `{table}`")]
+    #[diagnostic(code(flow::compile::check_never_runs))]
+    CheckNeverRuns {
+        name: String,
+        table: String,
+        #[label(
+            "checks run inside `pg:target:populate`, before it commits, on the tables it writes"
+        )]
+        span: SourceSpan,
+        #[help]
+        help: String,
+    },
+
     #[error("unknown group `{name}`")]
     #[diagnostic(code(flow::compile::unknown_group))]
     UnknownGroup {

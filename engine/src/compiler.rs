@@ -13,7 +13,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::operation::{Problem, StepContext, Target};
 use crate::param::{self, Mismatch, ParamSpec, ParamType, Params, Scope};
 use crate::pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, StepNode};
-use crate::resource::ResourceIndex;
+use crate::resource::{Access, Resource, ResourceIndex};
 use crate::step_id::{StepId, StepPattern};
 use crate::suggest::did_you_mean;
 use crate::{CompileError, DEFAULT_DATABASES, MANUAL_GROUP, Registry, Trigger};
@@ -104,6 +104,7 @@ pub fn compile(
     let afters = compiler.afters(flow, &steps);
     let schedules = compiler.schedules(flow, &steps);
     let checks = compiler.checks(flow);
+    compiler.checks_run(flow, &checks, &steps);
     if !compiler.errors.is_empty() {
         let mut errors = compiler.errors;
         errors.sort_by_key(|error| {
@@ -765,6 +766,48 @@ impl Compiler<'_> {
         checks
     }
 
+    /// A check runs inside a step that runs checks (`pg:target:populate`)
+    /// and writes its table; one on a table no such step writes would never run.
+    fn checks_run(&mut self, flow: &Flow, checks: &[Check], steps: &[StepNode]) {
+        for check in checks {
+            let checked: Vec<String> = steps
+                .iter()
+                .filter(|step| step.operation.runs_checks())
+                .flat_map(|step| &step.prepared.accesses)
+                .filter_map(|(access, resource)| match resource {
+                    Resource::Table {
+                        database,
+                        schema,
+                        table: Some(name),
+                    } if *access != Access::Read => Some(format!("{database}.{schema}.{name}")),
+                    _ => None,
+                })
+                .collect();
+            let wanted = format!("{}.{}.{}", check.database, check.schema, check.table);
+            if checked.contains(&wanted) {
+                continue;
+            }
+            let span = flow
+                .items
+                .iter()
+                .find_map(|item| match item {
+                    Item::Check(block) if block.name.name == check.name => Some(block.name.span),
+                    _ => None,
+                })
+                .unwrap_or(check.span);
+            self.errors.push(CompileError::CheckNeverRuns {
+                name: check.name.clone(),
+                help: did_you_mean(
+                    &wanted,
+                    "tables populate steps write",
+                    checked.iter().map(String::as_str),
+                ),
+                table: wanted,
+                span: span.into(),
+            });
+        }
+    }
+
     fn duplicate_block(
         &mut self,
         kind: &'static str,
@@ -954,9 +997,7 @@ fn link(
     for (i, step) in steps.iter().enumerate() {
         let mine = rank_of(step);
         for (access, resource) in &step.prepared.accesses {
-            if *access == crate::resource::Access::Read
-                && !matches!(resource, crate::resource::Resource::File { .. })
-            {
+            if *access == Access::Read && !matches!(resource, Resource::File { .. }) {
                 let mut written = false;
                 index.upstream(i, *access, resource, |_, _, _| written = true);
                 external[i] |= !written;

@@ -96,6 +96,12 @@ pub trait Operation: Send + Sync + 'static {
     /// network, environment or clock, so `flow check` is instant and safe.
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>>;
 
+    /// Whether the step runs the flow's `check` blocks on the tables it
+    /// writes (`pg:target:populate` does, before it commits).
+    fn runs_checks(&self) -> bool {
+        false
+    }
+
     /// The units the step will run, in order, for `flow plan` (the SQL
     /// files of a transform, with why each comes where it does). May read
     /// the files under `base_dir`; nothing else.

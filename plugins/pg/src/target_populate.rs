@@ -104,6 +104,10 @@ impl Operation for Populate {
         Ok(prepared)
     }
 
+    fn runs_checks(&self) -> bool {
+        true
+    }
+
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(async move {
             let report = populate(context, false).await?;
