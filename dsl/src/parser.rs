@@ -41,11 +41,68 @@ const KEYWORDS: [&str; 8] = [
     "flow", "database", "storage", "groups", "step", "env", "schedule", "check",
 ];
 
+/// Files at least this large are parsed in parallel, a share per core.
+const PARALLEL_AT: usize = 64 * 1024;
+
 /// Parses a whole file. Never panics; every error carries the span it is about.
+///
+/// A large file is cut at lines that start a statement (a keyword at column
+/// 0) and the shares are parsed on a thread each. The result is used only
+/// when every share parsed cleanly and the file names the flow at most once;
+/// otherwise the file is parsed again from the start, so that errors and
+/// their recovery are exactly those of a single pass.
 pub fn parse(source: &str) -> Parsed {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if source.len() >= PARALLEL_AT && threads > 1 {
+        let mut bounds = vec![0];
+        for k in 1..threads {
+            let mut at = source.len() * k / threads;
+            while !source.is_char_boundary(at) {
+                at += 1;
+            }
+            match next_statement(source, at) {
+                Some(next) if next > *bounds.last().unwrap_or(&0) => bounds.push(next),
+                _ => {}
+            }
+        }
+        bounds.push(source.len());
+        if bounds.len() > 2 {
+            let shares: Vec<Parsed> = std::thread::scope(|scope| {
+                let handles: Vec<_> = bounds
+                    .windows(2)
+                    .map(|w| {
+                        let (start, end) = (w[0], w[1]);
+                        scope.spawn(move || parse_from(&source[..end], start))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            let names = shares
+                .iter()
+                .flat_map(|p| &p.flow.items)
+                .filter(|item| matches!(item, Item::Name(_)))
+                .count();
+            if names <= 1 && shares.iter().all(|p| p.errors.is_empty()) {
+                let mut parsed = Parsed::default();
+                for share in shares {
+                    parsed.flow.items.extend(share.flow.items);
+                    parsed.flow.comments.extend(share.flow.comments);
+                }
+                return parsed;
+            }
+        }
+    }
+    parse_from(source, 0)
+}
+
+/// Parses `source` from `start` on, statement by statement.
+fn parse_from(source: &str, start: usize) -> Parsed {
     let mut parsed = Parsed::default();
     let mut name: Option<Ident> = None;
-    let mut offset = 0;
+    let mut offset = start;
     while offset <= source.len() {
         let rest = &source[offset..];
         match FlowParser::parse(Rule::item, rest) {
@@ -599,4 +656,44 @@ fn help_for(
         return Some("strings are written in double quotes".into());
     }
     None
+}
+
+#[cfg(test)]
+mod parallel {
+    use super::*;
+
+    fn large(steps: usize, broken_at: Option<usize>) -> String {
+        let mut text =
+            String::from("# a large flow\nflow large\n\ndatabase flow = \"embedded\"\n\n");
+        for i in 0..steps {
+            if Some(i) == broken_at {
+                text.push_str("step sql:flow:run broken {\n  sql = \n}\n\n");
+            }
+            text.push_str(&format!(
+                "# step {i}\nstep sql:flow:run s{i} {{\n  sql = \"sql/{i}.sql\" # the file\n  writes = [\"t.{i}\"]\n  after = [\"sql:flow:run/s{}\"]\n}}\n\n",
+                i.saturating_sub(1)
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn a_large_file_parses_in_parallel_as_in_one_pass() {
+        let text = large(2_000, None);
+        assert!(text.len() >= PARALLEL_AT);
+        let (parallel, single) = (parse(&text), parse_from(&text, 0));
+        assert!(parallel.errors.is_empty());
+        assert_eq!(parallel.flow.items.len(), 2_002);
+        assert_eq!(format!("{parallel:?}"), format!("{single:?}"));
+    }
+
+    #[test]
+    fn errors_in_a_large_file_are_those_of_one_pass() {
+        let text = large(2_000, Some(1_500));
+        let (parallel, single) = (parse(&text), parse_from(&text, 0));
+        assert_eq!(parallel.errors.len(), 1);
+        assert_eq!(format!("{parallel:?}"), format!("{single:?}"));
+        let named_twice = format!("{}flow again\n", large(2_000, None));
+        assert_eq!(parse(&named_twice).errors.len(), 1);
+    }
 }
