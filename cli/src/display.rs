@@ -34,7 +34,8 @@ pub struct Display {
     started: Instant,
 }
 
-/// The progress line: each running step, with the rows and bytes it moved.
+/// The progress line: each running step, with its units done (files,
+/// objects) and the rows and bytes it moved.
 fn progress_line(running: &Running) -> String {
     let running = running
         .lock()
@@ -44,11 +45,22 @@ fn progress_line(running: &Running) -> String {
         .map(|(id, progress)| {
             let rows = progress.rows.load(Ordering::Relaxed);
             let bytes = progress.bytes.load(Ordering::Relaxed);
-            match (rows, bytes) {
-                (0, 0) => id.clone(),
-                (0, bytes) => format!("{id} ({})", bytes_text(bytes)),
-                (rows, 0) => format!("{id} ({rows} rows)"),
-                (rows, bytes) => format!("{id} ({rows} rows, {})", bytes_text(bytes)),
+            let total = progress.units_total.load(Ordering::Relaxed);
+            let mut parts = Vec::new();
+            if total > 0 {
+                let done = progress.units_done.load(Ordering::Relaxed);
+                parts.push(format!("{done}/{total}"));
+            }
+            if rows > 0 {
+                parts.push(format!("{rows} rows"));
+            }
+            if bytes > 0 {
+                parts.push(bytes_text(bytes));
+            }
+            if parts.is_empty() {
+                id.clone()
+            } else {
+                format!("{id} ({})", parts.join(", "))
             }
         })
         .collect();
@@ -290,5 +302,36 @@ fn bytes_text(bytes: u64) -> String {
         b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
         b if b < 1024 * 1024 * 1024 => format!("{:.1} MiB", b as f64 / 1048576.0),
         b => format!("{:.2} GiB", b as f64 / 1073741824.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_units_rows_and_bytes() {
+        let running: Running = Arc::default();
+        let transform = Arc::new(Progress::default());
+        transform.units_total.store(3, Ordering::Relaxed);
+        transform.units_done.store(1, Ordering::Relaxed);
+        let load = Arc::new(Progress::default());
+        load.add_rows(1200);
+        load.add_bytes(2048);
+        {
+            let mut steps = running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            steps.insert("pg:model:transform".into(), transform);
+            steps.insert("pg:source:load".into(), load);
+            steps.insert("pg:flow:configure".into(), Arc::new(Progress::default()));
+        }
+        assert_eq!(
+            progress_line(&running),
+            format!(
+                "running pg:flow:configure, pg:model:transform (1/3), pg:source:load (1200 rows, {})",
+                bytes_text(2048)
+            )
+        );
     }
 }

@@ -191,6 +191,10 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
             Ok(written) => {
                 downloaded += 1;
                 bytes += written;
+                context
+                    .progress
+                    .units_done
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 manifest.insert(object.key.clone(), object);
             }
             Err(error) => {

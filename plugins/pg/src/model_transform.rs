@@ -249,6 +249,10 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
             .batch_execute(&format!("TRUNCATE {}", quoted.join(", ")))
             .await?;
     }
+    context
+        .progress
+        .units_total
+        .store(files.len() as u64, std::sync::atomic::Ordering::Relaxed);
     for file in &files {
         if context.cancel.is_cancelled() {
             return Err(StepError::message("cancelled", None));
@@ -257,6 +261,10 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
             .batch_execute(&file.text)
             .await
             .map_err(|e| DbError::in_file(e, &file.name, &file.text))?;
+        context
+            .progress
+            .units_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let mut rows = 0u64;
     for table in &quoted {

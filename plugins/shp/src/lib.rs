@@ -114,13 +114,21 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         })
         .collect();
     let cancel = context.cancel.clone();
+    let progress = std::sync::Arc::clone(&context.progress);
+    progress
+        .units_total
+        .store(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let results = tokio::task::spawn_blocking(move || {
         jobs.par_iter()
             .map(|(shp, out)| {
                 if cancel.is_cancelled() {
                     return (shp.clone(), Err("cancelled".to_owned()));
                 }
-                (shp.clone(), convert::convert(shp, out, &options))
+                let converted = convert::convert(shp, out, &options);
+                progress
+                    .units_done
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (shp.clone(), converted)
             })
             .collect::<Vec<_>>()
     })
