@@ -684,3 +684,51 @@ async fn a_label_renamed_by_the_flow_keeps_its_rows() {
         ["commercial", "residential", "industry"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_with_foreign_keys_are_emptied_children_first_and_loaded_parents_first() {
+    let project = Project::new("foreign").await;
+    project
+        .api()
+        .await
+        .batch_execute(
+            "CREATE TABLE public.zones (class text PRIMARY KEY);
+             CREATE TABLE public.lots (id integer PRIMARY KEY, zone text REFERENCES public.zones (class));
+             INSERT INTO public.zones VALUES ('a'), ('b');
+             INSERT INTO public.lots VALUES (1, 'a'), (2, 'b');",
+        )
+        .await
+        .expect("api");
+    project.write(
+        "schemas/release.sql",
+        "CREATE TABLE zones (class text PRIMARY KEY);
+         CREATE TABLE lots (id integer PRIMARY KEY, zone text REFERENCES zones (class));",
+    );
+    project.write("transform/parcels.sql", "");
+    project.write("transform/zoning.sql", "");
+    project.write(
+        "transform/zones.sql",
+        "INSERT INTO zones VALUES ('a'), ('c');",
+    );
+    project.write(
+        "transform/lots.sql",
+        "-- flow: after zones.sql\nINSERT INTO lots VALUES (1, 'a'), (3, 'c');",
+    );
+    // The child is listed first: populate orders them itself.
+    project.flow_file("lots, zones", "", "");
+    project.run(0);
+    let rows: Vec<String> = project
+        .api()
+        .await
+        .query(
+            "SELECT 'lot ' || id || ':' || zone FROM public.lots
+             UNION ALL SELECT 'zone ' || class FROM public.zones ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["lot 1:a", "lot 3:c", "zone a", "zone c"]);
+}

@@ -60,6 +60,8 @@ pub struct Table {
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
     pub primary_key_name: Option<String>,
+    /// The tables of the same schema its foreign keys point at.
+    pub references: Vec<String>,
     pub constraints: Vec<Constraint>,
 }
 
@@ -173,6 +175,7 @@ pub async fn read(
                 columns: Vec::new(),
                 primary_key: Vec::new(),
                 primary_key_name: None,
+                references: Vec::new(),
                 constraints: Vec::new(),
             })
             .columns
@@ -191,11 +194,12 @@ pub async fn read(
             "SELECT c.relname::text, k.conname::text, k.contype::text, pg_get_constraintdef(k.oid),
                     ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
                           JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n
-                          ORDER BY u.o)
+                          ORDER BY u.o),
+                    (SELECT f.relname::text FROM pg_class f WHERE f.oid = k.confrelid AND f.relnamespace = n.oid)
              FROM pg_constraint k
              JOIN pg_class c ON c.oid = k.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = ANY($2) AND k.contype IN ('p', 'u', 'c')
+             WHERE n.nspname = $1 AND c.relname = ANY($2) AND k.contype IN ('p', 'u', 'c', 'f')
              ORDER BY c.relname, k.conname",
             &[&schema, &names],
         )
@@ -209,6 +213,7 @@ pub async fn read(
                 table.primary_key = row.get(4);
                 table.primary_key_name = Some(row.get(1));
             }
+            "f" => table.references.extend(row.get::<_, Option<String>>(5)),
             _ => table.constraints.push(Constraint {
                 name: row.get(1),
                 definition: row.get(3),
@@ -297,6 +302,7 @@ mod tests {
             ],
             primary_key: vec!["id".into()],
             primary_key_name: None,
+            references: Vec::new(),
             constraints: vec![Constraint {
                 name: "c".into(),
                 definition: "CHECK ((id > 0))".into(),

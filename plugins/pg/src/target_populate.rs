@@ -500,7 +500,18 @@ async fn in_place(
             transaction.batch_execute(sql).await?;
         }
     }
-    for name in &settings.tables {
+    // Tables their foreign keys point at are loaded first, and emptied last.
+    let order = parents_first(&settings.tables, shapes);
+    if settings.mode == "replace" {
+        for name in order.iter().rev() {
+            if shapes.target.contains_key(*name) {
+                transaction
+                    .batch_execute(&format!("DELETE FROM {}", qualified(name)))
+                    .await?;
+            }
+        }
+    }
+    for name in order {
         let Some(model) = shapes.model.get(name) else {
             run_before(&transaction, &report.changes, name).await?;
             continue;
@@ -509,11 +520,6 @@ async fn in_place(
         let exists = shapes.target.contains_key(name);
         let mut staged = None;
         match settings.mode.as_str() {
-            "replace" if exists => {
-                transaction
-                    .batch_execute(&format!("DELETE FROM {target}"))
-                    .await?;
-            }
             "upsert" => {
                 let key = if settings.key.is_empty() {
                     model.primary_key.clone()
@@ -647,6 +653,33 @@ async fn in_place(
         transaction.commit().await?;
     }
     Ok(())
+}
+
+/// The tables in an order where a table comes after the tables (of the
+/// list) its foreign keys, in the model or the target, point at; otherwise as
+/// listed. Tables that point at each other stay as listed.
+fn parents_first<'a>(tables: &'a [String], shapes: &Shapes<'_>) -> Vec<&'a String> {
+    let references = |name: &str| -> Vec<&str> {
+        [shapes.model.get(name), shapes.target.get(name)]
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t.references.iter().map(String::as_str))
+            .filter(|r| *r != name && tables.iter().any(|t| t == r))
+            .collect()
+    };
+    let mut placed: Vec<&String> = Vec::with_capacity(tables.len());
+    while placed.len() < tables.len() {
+        let next = tables
+            .iter()
+            .filter(|t| !placed.contains(t))
+            .find(|t| references(t).iter().all(|r| placed.iter().any(|p| p == r)))
+            .or_else(|| tables.iter().find(|t| !placed.contains(t)));
+        match next {
+            Some(table) => placed.push(table),
+            None => break,
+        }
+    }
+    placed
 }
 
 async fn run_before(
