@@ -519,47 +519,44 @@ async fn in_place(
         let target = qualified(name);
         let exists = shapes.target.contains_key(name);
         let mut staged = None;
-        match settings.mode.as_str() {
-            "upsert" => {
-                let key = if settings.key.is_empty() {
-                    model.primary_key.clone()
-                } else {
-                    settings.key.clone()
-                };
-                if key.is_empty() {
-                    return Err(StepError::message(
-                        format!("`{}.{name}` has no primary key to upsert by", settings.from),
-                        Some("name the key columns: `key = [id]`".into()),
-                    ));
-                }
-                let stage = format!("pg_temp.{}", quote_ident(&format!("flow_stage_{name}")));
-                let table = migrate::target_table(shapes, model);
+        if settings.mode == "upsert" {
+            let key = if settings.key.is_empty() {
+                model.primary_key.clone()
+            } else {
+                settings.key.clone()
+            };
+            if key.is_empty() {
+                return Err(StepError::message(
+                    format!("`{}.{name}` has no primary key to upsert by", settings.from),
+                    Some("name the key columns: `key = [id]`".into()),
+                ));
+            }
+            let stage = format!("pg_temp.{}", quote_ident(&format!("flow_stage_{name}")));
+            let table = migrate::target_table(shapes, model);
+            transaction
+                .batch_execute(&table.create("pg_temp", true).replacen(
+                    &format!("{}.{}", quote_ident("pg_temp"), quote_ident(name)),
+                    &stage,
+                    1,
+                ))
+                .await?;
+            let source = flow.copy_out(&copy_out_sql(&settings.from, model)).await?;
+            let sink = transaction.copy_in(&copy_in_sql(&stage, model)).await?;
+            let (_, bytes) = pump(context, source, sink).await?;
+            report.bytes += bytes;
+            if exists {
+                let matches = key
+                    .iter()
+                    .map(|k| format!("t.{0} = s.{0}", quote_ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
                 transaction
-                    .batch_execute(&table.create("pg_temp", true).replacen(
-                        &format!("{}.{}", quote_ident("pg_temp"), quote_ident(name)),
-                        &stage,
-                        1,
+                    .batch_execute(&format!(
+                        "DELETE FROM {target} t USING {stage} s WHERE {matches}"
                     ))
                     .await?;
-                let source = flow.copy_out(&copy_out_sql(&settings.from, model)).await?;
-                let sink = transaction.copy_in(&copy_in_sql(&stage, model)).await?;
-                let (_, bytes) = pump(context, source, sink).await?;
-                report.bytes += bytes;
-                if exists {
-                    let matches = key
-                        .iter()
-                        .map(|k| format!("t.{0} = s.{0}", quote_ident(k)))
-                        .collect::<Vec<_>>()
-                        .join(" AND ");
-                    transaction
-                        .batch_execute(&format!(
-                            "DELETE FROM {target} t USING {stage} s WHERE {matches}"
-                        ))
-                        .await?;
-                }
-                staged = Some(stage);
             }
-            _ => {}
+            staged = Some(stage);
         }
         let mut table_changes: Vec<&mut Change> = report
             .changes
