@@ -86,7 +86,12 @@ pub fn command(
             let result = match action {
                 Action::Diff => flow_plugin_pg::target_populate::populate(&context, true)
                     .await
-                    .map(|report| format!("{}\n{}", step.key, report.render(true))),
+                    .map(|report| {
+                        if report.would_fail() {
+                            exit = Exit::Failure;
+                        }
+                        format!("{}\n{}", step.key, report.render(true))
+                    }),
                 Action::Rollback => flow_plugin_pg::target_populate::rollback(&context)
                     .await
                     .map(|line| format!("{}: {line}\n", step.key)),

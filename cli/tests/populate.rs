@@ -235,15 +235,16 @@ async fn a_destructive_change_is_refused_until_allowed_by_name() {
             .any(|c| c.starts_with("old_id"))
     );
 
-    // `flow diff` shows every change with its class, and the SQL.
-    let diff = project.flow(&["diff", "release.flow"]).expect(0);
+    // `flow diff` shows every change with its class, and the SQL; it exits
+    // with 1 as populate would refuse.
+    let diff = project.flow(&["diff", "release.flow"]).expect(1);
     for line in [
         "safe create table zoning",
         "safe add label zoning_class.agricultural",
         "data-dependent remove label zoning_class.industrial: no row breaks",
         "data-dependent add column parcels.area NOT NULL: no row breaks",
         "data-dependent set not null parcels.zoning: no row breaks",
-        "destructive drop column parcels.old_id",
+        "destructive drop column parcels.old_id: refused unless allowed by name",
         "ALTER TABLE \"public\".\"parcels\" DROP COLUMN \"old_id\";",
     ] {
         assert!(
@@ -456,6 +457,16 @@ check no_tiny_parcels {
     );
     assert!(text.contains("{\"id\":1,\"area\":100}"), "{text}");
     project.assert_as_before().await;
+    // `flow diff` reports the checks that would fail, and exits with 1.
+    let diff = project.flow(&["diff", "release.flow"]).expect(1);
+    assert!(
+        flat(&diff.stdout).contains(
+            "checks that would fail: check `parcels_complete` on public.parcels: 2 rows, at least 3 expected"
+        ),
+        "{}",
+        diff.stdout
+    );
+    project.assert_as_before().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -467,8 +478,17 @@ async fn swap_switches_whole_releases_and_rollback_puts_the_last_back() {
         "check parcels_there {\n  table = api.public.parcels\n  min_rows = 1\n}\n",
     );
     let api = project.api().await;
-    // A reader holding the old table sees it whole until the switch.
     project.run(0);
+    let diff = project.flow(&["diff", "release.flow"]).expect(0);
+    let text = flat(&diff.stdout);
+    assert!(
+        text.contains("api.public (swap) no schema change"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ALTER TABLE \"public__flow_next\".\"parcels\" SET SCHEMA \"public\";"),
+        "{text}"
+    );
     assert_eq!(
         project.parcels().await,
         ["1:residential:A", "4:agricultural:D"]

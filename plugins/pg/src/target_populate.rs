@@ -133,6 +133,11 @@ pub struct Report {
     pub bytes: u64,
     /// The schema the previous tables went to (`swap`).
     pub previous: Option<String>,
+    /// What the checks found, for `flow diff` (a run fails instead).
+    pub failed_checks: Vec<String>,
+    /// For `swap`, the statements it runs (the changes' SQL is for the
+    /// modes that change tables in place).
+    pub swap_sql: Vec<String>,
 }
 
 impl Report {
@@ -148,6 +153,16 @@ impl Report {
             let _ = write!(line, "; previous tables in {previous}");
         }
         line
+    }
+
+    /// Whether populate would refuse or fail: a destructive change not
+    /// allowed, rows that would break, a check that would fail.
+    pub fn would_fail(&self) -> bool {
+        !self.failed_checks.is_empty()
+            || self
+                .changes
+                .iter()
+                .any(|c| c.refused || c.broken.as_ref().is_some_and(|(n, _)| *n > 0))
     }
 
     /// The changes, classified, with the rows that break and the SQL.
@@ -177,14 +192,29 @@ impl Report {
             }
             text.push('\n');
         }
+        if !self.failed_checks.is_empty() {
+            text.push_str("\n  checks that would fail:\n");
+            for failure in &self.failed_checks {
+                let _ = writeln!(text, "  {}", failure.trim_start());
+            }
+        }
         if sql {
-            let statements: Vec<&String> = self
-                .changes
-                .iter()
-                .flat_map(|c| c.before.iter().chain(&c.after))
-                .collect();
+            let (statements, title): (Vec<&String>, &str) = if self.swap_sql.is_empty() {
+                (
+                    self.changes
+                        .iter()
+                        .flat_map(|c| c.before.iter().chain(&c.after))
+                        .collect(),
+                    "SQL, in the load's transaction",
+                )
+            } else {
+                (
+                    self.swap_sql.iter().collect(),
+                    "SQL: the new tables, loaded with COPY, then constrained and switched in one transaction",
+                )
+            };
             if !statements.is_empty() {
-                text.push_str("\n  SQL, in the load's transaction:\n");
+                let _ = writeln!(text, "\n  {title}:");
                 for statement in statements {
                     for line in statement.lines() {
                         let _ = writeln!(text, "    {line}");
@@ -641,7 +671,9 @@ async fn in_place(
         }
     }
     let failures = run_checks(&*transaction, &context.checks, settings, &|t| qualified(t)).await?;
-    if !failures.is_empty() {
+    if dry_run {
+        report.failed_checks = failures;
+    } else if !failures.is_empty() {
         return Err(check_failed(&failures));
     }
     if dry_run {
@@ -767,6 +799,7 @@ async fn swap(
     }
     let scratch = api.client().await?;
     scratch.batch_execute(&setup).await?;
+    report.swap_sql.push(setup);
     let loads = tables.iter().map(|table| async {
         let flow = flow_db.client().await?;
         let client = api.client().await?;
@@ -874,6 +907,7 @@ async fn switch(
         }
     }
     transaction.batch_execute(&constrain).await?;
+    report.swap_sql.push(constrain);
     let stamp: String = transaction
         .query_one(
             "SELECT to_char(clock_timestamp(), 'YYYYMMDD_HH24MISS_US')",
@@ -935,11 +969,14 @@ async fn switch(
     }
     let _ = writeln!(moves, "DROP SCHEMA {};", q(next));
     transaction.batch_execute(&moves).await?;
+    report.swap_sql.push(moves);
     let failures = run_checks(&*transaction, &context.checks, settings, &|t| {
         format!("{}.{}", q(schema), q(t))
     })
     .await?;
-    if !failures.is_empty() {
+    if dry_run {
+        report.failed_checks = failures;
+    } else if !failures.is_empty() {
         return Err(check_failed(&failures));
     }
     prune_previous(&transaction, schema).await?;
