@@ -6,7 +6,11 @@
 
 mod support;
 
+use dbase::{FieldValue, Record, TableWriterBuilder};
 use flow_db::testing::TestDatabase;
+use shapefile::{
+    MultipointM, MultipointZ, PointM, PointZ, PolygonM, PolygonRing, PolygonZ, PolylineM, Writer,
+};
 use support::{Flow, root};
 
 const FLOW: &str = r#"flow public
@@ -229,5 +233,169 @@ async fn public_shapefiles_load_as_ogr2ogr_loads_them() {
         .expect("nulls")
         .get(0);
     assert!(nulls > 0, "NullTest has empty values");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One file per shape type the pyshp files do not cover, two records each.
+fn write_every_type(dir: &std::path::Path) {
+    fn write<S: shapefile::record::EsriShape>(dir: &std::path::Path, name: &str, shapes: &[S]) {
+        let table =
+            TableWriterBuilder::new().add_character_field("LABEL".try_into().expect("field"), 10);
+        let mut writer = Writer::from_path(dir.join(format!("{name}.shp")), table).expect("writer");
+        for (i, shape) in shapes.iter().enumerate() {
+            let mut record = Record::default();
+            record.insert(
+                "LABEL".into(),
+                FieldValue::Character(Some(format!("{name}{i}"))),
+            );
+            writer
+                .write_shape_and_record(shape, &record)
+                .expect("write");
+        }
+    }
+    let square_m = |x: f64| {
+        vec![
+            PointM::new(x, 0.0, 1.0),
+            PointM::new(x, 1.0, 2.0),
+            PointM::new(x + 1.0, 1.0, 3.0),
+            PointM::new(x + 1.0, 0.0, 4.0),
+            PointM::new(x, 0.0, 1.0),
+        ]
+    };
+    let square_z = |x: f64| {
+        vec![
+            PointZ::new(x, 0.0, 5.0, 1.0),
+            PointZ::new(x, 1.0, 6.0, 2.0),
+            PointZ::new(x + 1.0, 1.0, 7.0, 3.0),
+            PointZ::new(x + 1.0, 0.0, 8.0, 4.0),
+            PointZ::new(x, 0.0, 5.0, 1.0),
+        ]
+    };
+    write(
+        dir,
+        "pointz",
+        &[
+            PointZ::new(1.0, 2.0, 3.0, 4.0),
+            PointZ::new(5.0, 6.0, 7.0, 8.0),
+        ],
+    );
+    write(
+        dir,
+        "pointm",
+        &[PointM::new(1.0, 2.0, 3.0), PointM::new(4.0, 5.0, 6.0)],
+    );
+    write(
+        dir,
+        "multipointz",
+        &[
+            MultipointZ::new(vec![
+                PointZ::new(0.0, 0.0, 1.0, 2.0),
+                PointZ::new(1.0, 1.0, 3.0, 4.0),
+            ]),
+            MultipointZ::new(vec![PointZ::new(2.0, 2.0, 5.0, 6.0)]),
+        ],
+    );
+    write(
+        dir,
+        "multipointm",
+        &[
+            MultipointM::new(vec![PointM::new(0.0, 0.0, 1.0), PointM::new(1.0, 1.0, 2.0)]),
+            MultipointM::new(vec![PointM::new(2.0, 2.0, 3.0)]),
+        ],
+    );
+    write(
+        dir,
+        "polylinem",
+        &[
+            PolylineM::new(vec![PointM::new(0.0, 0.0, 1.0), PointM::new(1.0, 1.0, 2.0)]),
+            PolylineM::with_parts(vec![
+                vec![PointM::new(0.0, 0.0, 1.0), PointM::new(1.0, 0.0, 2.0)],
+                vec![PointM::new(5.0, 5.0, 3.0), PointM::new(6.0, 5.0, 4.0)],
+            ]),
+        ],
+    );
+    write(
+        dir,
+        "polygonm",
+        &[
+            PolygonM::with_rings(vec![PolygonRing::Outer(square_m(0.0))]),
+            PolygonM::with_rings(vec![
+                PolygonRing::Outer(square_m(10.0)),
+                PolygonRing::Outer(square_m(20.0)),
+            ]),
+        ],
+    );
+    write(
+        dir,
+        "polygonz",
+        &[
+            PolygonZ::with_rings(vec![PolygonRing::Outer(square_z(0.0))]),
+            PolygonZ::with_rings(vec![
+                PolygonRing::Outer(square_z(10.0)),
+                PolygonRing::Outer(square_z(30.0)),
+            ]),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_shape_type_loads_as_ogr2ogr_loads_it() {
+    let dir = std::env::temp_dir().join(format!("flow-every-type-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pyshp")).expect("dir");
+    write_every_type(&dir.join("pyshp"));
+    std::fs::create_dir_all(dir.join("pyshp/latin1")).expect("dir");
+    std::fs::write(dir.join("public.flow"), FLOW.replace("step shp:load latin1 {\n  from = \"pyshp/latin1/*.shp\"\n  schema = latin\n  encoding = \"latin1\"\n}\n", "")).expect("flow");
+    let db = TestDatabase::create("everytype").await.expect("database");
+    Flow::new(["run", "public.flow"])
+        .dir(&dir)
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(0);
+    let client = db.client().await.expect("connect");
+    client
+        .batch_execute("CREATE SCHEMA ogr")
+        .await
+        .expect("schema");
+    for name in [
+        "pointz",
+        "pointm",
+        "multipointz",
+        "multipointm",
+        "polylinem",
+        "polygonm",
+        "polygonz",
+    ] {
+        ogr2ogr(
+            &db.url(),
+            &dir.join(format!("pyshp/{name}.shp")),
+            &format!("ogr.{name}"),
+            None,
+        );
+        for schema in ["direct", "viacsv"] {
+            let differing = differences(
+                &client,
+                &format!("{schema}.{name}"),
+                &format!("ogr.\"{name}\""),
+            )
+            .await;
+            assert!(
+                differing.is_empty(),
+                "{schema}.{name} differs from ogr2ogr: {differing:?}"
+            );
+        }
+        // Z and M arrive too (ST_Equals compares in 2D).
+        let dims: String = client
+            .query_one(
+                &format!(
+                    "SELECT string_agg(DISTINCT ST_CoordDim(geom)::text, ',') FROM direct.{name}"
+                ),
+                &[],
+            )
+            .await
+            .expect("dims")
+            .get(0);
+        let expected = if name.ends_with('z') { "4" } else { "3" };
+        assert_eq!(dims, expected, "{name}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
