@@ -88,6 +88,13 @@ impl Project {
         project
     }
 
+    /// A release of one table, `parcels`, and the transform that fills it.
+    fn release(&self, schema: &str, transform: &str) {
+        self.write("schemas/release.sql", schema);
+        self.write("transform/parcels.sql", transform);
+        self.write("transform/zoning.sql", "");
+    }
+
     fn write(&self, file: &str, text: &str) {
         std::fs::write(self.dir.join(file), text).expect("write");
     }
@@ -340,17 +347,12 @@ async fn append_counts_the_rows_that_would_break_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn key_and_type_changes_are_counted_on_the_rows_after_the_load() {
     let project = Project::new("keys").await;
-    project.write(
-        "schemas/release.sql",
+    project.release(
         "CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'industrial');
          CREATE TABLE parcels (id integer, zoning zoning_class, code varchar(3) PRIMARY KEY,
                                old_id integer, geom geometry(Point, 4326));",
-    );
-    project.write(
-        "transform/parcels.sql",
         "INSERT INTO parcels (id, zoning, code) VALUES (7, 'commercial', 'C');",
     );
-    project.write("transform/zoning.sql", "");
     project.flow_file("parcels", "  mode = append", "");
     let refused = project.run(1);
     let text = flat(&refused.stderr);
@@ -397,17 +399,9 @@ async fn key_and_type_changes_are_counted_on_the_rows_after_the_load() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upsert_replaces_rows_by_key_and_keeps_the_others() {
     let project = Project::new("upsert").await;
-    project.write(
-        "schemas/release.sql",
-        "CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'industrial');
+    project.release("CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'industrial');
          CREATE TABLE parcels (id integer PRIMARY KEY, zoning zoning_class, code text,
-                               old_id integer, geom geometry(Point, 4326));",
-    );
-    project.write(
-        "transform/parcels.sql",
-        "INSERT INTO parcels (id, zoning, code) VALUES (2, 'commercial', 'new'), (9, 'residential', 'Z');",
-    );
-    project.write("transform/zoning.sql", "");
+                               old_id integer, geom geometry(Point, 4326));", "INSERT INTO parcels (id, zoning, code) VALUES (2, 'commercial', 'new'), (9, 'residential', 'Z');");
     project.flow_file("parcels", "  mode = upsert", "");
     project.run(0);
     assert_eq!(
@@ -658,17 +652,9 @@ step pg:model:transform {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_label_renamed_by_the_flow_keeps_its_rows() {
     let project = Project::new("rename").await;
-    project.write(
-        "schemas/release.sql",
-        "CREATE TYPE zoning_class AS ENUM ('commercial', 'residential', 'industry');
+    project.release("CREATE TYPE zoning_class AS ENUM ('commercial', 'residential', 'industry');
          CREATE TABLE parcels (id integer PRIMARY KEY, zoning zoning_class, code text, old_id integer,
-                               geom geometry(Point, 4326));",
-    );
-    project.write(
-        "transform/parcels.sql",
-        "INSERT INTO parcels (id, zoning, code) VALUES (5, 'industry', 'E');",
-    );
-    project.write("transform/zoning.sql", "");
+                               geom geometry(Point, 4326));", "INSERT INTO parcels (id, zoning, code) VALUES (5, 'industry', 'E');");
     project.flow_file("parcels", "  mode = append", "");
     let refused = project.run(1);
     let text = flat(&refused.stderr);

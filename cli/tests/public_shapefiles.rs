@@ -153,6 +153,29 @@ async fn differences(
         .collect()
 }
 
+/// Loads `shp` with ogr2ogr as `ogr.<name>`, and asserts that what both of
+/// flow's paths loaded (`direct.<name>`, `viacsv.<name>`) equals it.
+async fn assert_like_ogr2ogr(
+    client: &flow_db::tokio_postgres::Client,
+    url: &str,
+    shp: &std::path::Path,
+    name: &str,
+) {
+    ogr2ogr(url, shp, &format!("ogr.{name}"), None);
+    for schema in ["direct", "viacsv"] {
+        let differing = differences(
+            client,
+            &format!("{schema}.{name}"),
+            &format!("ogr.\"{name}\""),
+        )
+        .await;
+        assert!(
+            differing.is_empty(),
+            "{schema}.{name} differs from ogr2ogr: {differing:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn public_shapefiles_load_as_ogr2ogr_loads_them() {
     let dir = std::env::temp_dir().join(format!("flow-public-shp-{}", std::process::id()));
@@ -187,24 +210,13 @@ async fn public_shapefiles_load_as_ogr2ogr_loads_them() {
         .await
         .expect("schema");
     for name in FILES {
-        ogr2ogr(
+        assert_like_ogr2ogr(
+            &client,
             &db.url(),
             &dir.join(format!("pyshp/{name}.shp")),
-            &format!("ogr.{name}"),
-            None,
-        );
-        for schema in ["direct", "viacsv"] {
-            let differing = differences(
-                &client,
-                &format!("{schema}.{name}"),
-                &format!("ogr.\"{name}\""),
-            )
-            .await;
-            assert!(
-                differing.is_empty(),
-                "{schema}.{name} differs from ogr2ogr: {differing:?}"
-            );
-        }
+            name,
+        )
+        .await;
     }
     ogr2ogr(
         &db.url(),
@@ -365,24 +377,13 @@ async fn every_shape_type_loads_as_ogr2ogr_loads_it() {
         "polygonm",
         "polygonz",
     ] {
-        ogr2ogr(
+        assert_like_ogr2ogr(
+            &client,
             &db.url(),
             &dir.join(format!("pyshp/{name}.shp")),
-            &format!("ogr.{name}"),
-            None,
-        );
-        for schema in ["direct", "viacsv"] {
-            let differing = differences(
-                &client,
-                &format!("{schema}.{name}"),
-                &format!("ogr.\"{name}\""),
-            )
-            .await;
-            assert!(
-                differing.is_empty(),
-                "{schema}.{name} differs from ogr2ogr: {differing:?}"
-            );
-        }
+            name,
+        )
+        .await;
         // Z and M arrive too (ST_Equals compares in 2D).
         let dims: String = client
             .query_one(
