@@ -138,14 +138,10 @@ fn time_make(dir: &Path, makefile_text: &str) -> Option<Duration> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--list") {
-        // Test runners ask benchmarks to list their tests; there are none.
+    // A test run gets a quick smoke run of the same code.
+    let Some(full) = flow_benches::mode() else {
         return;
-    }
-    // `cargo bench` passes `--bench`; anything else (a test run) gets a quick
-    // smoke run of the same code.
-    let full = args.iter().any(|a| a == "--bench");
+    };
     let steps = if full { 10_000 } else { 200 };
     let text = generated_flow(steps);
     let parsed = flow_dsl::parse(&text);

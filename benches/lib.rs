@@ -48,6 +48,26 @@ pub fn generated_flow(steps: usize) -> String {
     text
 }
 
+/// How a benchmark binary was started: `None` when a test runner only asks
+/// for its tests (`--list`; there are none), `Some(true)` from `cargo bench`
+/// (`--bench`: the full run), `Some(false)` for a quick smoke run.
+pub fn mode() -> Option<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return None;
+    }
+    Some(args.iter().any(|a| a == "--bench"))
+}
+
+/// The `psql` to compare with: PostgreSQL 15's, Debian's, or the one on PATH.
+pub fn psql() -> String {
+    ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/psql"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("psql")
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use flow_plugin_sh as _;

@@ -31,14 +31,6 @@ step pg:target:populate {
 
 const TABLE: &str = "(id bigint PRIMARY KEY, name text NOT NULL, value double precision, day date, geom geometry(Point, 4326))";
 
-fn psql() -> String {
-    ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/psql"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("psql")
-        .to_owned()
-}
-
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -46,13 +38,9 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--list") {
-        // Test runners ask benchmarks to list their tests; there are none.
+    let Some(full) = flow_benches::mode() else {
         return;
-    }
-    // `cargo bench` passes `--bench`; a test run gets a quick smoke run.
-    let full = args.iter().any(|a| a == "--bench");
+    };
     let rows: u64 = std::env::var("FLOW_BENCH_ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -122,7 +110,7 @@ async fn main() {
         assert_eq!(report.rows, rows);
 
         let started = Instant::now();
-        let mut out = Command::new(psql())
+        let mut out = Command::new(flow_benches::psql())
             .args([
                 &flow_db.url(),
                 "-qc",
@@ -131,7 +119,7 @@ async fn main() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("psql");
-        let status = Command::new(psql())
+        let status = Command::new(flow_benches::psql())
             .args([
                 &api_db.url(),
                 "-q1",

@@ -123,14 +123,6 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn psql() -> String {
-    ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/psql"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("psql")
-        .to_owned()
-}
-
 fn timed(command: &str) -> Duration {
     let started = Instant::now();
     let status = Command::new("sh")
@@ -140,17 +132,6 @@ fn timed(command: &str) -> Duration {
         .expect("sh");
     assert!(status.success(), "failed: {command}");
     started.elapsed()
-}
-
-/// `PG:host=... port=... dbname=... user=... password=...` for GDAL, from a URL.
-fn gdal_connection(url: &str) -> String {
-    let rest = url.trim_start_matches("postgres://");
-    let (auth, rest) = rest.split_once('@').expect("user");
-    let (user, password) = auth.split_once(':').expect("password");
-    let (host_port, rest) = rest.split_once('/').expect("database");
-    let (host, port) = host_port.split_once(':').expect("port");
-    let database = rest.split('?').next().unwrap_or(rest);
-    format!("PG:host={host} port={port} dbname={database} user={user} password={password}")
 }
 
 async fn run_step(
@@ -198,11 +179,9 @@ fn line(what: &str, flow: Duration, other: Option<(&str, Duration)>) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--list") {
+    let Some(full) = flow_benches::mode() else {
         return;
-    }
-    let full = args.iter().any(|a| a == "--bench");
+    };
     let scale: f64 = std::env::var("FLOW_BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -272,7 +251,7 @@ async fn main() {
         for name in ["points", "polygons"] {
             timed(&format!(
                 "{} '{url}' -qc \"\\copy csv_psql.{name} FROM '{}' CSV HEADER\"",
-                psql(),
+                flow_benches::psql(),
                 dir.join("csv").join(format!("{name}.csv")).display()
             ));
         }
@@ -288,7 +267,7 @@ async fn main() {
             timed(&format!(
                 "shp2pgsql -D -s 4326 -d {} shp2pgsql.{name} 2>/dev/null | {} '{url}' -q 2>/dev/null",
                 shp(name),
-                psql()
+                flow_benches::psql()
             ));
         }
         started.elapsed()
@@ -298,7 +277,7 @@ async fn main() {
         for name in ["points", "polygons"] {
             timed(&format!(
                 "ogr2ogr -f PostgreSQL '{}' {} -nln ogr.{name} -overwrite -lco SPATIAL_INDEX=NONE --config PG_USE_COPY YES",
-                gdal_connection(&url),
+                db.gdal_connection(),
                 shp(name)
             ));
         }

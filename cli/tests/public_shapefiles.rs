@@ -58,23 +58,12 @@ const FILES: &[&str] = &[
     "polygon",
 ];
 
-/// `PG:...` for GDAL, from a `postgres://user:password@host:port/db?...` URL.
-fn gdal_connection(url: &str) -> String {
-    let rest = url.trim_start_matches("postgres://");
-    let (auth, rest) = rest.split_once('@').expect("user");
-    let (user, password) = auth.split_once(':').expect("password");
-    let (host_port, rest) = rest.split_once('/').expect("database");
-    let (host, port) = host_port.split_once(':').expect("port");
-    let database = rest.split('?').next().unwrap_or(rest);
-    format!("PG:host={host} port={port} dbname={database} user={user} password={password}")
-}
-
-fn ogr2ogr(url: &str, shp: &std::path::Path, table: &str, encoding: Option<&str>) {
+fn ogr2ogr(gdal: &str, shp: &std::path::Path, table: &str, encoding: Option<&str>) {
     let mut command = std::process::Command::new("ogr2ogr");
     command.args([
         "-f",
         "PostgreSQL",
-        &gdal_connection(url),
+        gdal,
         &shp.display().to_string(),
         "-nln",
         table,
@@ -157,11 +146,11 @@ async fn differences(
 /// flow's paths loaded (`direct.<name>`, `viacsv.<name>`) equals it.
 async fn assert_like_ogr2ogr(
     client: &flow_db::tokio_postgres::Client,
-    url: &str,
+    gdal: &str,
     shp: &std::path::Path,
     name: &str,
 ) {
-    ogr2ogr(url, shp, &format!("ogr.{name}"), None);
+    ogr2ogr(gdal, shp, &format!("ogr.{name}"), None);
     for schema in ["direct", "viacsv"] {
         let differing = differences(
             client,
@@ -212,14 +201,14 @@ async fn public_shapefiles_load_as_ogr2ogr_loads_them() {
     for name in FILES {
         assert_like_ogr2ogr(
             &client,
-            &db.url(),
+            &db.gdal_connection(),
             &dir.join(format!("pyshp/{name}.shp")),
             name,
         )
         .await;
     }
     ogr2ogr(
-        &db.url(),
+        &db.gdal_connection(),
         &dir.join("pyshp/latin1/latin1.shp"),
         "ogr.latin1",
         Some("LATIN1"),
@@ -379,7 +368,7 @@ async fn every_shape_type_loads_as_ogr2ogr_loads_it() {
     ] {
         assert_like_ogr2ogr(
             &client,
-            &db.url(),
+            &db.gdal_connection(),
             &dir.join(format!("pyshp/{name}.shp")),
             name,
         )

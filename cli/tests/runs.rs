@@ -3,11 +3,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use flow_db::testing::TestDatabase;
-use support::{Flow, flat};
+use support::{Project, flat};
 
 const FLOW: &str = r#"flow nightly
 
@@ -41,58 +39,33 @@ const A_SQL: &str =
 const B_SQL: &str = "DROP TABLE IF EXISTS b;\nCREATE TABLE b AS SELECT n * 2 AS doubled FROM a;\n";
 const B_BROKEN: &str = "DROP TABLE IF EXISTS b;\nCREATE TABLE b AS\n  SELECT n * 2 AS doubled, missing_column FROM a;\n";
 
-struct Project {
-    dir: PathBuf,
-    db: TestDatabase,
+/// The nightly flow with its two SQL files.
+async fn project(name: &str) -> Project {
+    let project = Project::new("runs", name, "nightly.flow", FLOW).await;
+    project.write("a.sql", A_SQL);
+    project.write("b.sql", B_SQL);
+    project
 }
 
-impl Project {
-    async fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-runs-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("nightly.flow"), FLOW).expect("flow");
-        std::fs::write(dir.join("a.sql"), A_SQL).expect("a.sql");
-        std::fs::write(dir.join("b.sql"), B_SQL).expect("b.sql");
-        let db = TestDatabase::create(name).await.expect("database");
-        Self { dir, db }
-    }
-
-    fn flow(&self, args: &[&str]) -> Flow {
-        let mut all: Vec<String> = vec![args[0].to_owned(), "nightly.flow".to_owned()];
-        all.extend(args[1..].iter().map(|a| (*a).to_owned()));
-        Flow::new(all)
-            .dir(&self.dir)
-            .env("FLOW_DATABASE_URL", self.db.url())
-    }
-
-    fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.dir.join(file), text).expect("write");
-    }
-
-    fn statuses(&self, run: i64) -> Vec<(String, String)> {
-        let output = self.flow(&["show", &run.to_string(), "--json"]).expect(0);
-        let value: serde_json::Value = serde_json::from_str(&output.stdout).expect("json");
-        let mut steps: Vec<(String, String)> = value["steps"]
-            .as_array()
-            .expect("steps")
-            .iter()
-            .map(|s| {
-                (
-                    s["step"].as_str().unwrap_or_default().to_owned(),
-                    s["status"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        steps.sort();
-        steps
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Each step of run `run` with its status, by step.
+fn statuses(project: &Project, run: i64) -> Vec<(String, String)> {
+    let output = project
+        .flow(&["show", &run.to_string(), "--json"])
+        .expect(0);
+    let value: serde_json::Value = serde_json::from_str(&output.stdout).expect("json");
+    let mut steps: Vec<(String, String)> = value["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap_or_default().to_owned(),
+                s["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    steps.sort();
+    steps
 }
 
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -104,7 +77,7 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_is_recorded_inspected_resumed_and_finished() {
-    let project = Project::new("resume").await;
+    let project = project("resume").await;
     project.write("b.sql", B_BROKEN);
     let output = project.flow(&["run", "--keep-going"]).run();
     assert_eq!(output.code, 1, "{}", output.stderr);
@@ -117,7 +90,7 @@ async fn a_failed_run_is_recorded_inspected_resumed_and_finished() {
     assert!(output.stderr.contains("[b.sql:3:28]"), "{}", output.stderr);
 
     assert_eq!(
-        project.statuses(1),
+        statuses(&project, 1),
         pairs(&[
             ("sh:run/c", "succeeded"),
             ("sql:flow:run/a", "succeeded"),
@@ -143,7 +116,7 @@ async fn a_failed_run_is_recorded_inspected_resumed_and_finished() {
         output.stderr
     );
     assert_eq!(
-        project.statuses(2),
+        statuses(&project, 2),
         pairs(&[("sql:flow:run/b", "succeeded")])
     );
     let client = project.db.client().await.expect("connect");
@@ -164,11 +137,11 @@ async fn a_failed_run_is_recorded_inspected_resumed_and_finished() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unchanged_steps_are_skipped_and_changes_flow_downstream() {
-    let project = Project::new("skip").await;
+    let project = project("skip").await;
     project.flow(&["run"]).expect(0);
     project.flow(&["run"]).expect(0);
     assert_eq!(
-        project.statuses(2),
+        statuses(&project, 2),
         pairs(&[
             ("sh:run/c", "skipped"),
             ("sql:flow:run/a", "skipped"),
@@ -193,7 +166,7 @@ async fn unchanged_steps_are_skipped_and_changes_flow_downstream() {
     );
     project.flow(&["run"]).expect(0);
     assert_eq!(
-        project.statuses(3),
+        statuses(&project, 3),
         pairs(&[
             ("sh:run/c", "skipped"),
             ("sql:flow:run/a", "succeeded"),
@@ -204,14 +177,13 @@ async fn unchanged_steps_are_skipped_and_changes_flow_downstream() {
     std::fs::remove_file(project.dir.join("c.txt")).expect("remove");
     project.flow(&["run"]).expect(0);
     assert_eq!(
-        project.statuses(4)[0],
+        statuses(&project, 4)[0],
         ("sh:run/c".to_owned(), "succeeded".to_owned())
     );
     // --force reruns everything.
     project.flow(&["run", "--force"]).expect(0);
     assert!(
-        project
-            .statuses(5)
+        statuses(&project, 5)
             .iter()
             .all(|(_, status)| status == "succeeded")
     );
@@ -219,7 +191,7 @@ async fn unchanged_steps_are_skipped_and_changes_flow_downstream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_run_leaves_nothing_half_written_and_shows_as_interrupted() {
-    let project = Project::new("killed").await;
+    let project = project("killed").await;
     project.write(
         "a.sql",
         "CREATE TABLE a AS SELECT g AS n FROM generate_series(1, 10) g;\nSELECT pg_sleep(60);\n",
@@ -260,14 +232,14 @@ async fn a_killed_run_leaves_nothing_half_written_and_shows_as_interrupted() {
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
     assert_eq!(runs[0]["status"], "interrupted");
     assert_eq!(
-        project.statuses(1)[1],
+        statuses(&project, 1)[1],
         ("sql:flow:run/a".to_owned(), "interrupted".to_owned())
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_events_and_exit_codes() {
-    let project = Project::new("json").await;
+    let project = project("json").await;
     let output = project.flow(&["run", "--json"]).expect(0);
     let events: Vec<serde_json::Value> = output
         .stdout
@@ -301,7 +273,7 @@ async fn json_events_and_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_cancels_cleanly_and_is_recorded() {
-    let project = Project::new("sigterm").await;
+    let project = project("sigterm").await;
     project.write(
         "a.sql",
         "CREATE TABLE a AS SELECT g AS n FROM generate_series(1, 10) g;\nSELECT pg_sleep(60);\n",
@@ -365,14 +337,14 @@ async fn sigterm_cancels_cleanly_and_is_recorded() {
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
     assert_eq!(runs[0]["status"], "cancelled");
     assert_eq!(
-        project.statuses(1)[1],
+        statuses(&project, 1)[1],
         ("sql:flow:run/a".to_owned(), "cancelled".to_owned())
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vars_reach_sql_and_commands() {
-    let project = Project::new("vars").await;
+    let project = project("vars").await;
     project.write("a.sql", "DROP TABLE IF EXISTS a;\nCREATE TABLE a AS SELECT current_setting('flow.item') AS item, 1 AS n;\n");
     project.write(
         "nightly.flow",

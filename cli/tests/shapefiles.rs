@@ -3,12 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dbase::{FieldValue, Record, TableWriterBuilder};
-use flow_db::testing::TestDatabase;
 use shapefile::{Point, PointZ, Polygon, PolygonRing, PolylineZ, Writer};
-use support::{Flow, flat};
+use support::{Flow, Project, flat};
 
 const FLOW: &str = r#"flow shapes
 
@@ -138,42 +137,16 @@ fn write_fixtures(raw: &Path) {
 /// A row of `source.points`: name, area, ok, day, geometry as WKT, SRID.
 type PointRow = (String, f64, bool, String, Option<String>, Option<i32>);
 
-struct Project {
-    dir: PathBuf,
-    db: TestDatabase,
-}
-
-impl Project {
-    async fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-shp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("shapes.flow"), FLOW).expect("flow");
-        write_fixtures(&dir.join("raw"));
-        Self {
-            dir,
-            db: TestDatabase::create(name).await.expect("database"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Flow {
-        let mut all = vec!["run".to_owned(), "shapes.flow".to_owned()];
-        all.extend(args.iter().map(|a| (*a).to_owned()));
-        Flow::new(all)
-            .dir(&self.dir)
-            .env("FLOW_DATABASE_URL", self.db.url())
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The flow with the shapefiles of [`write_fixtures`] under `raw/`.
+async fn project(name: &str) -> Project {
+    let project = Project::new("shp", name, "shapes.flow", FLOW).await;
+    write_fixtures(&project.dir.join("raw"));
+    project
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shapefiles_arrive_in_postgis_as_written() {
-    let project = Project::new("all").await;
+    let project = project("all").await;
     let output = project.run(&[]).expect(0);
     assert!(
         output
@@ -254,7 +227,7 @@ async fn shapefiles_arrive_in_postgis_as_written() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_truncated_shapefile_fails_with_its_file_and_record_and_leaves_no_csv() {
-    let project = Project::new("truncated").await;
+    let project = project("truncated").await;
     let shp = project.dir.join("raw/points.shp");
     let bytes = std::fs::read(&shp).expect("shp");
     std::fs::write(&shp, &bytes[..bytes.len() - 10]).expect("truncate");
@@ -282,7 +255,7 @@ async fn a_truncated_shapefile_fails_with_its_file_and_record_and_leaves_no_csv(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn latin1_attributes_are_decoded_from_the_cpg() {
-    let project = Project::new("latin1").await;
+    let project = project("latin1").await;
     let raw = project.dir.join("raw");
     let table = TableWriterBuilder::with_encoding(
         dbase::encoding::DynEncoding::from_name("ISO-8859-1").expect("latin1"),
@@ -314,7 +287,7 @@ async fn latin1_attributes_are_decoded_from_the_cpg() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dbf_with_fewer_records_than_shapes_is_refused() {
-    let project = Project::new("shortdbf").await;
+    let project = project("shortdbf").await;
     let raw = project.dir.join("raw");
     let table = TableWriterBuilder::new().add_character_field(name("NAME"), 20);
     let mut writer = table
@@ -339,7 +312,7 @@ async fn a_dbf_with_fewer_records_than_shapes_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shp_load_gives_the_tables_the_csv_path_gives() {
-    let project = Project::new("direct").await;
+    let project = project("direct").await;
     project.run(&[]).expect(0);
     // The town of the reference pipeline too: 400 polygons, some with holes.
     let town = project.dir.join("raw/town");
@@ -485,7 +458,7 @@ fn write_with_null_shape(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn null_shapes_arrive_as_null_geometries_both_ways() {
-    let project = Project::new("nulls").await;
+    let project = project("nulls").await;
     write_with_null_shape(&project.dir.join("raw/gaps"));
     project.run(&[]).expect(0);
     std::fs::write(
@@ -523,7 +496,7 @@ async fn null_shapes_arrive_as_null_geometries_both_ways() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_file_split_across_cores_keeps_every_record_in_order() {
-    let project = Project::new("large").await;
+    let project = project("large").await;
     let big = project.dir.join("raw/big");
     std::fs::create_dir_all(&big).expect("dir");
     let table = TableWriterBuilder::new().add_numeric_field(name("ID"), 10, 0);

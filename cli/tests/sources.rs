@@ -2,10 +2,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-
-use flow_db::testing::TestDatabase;
-use support::{Flow, flat};
+use support::{Project, flat};
 
 const FLOW: &str = r#"flow sources
 
@@ -34,47 +31,20 @@ const PARCELS: &str = "id,zone,area m²,geom\n\
     1,residential,120.5,0101000020E6100000000000000000F03F0000000000000040\n\
     2,commercial,80,0101000020E610000000000000000008400000000000001040\n";
 
-struct Project {
-    dir: PathBuf,
-    db: TestDatabase,
-}
-
-impl Project {
-    async fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-sources-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("csv")).expect("dir");
-        std::fs::write(dir.join("sources.flow"), FLOW).expect("flow");
-        std::fs::write(dir.join("csv/parcels.csv"), PARCELS).expect("csv");
-        std::fs::write(
-            dir.join("csv/owners.csv"),
-            "name,since\nAda,2020-01-02\nGrace,2021-03-04\n",
-        )
-        .expect("csv");
-        Self {
-            dir,
-            db: TestDatabase::create(name).await.expect("database"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Flow {
-        let mut all = vec!["run".to_owned(), "sources.flow".to_owned()];
-        all.extend(args.iter().map(|a| (*a).to_owned()));
-        Flow::new(all)
-            .dir(&self.dir)
-            .env("FLOW_DATABASE_URL", self.db.url())
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The flow with its two CSV files.
+async fn project(name: &str) -> Project {
+    let project = Project::new("sources", name, "sources.flow", FLOW).await;
+    project.write("csv/parcels.csv", PARCELS);
+    project.write(
+        "csv/owners.csv",
+        "name,since\nAda,2020-01-02\nGrace,2021-03-04\n",
+    );
+    project
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn csv_files_become_typed_tables_and_load_whole() {
-    let project = Project::new("csvload").await;
+    let project = project("csvload").await;
     project.run(&[]).expect(0);
     let client = project.db.client().await.expect("connect");
     let types: Vec<(String, String)> = client
@@ -129,7 +99,7 @@ async fn csv_files_become_typed_tables_and_load_whole() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_row_fails_the_load_with_its_place_and_keeps_the_old_rows() {
-    let project = Project::new("csvbad").await;
+    let project = project("csvbad").await;
     project.run(&[]).expect(0);
     std::fs::write(
         project.dir.join("csv/parcels.csv"),
@@ -159,7 +129,7 @@ async fn a_bad_row_fails_the_load_with_its_place_and_keeps_the_old_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_header_is_reported() {
-    let project = Project::new("csvheader").await;
+    let project = project("csvheader").await;
     project.run(&[]).expect(0);
     std::fs::write(
         project.dir.join("csv/owners.csv"),
@@ -173,7 +143,7 @@ async fn a_changed_header_is_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_max_errors_bad_rows_go_to_a_reject_table_with_their_line() {
-    let project = Project::new("csvrejects").await;
+    let project = project("csvrejects").await;
     project.run(&[]).expect(0);
     std::fs::write(
         project.dir.join("csv/parcels.csv"),

@@ -81,6 +81,17 @@ impl TestDatabase {
         )
     }
 
+    /// The database as GDAL names it (`PG:host=... dbname=...`), for `ogr2ogr`.
+    pub fn gdal_connection(&self) -> String {
+        let password = self.cluster.password().unwrap_or_default();
+        format!(
+            "PG:host=127.0.0.1 port={} dbname={} user={} password={password}",
+            self.port,
+            self.name,
+            crate::cluster::SUPERUSER
+        )
+    }
+
     pub fn location(&self) -> Location {
         Location::Url(self.url())
     }

@@ -52,8 +52,12 @@ const PARALLEL_AT: usize = 64 * 1024;
 /// otherwise the file is parsed again from the start, so that errors and
 /// their recovery are exactly those of a single pass.
 pub fn parse(source: &str) -> Parsed {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if source.len() >= PARALLEL_AT && threads > 1 {
+    let threads = if source.len() >= PARALLEL_AT {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    } else {
+        1
+    };
+    if threads > 1 {
         let mut bounds = vec![0];
         for k in 1..threads {
             let mut at = source.len() * k / threads;

@@ -97,3 +97,57 @@ impl Flow {
 }
 
 pub mod s3;
+
+/// A flow in a temporary folder with a database of its own in the test
+/// cluster; the folder goes when the project does.
+pub struct Project {
+    pub dir: PathBuf,
+    pub db: flow_db::testing::TestDatabase,
+    file: &'static str,
+}
+
+impl Project {
+    /// `file` (holding `text`) in a fresh folder named after `prefix` and
+    /// `name`, and a database named after `name`.
+    pub async fn new(prefix: &str, name: &str, file: &'static str, text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-{prefix}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join(file), text).expect("flow");
+        let db = flow_db::testing::TestDatabase::create(name)
+            .await
+            .expect("database");
+        Self { dir, db, file }
+    }
+
+    /// Writes a file of the project, making its folder.
+    pub fn write(&self, file: &str, text: &str) {
+        let path = self.dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("dir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// `flow COMMAND FILE ARGS...`: `args[0]` is the command.
+    pub fn flow(&self, args: &[&str]) -> Flow {
+        let mut all: Vec<String> = vec![args[0].to_owned(), self.file.to_owned()];
+        all.extend(args[1..].iter().map(|a| (*a).to_owned()));
+        Flow::new(all)
+            .dir(&self.dir)
+            .env("FLOW_DATABASE_URL", self.db.url())
+    }
+
+    /// `flow run FILE ARGS...`.
+    pub fn run(&self, args: &[&str]) -> Flow {
+        let mut all = vec!["run"];
+        all.extend(args);
+        self.flow(&all)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

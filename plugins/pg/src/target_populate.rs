@@ -524,7 +524,13 @@ async fn in_place(
     let schema = &settings.schema;
     let qualified = |t: &str| format!("{}.{}", quote_ident(schema), quote_ident(t));
     let transaction = client.transaction().await?;
-    transaction.batch_execute(migrate::FITS).await?;
+    if report
+        .changes
+        .iter()
+        .any(|c| matches!(c.breaking, Some((CountAt::Before, _))))
+    {
+        transaction.batch_execute(migrate::FITS).await?;
+    }
     for change in report.changes.iter().filter(|c| c.table.is_none()) {
         for sql in &change.before {
             transaction.batch_execute(sql).await?;

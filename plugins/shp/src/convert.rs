@@ -29,22 +29,26 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
     let opened = crate::open::open(shp, options)?;
     let warning = opened.warning.clone();
     let parts = crate::open::parts(opened.reader.shape_count().ok(), crate::open::cores());
-    drop(opened);
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
     let partial = flow_engine::PartialFile::beside(out);
     let records = if let [part] = parts.as_slice() {
-        write_part(shp, partial.path(), options, part)?
+        // One part: the file as opened, read through.
+        write_part(opened, partial.path(), options, part)?
     } else {
+        drop(opened);
         let shares: Vec<flow_engine::PartialFile> = (0..parts.len())
             .map(|i| flow_engine::PartialFile::beside(&out.with_extension(format!("csv.{i}"))))
             .collect();
         let counts = parts
             .par_iter()
             .zip(&shares)
-            .map(|(part, share)| write_part(shp, share.path(), options, part))
+            .map(|(part, share)| {
+                let opened = crate::open::open_part(shp, options, part)?;
+                write_part(opened, share.path(), options, part)
+            })
             .collect::<Result<Vec<u64>, String>>()?;
         let failed =
             |e: std::io::Error| format!("cannot write `{}`: {e}", partial.path().display());
@@ -69,14 +73,14 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
     })
 }
 
-/// One part of a shapefile as CSV into `path`; the first part writes the header.
+/// One part of a shapefile, opened at its start, as CSV into `path`; the
+/// first part writes the header.
 fn write_part(
-    shp: &Path,
+    mut opened: crate::open::Opened,
     path: &Path,
     options: &Options,
     part: &crate::open::Part,
 ) -> Result<u64, String> {
-    let mut opened = crate::open::open_part(shp, options, part)?;
     let fields: Vec<String> = opened.fields.iter().map(|(name, _)| name.clone()).collect();
     let file = std::fs::File::create(path)
         .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;

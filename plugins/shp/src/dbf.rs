@@ -28,26 +28,31 @@ pub struct Lenient {
 }
 
 impl Dbf {
-    /// Opens `path`; `fields` are the (type, length) of its fields in order.
-    pub fn open(
-        path: &std::path::Path,
-        fields: &[(dbase::FieldType, u8)],
-    ) -> std::io::Result<Self> {
+    /// Opens `path`, lenient when its field descriptors include a date.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
         let mut inner = BufReader::new(File::open(path)?);
-        if !fields.iter().any(|(t, _)| *t == dbase::FieldType::Date) {
-            return Ok(Dbf::Plain(inner));
-        }
-        let mut header = [0u8; 12];
+        let mut header = [0u8; 32];
         inner.read_exact(&mut header)?;
+        let header_len = usize::from(u16::from_le_bytes([header[8], header[9]]));
+        // Field descriptors follow, 32 bytes each, up to a 0x0D byte: the
+        // type is at byte 11, the length at byte 16.
+        let mut descriptors = vec![0u8; header_len.saturating_sub(32)];
+        inner.read_exact(&mut descriptors)?;
         inner.seek(SeekFrom::Start(0))?;
         let mut dates = Vec::new();
         let mut offset = 1; // the deletion flag
-        for (kind, length) in fields {
-            let length = usize::from(*length);
-            if *kind == dbase::FieldType::Date {
+        for descriptor in descriptors.chunks_exact(32) {
+            if descriptor[0] == 0x0D {
+                break;
+            }
+            let length = usize::from(descriptor[16]);
+            if descriptor[11] == b'D' {
                 dates.push((offset, offset + length));
             }
             offset += length;
+        }
+        if dates.is_empty() {
+            return Ok(Dbf::Plain(inner));
         }
         Ok(Dbf::Lenient(Box::new(Lenient {
             inner,

@@ -60,15 +60,7 @@ pub fn open(shp: &Path, options: &Options) -> Result<Opened, String> {
         None => dbase::ReaderBuilder::new(),
     };
     let unreadable = |e: &dyn std::fmt::Display| format!("cannot read `{}`: {e}", dbf.display());
-    // The fields' types first, to know whether dates need a lenient reader.
-    let layout: Vec<(FieldType, u8)> = dbase::Reader::from_path(&dbf)
-        .map_err(|e| unreadable(&e))?
-        .fields()
-        .iter()
-        .filter(|f| f.name() != "DeletionFlag")
-        .map(|f| (f.field_type(), f.length()))
-        .collect();
-    let source = crate::dbf::Dbf::open(&dbf, &layout).map_err(|e| unreadable(&e))?;
+    let source = crate::dbf::Dbf::open(&dbf).map_err(|e| unreadable(&e))?;
     let dbase_reader = builder.build(source).map_err(|e| unreadable(&e))?;
     let fields: Vec<(String, FieldType)> = dbase_reader
         .fields()
