@@ -28,6 +28,9 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    if let Some(code) = flow_plugin_sh::supervisor::install() {
+        return code;
+    }
     output::install_report_handler();
     let args = args::Args::parse();
     let code = commands::run(args);

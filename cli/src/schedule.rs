@@ -13,6 +13,14 @@
 //! (default) runs only the newest, `all` runs each, at most `max_missed`, one
 //! after another. A fire that comes while the schedule's previous run is still
 //! going is recorded as `skipped`: runs of one schedule never overlap.
+//!
+//! A run of a job holds the job (an advisory lock on a connection of the
+//! process that runs it) until it ends, and the commands of its steps die with
+//! that process (see `flow_plugin_sh::supervisor`). A leader that takes over
+//! waits `SETTLE` before firing, so that the processes of a leader that died
+//! are gone, then closes the fires that leader left `started` as
+//! `interrupted`; a job still held by a live process elsewhere is not started
+//! again but recorded `skipped`.
 //! SIGTERM or Ctrl-C stop the service: running runs are cancelled cleanly.
 
 use std::collections::HashMap;
@@ -33,6 +41,10 @@ use crate::{load, output};
 
 /// How late a fire may be found and still count as on time.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// How long a new leader waits before firing: longer than a dead leader's
+/// commands take to end (their supervisors look every 50 ms).
+const SETTLE: Duration = Duration::from_secs(1);
 
 struct Flow {
     file: PathBuf,
@@ -163,6 +175,8 @@ async fn service(flow: Flow, tick: Duration, stop: CancellationToken) {
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut leading = None;
     let mut connected: Option<(Session, Records)> = None;
+    let mut settled = tokio::time::Instant::now();
+    let mut closed_orphans = false;
     while !stop.is_cancelled() {
         if connected.is_none() {
             match records(&flow).await {
@@ -178,6 +192,8 @@ async fn service(flow: Flow, tick: Duration, stop: CancellationToken) {
                     Ok(Some(lock)) => {
                         output::note(&format!("{name}: leading the schedules"));
                         leading = Some(lock);
+                        settled = tokio::time::Instant::now() + SETTLE;
+                        closed_orphans = false;
                     }
                     Ok(None) => {}
                     Err(error) => output::note(&format!("{name}: cannot take the lead: {error}")),
@@ -189,7 +205,15 @@ async fn service(flow: Flow, tick: Duration, stop: CancellationToken) {
                 output::note(&format!("{name}: lost the lead"));
                 leading = None;
             }
-            if leading.is_some() {
+            if leading.is_some() && tokio::time::Instant::now() >= settled {
+                if !closed_orphans {
+                    match close_orphans(&name, records).await {
+                        Ok(()) => closed_orphans = true,
+                        Err(error) => output::note(&format!(
+                            "{name}: cannot close the fires a previous leader left: {error}"
+                        )),
+                    }
+                }
                 running.retain(|_, task| !task.is_finished());
                 for schedule in &flow.pipeline.schedules {
                     for (job, item) in schedule.jobs() {
@@ -252,16 +276,7 @@ async fn fire_due(
         return Ok(());
     }
     let late = move |fire: &Timestamp| now.duration_since(*fire).unsigned_abs() > GRACE;
-    let to_run: Vec<Timestamp> = match schedule.missed.as_str() {
-        "skip" => due.iter().filter(|f| !late(f)).copied().collect(),
-        "all" => {
-            let limit = usize::try_from(schedule.max_missed)
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
-            due.iter().rev().take(limit).rev().copied().collect()
-        }
-        _ => due.last().copied().into_iter().collect(),
-    };
+    let to_run = catch_up(&due, late, &schedule.missed, schedule.max_missed);
     for fire in due.iter().filter(|f| !to_run.contains(f)) {
         if records
             .claim_fire(name, job, micros(*fire), "missed")
@@ -288,6 +303,27 @@ async fn fire_due(
         }
         return Ok(());
     }
+    // Held until the run ends; a live process elsewhere still holding it
+    // (a leader cut off from the lock's connection, say) keeps it from
+    // running twice.
+    let Some(hold) = records
+        .try_hold_job(name, job)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        for fire in &to_run {
+            if records
+                .claim_fire(name, job, micros(*fire), "skipped")
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                output::note(&format!(
+                    "{name}: schedule `{job}` fire at {fire} skipped: a run of it by another scheduler may still be going"
+                ));
+            }
+        }
+        return Ok(());
+    };
     let mut claimed = Vec::new();
     for fire in to_run {
         if records
@@ -346,9 +382,69 @@ async fn fire_due(
                     break;
                 }
             }
+            drop(hold);
         })
     };
     running.insert(job.to_owned(), task);
+    Ok(())
+}
+
+/// Which of the due fires run. `skip`: only those on time; `all`: those on
+/// time and the newest `max_missed` of the late ones; `latest`: the newest.
+fn catch_up(
+    due: &[Timestamp],
+    late: impl Fn(&Timestamp) -> bool,
+    missed: &str,
+    max_missed: u64,
+) -> Vec<Timestamp> {
+    match missed {
+        "skip" => due.iter().filter(|f| !late(f)).copied().collect(),
+        "all" => {
+            let limit = usize::try_from(max_missed).unwrap_or(usize::MAX);
+            let keep_late: Vec<Timestamp> = due
+                .iter()
+                .filter(|f| late(f))
+                .rev()
+                .take(limit)
+                .copied()
+                .collect();
+            due.iter()
+                .filter(|f| !late(f) || keep_late.contains(f))
+                .copied()
+                .collect()
+        }
+        _ => due.last().copied().into_iter().collect(),
+    }
+}
+
+/// Closes the fires left `started` by a scheduler that is gone: those whose
+/// job no live process holds.
+async fn close_orphans(name: &str, records: &Records) -> Result<(), String> {
+    for fire in records
+        .started_fires(name)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let Some(hold) = records
+            .try_hold_job(name, &fire.schedule)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        if records
+            .interrupt_fire(name, &fire.schedule, fire.fire_at)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            output::note(&format!(
+                "warning: {name}: schedule `{}` fire at {} was interrupted: the scheduler running it stopped",
+                fire.schedule,
+                from_micros(fire.fire_at)
+            ));
+        }
+        drop(hold);
+    }
     Ok(())
 }
 
@@ -413,4 +509,37 @@ async fn run_once(
         _ => "failed",
     };
     (status, run_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds(list: &[i64]) -> Vec<Timestamp> {
+        list.iter()
+            .map(|s| Timestamp::from_second(*s).expect("time"))
+            .collect()
+    }
+
+    /// Fires at 1..=5 s, found at 5.5 s: 1, 2 and 3 are late.
+    fn decide(missed: &str, max_missed: u64) -> Vec<Timestamp> {
+        let due = seconds(&[1, 2, 3, 4, 5]);
+        let late = |f: &Timestamp| f.as_second() <= 3;
+        catch_up(&due, late, missed, max_missed)
+    }
+
+    #[test]
+    fn all_runs_at_most_max_missed_late_fires_and_every_one_on_time() {
+        assert_eq!(decide("all", 1), seconds(&[3, 4, 5]));
+        assert_eq!(decide("all", 0), seconds(&[4, 5]));
+        assert_eq!(decide("all", 10), seconds(&[1, 2, 3, 4, 5]));
+        let every_one_late = seconds(&[1, 2]);
+        assert_eq!(catch_up(&every_one_late, |_| true, "all", 1), seconds(&[2]));
+    }
+
+    #[test]
+    fn skip_runs_only_fires_on_time_and_latest_only_the_newest() {
+        assert_eq!(decide("skip", 10), seconds(&[4, 5]));
+        assert_eq!(decide("latest", 10), seconds(&[5]));
+    }
 }

@@ -369,3 +369,60 @@ async fn vars_reach_sql_and_commands() {
     );
     project.flow(&["run", "--var", "not a name=1"]).expect(2);
 }
+
+/// A step whose command starts a child that writes `late.txt` after 2 s.
+const LINGERING: &str = r#"flow lingering
+
+database flow = env("FLOW_DATABASE_URL")
+
+step sh:run linger {
+  command = "sh"
+  args = ["-c", "echo started > started.txt; (sleep 2; echo late > late.txt) & wait"]
+  writes = ["late.txt"]
+}
+"#;
+
+/// Starts `flow run` on the lingering step, waits until its command runs,
+/// sends `signal` to flow, and tells whether the command's child still wrote
+/// its file afterwards.
+async fn child_survives(name: &str, signal: &str) -> bool {
+    let project = Project::new("runs", name, "lingering.flow", LINGERING).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "lingering.flow"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flow starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !project.dir.join("started.txt").exists() {
+        assert!(Instant::now() < deadline, "the command never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let _ = child.wait();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    project.dir.join("late.txt").exists()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_run_ends_every_process_its_commands_started() {
+    assert!(
+        !child_survives("lingerterm", "-TERM").await,
+        "a command's child outlived the cancelled run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_flow_takes_its_commands_processes_with_it() {
+    assert!(
+        !child_survives("lingerkill", "-KILL").await,
+        "a command's child outlived flow killed with SIGKILL"
+    );
+}

@@ -180,12 +180,21 @@ async fn a_fire_while_the_previous_run_goes_on_is_skipped() {
 }
 
 async fn downtime(policy: &str) -> (Vec<(i64, String, Option<i64>)>, i64, i64) {
-    let project = Project::new(
+    let (_, fires, down, up) = downtime_of(
         &format!("down{policy}"),
         &format!("  every = 1s\n  missed = {policy}\n  max_missed = 10\n"),
-        "true",
     )
     .await;
+    (fires, down, up)
+}
+
+/// Runs the scheduler 2.5 s, stops it 4.5 s, runs it again 3.5 s: the
+/// project, its fires, and when it went down and came up (microseconds).
+async fn downtime_of(
+    name: &str,
+    schedule: &str,
+) -> (Project, Vec<(i64, String, Option<i64>)>, i64, i64) {
+    let project = Project::new(name, schedule, "true").await;
     let child = project.spawn();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     terminate(&child);
@@ -198,7 +207,7 @@ async fn downtime(policy: &str) -> (Vec<(i64, String, Option<i64>)>, i64, i64) {
     terminate(&child);
     stopped_within(child, Duration::from_secs(10));
     let fires = project.fires().await;
-    (fires, down, up)
+    (project, fires, down, up)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -318,5 +327,106 @@ async fn for_each_makes_one_job_per_item_each_with_its_item() {
         list.stdout.contains("tick[hallmark]") && list.stdout.contains("succeeded"),
         "{}",
         list.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_downtime_all_runs_no_more_than_max_missed_late_fires() {
+    let (project, fires, down, _) = downtime_of(
+        "downmax",
+        "  every = 1s\n  missed = all\n  max_missed = 1\n",
+    )
+    .await;
+    // Late: claimed more than 2 s after its time, as the scheduler saw it.
+    let client = project.db.client().await.expect("connect");
+    let late: Vec<String> = client
+        .query(
+            "SELECT status FROM _flow.fires
+             WHERE status <> 'registered' AND fire_at > timestamptz 'epoch' + $1::bigint * interval '1 microsecond'
+               AND recorded_at - fire_at > interval '2 seconds'
+             ORDER BY fire_at",
+            &[&down],
+        )
+        .await
+        .expect("fires")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let ran = late.iter().filter(|s| *s != "missed").count();
+    assert_eq!(ran, 1, "one late fire runs, no more: {late:?} of {fires:?}");
+    assert!(
+        late.iter().filter(|s| *s == "missed").count() >= 2,
+        "{late:?} of {fires:?}"
+    );
+    assert_eq!(
+        late.last().map(String::as_str),
+        Some("succeeded"),
+        "the newest late fire is the one that runs: {late:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_leaders_fire_is_closed_and_its_commands_die_with_it() {
+    let project = Project::new(
+        "deadleader",
+        "  every = 2s\n",
+        "echo began >> began.txt; sleep 2.5; echo late >> late.txt",
+    )
+    .await;
+    let mut first = project.spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = project.spawn();
+
+    // The leader's command is running: kill the leader.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !project.dir.join("began.txt").exists() {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let killed = jiff::Timestamp::now().as_microsecond();
+    let fires = project.fires().await;
+    let (fire_at, status, _) = fires.last().expect("a fire").clone();
+    assert_eq!(status, "started", "{fires:?}");
+
+    // The dead leader's command would write `late.txt` 2.5 s after its fire;
+    // the new leader's first run, at the next fire, cannot before 4.5 s.
+    let check = fire_at + 3_800_000 - jiff::Timestamp::now().as_microsecond();
+    tokio::time::sleep(Duration::from_micros(u64::try_from(check).unwrap_or(0))).await;
+    assert!(
+        !project.dir.join("late.txt").exists(),
+        "the dead leader's command went on running"
+    );
+
+    let client = project.db.client().await.expect("connect");
+    let row = client
+        .query_one(
+            "SELECT status, (extract(epoch FROM closed_at) * 1000000)::bigint FROM _flow.fires
+             WHERE fire_at = timestamptz 'epoch' + $1::bigint * interval '1 microsecond'",
+            &[&fire_at],
+        )
+        .await
+        .expect("the fire");
+    let (status, closed): (String, Option<i64>) = (row.get(0), row.get(1));
+    assert_eq!(status, "interrupted");
+    assert!(
+        closed.is_some_and(|c| c > killed),
+        "closed when noticed: {closed:?}"
+    );
+
+    // The new leader goes on, its runs one after another.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    terminate(&second);
+    let log = stopped_within(second, Duration::from_secs(10));
+    assert!(log.contains("was interrupted"), "{log}");
+    let fires = project.fires().await;
+    assert!(
+        fires.iter().any(|f| f.0 > fire_at && f.1 == "succeeded"),
+        "{fires:?}"
+    );
+    assert!(
+        fires.iter().all(|f| f.1 != "started"),
+        "no fire left started: {fires:?}"
     );
 }

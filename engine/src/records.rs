@@ -66,11 +66,14 @@ CREATE TABLE IF NOT EXISTS _flow.fires (
     recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (flow, schedule, fire_at)
 );
+ALTER TABLE _flow.fires ADD COLUMN IF NOT EXISTS closed_at timestamptz;
 ";
 
 /// A schedule's fire as recorded: `registered` (when the scheduler first saw
 /// it, the origin for missed fires), `started`, `succeeded`, `failed`,
-/// `cancelled`, `missed` or `skipped` (a run of it was still going).
+/// `cancelled`, `missed`, `skipped` (a run of it was still going) or
+/// `interrupted` (the scheduler running it died; `closed_at` is when another
+/// noticed).
 #[derive(Debug, Clone, Serialize)]
 pub struct FireRecord {
     pub schedule: String,
@@ -312,7 +315,7 @@ impl Records {
         let client = self.database.client().await?;
         client
             .execute(
-                &format!("UPDATE _flow.fires SET status = $4, run_id = $5 WHERE flow = $1 AND schedule = $2 AND fire_at = {MICROS}"),
+                &format!("UPDATE _flow.fires SET status = $4, run_id = $5, closed_at = clock_timestamp() WHERE flow = $1 AND schedule = $2 AND fire_at = {MICROS}"),
                 &[&flow, &schedule, &fire_at, &status, &run_id],
             )
             .await?;
@@ -351,20 +354,73 @@ impl Records {
         Ok(rows.iter().map(fire_record).collect())
     }
 
+    /// The fires of a flow still marked `started`, oldest first.
+    pub async fn started_fires(&self, flow: &str) -> Result<Vec<FireRecord>, DbError> {
+        let client = self.database.client().await?;
+        let rows = client
+            .query(
+                "SELECT schedule, (extract(epoch FROM fire_at) * 1000000)::bigint, status, run_id
+                 FROM _flow.fires WHERE flow = $1 AND status = 'started' ORDER BY fire_at",
+                &[&flow],
+            )
+            .await?;
+        Ok(rows.iter().map(fire_record).collect())
+    }
+
+    /// Closes a fire whose scheduler died while running it: `interrupted`,
+    /// with the time this was noticed, unless it was closed meanwhile.
+    pub async fn interrupt_fire(
+        &self,
+        flow: &str,
+        schedule: &str,
+        fire_at: i64,
+    ) -> Result<bool, DbError> {
+        let client = self.database.client().await?;
+        let closed = client
+            .execute(
+                &format!(
+                    "UPDATE _flow.fires SET status = 'interrupted', closed_at = clock_timestamp()
+                     WHERE flow = $1 AND schedule = $2 AND fire_at = {MICROS} AND status = 'started'"
+                ),
+                &[&flow, &schedule, &fire_at],
+            )
+            .await?;
+        Ok(closed == 1)
+    }
+
+    /// Holds a schedule job for the process that runs it, on a connection of
+    /// its own (a session advisory lock): while that process lives, no other
+    /// scheduler can start the job; when it dies, the server lets go.
+    pub async fn try_hold_job(
+        &self,
+        flow: &str,
+        job: &str,
+    ) -> Result<Option<flow_db::ClientWrapper>, DbError> {
+        self.try_lock(&format!("flow job {flow}"), job).await
+    }
+
     /// Takes the scheduler's leadership for a flow on a connection of its own,
     /// held as long as the returned client lives (a session advisory lock).
     pub async fn try_lead(&self, flow: &str) -> Result<Option<flow_db::ClientWrapper>, DbError> {
+        self.try_lock("flow schedule", flow).await
+    }
+
+    async fn try_lock(
+        &self,
+        space: &str,
+        name: &str,
+    ) -> Result<Option<flow_db::ClientWrapper>, DbError> {
         let client = self.database.client().await?;
-        let led: bool = client
+        let locked: bool = client
             .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('flow schedule'), hashtext($1))",
-                &[&flow],
+                "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                &[&space, &name],
             )
             .await?
             .get(0);
         // Taken out of the pool: when it is dropped, the connection closes and
         // the lock goes with it, for another scheduler to take.
-        Ok(led.then(|| flow_db::Client::take(client)))
+        Ok(locked.then(|| flow_db::Client::take(client)))
     }
 
     /// The latest runs, newest first.

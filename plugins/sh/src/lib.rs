@@ -1,5 +1,9 @@
 //! `sh:run`: a command, for what no plugin covers. It declares the files it
 //! reads and writes so that it takes its place in the DAG.
+//!
+//! A command's processes never outlive its step or flow: see [`supervisor`].
+
+pub mod supervisor;
 
 use std::process::Stdio;
 
@@ -61,24 +65,25 @@ impl Operation for Run {
             let program = context.params.str("command").unwrap_or_default();
             let args = context.params.list("args");
             let dir = context.path(context.params.str("dir").unwrap_or("."));
-            // Killed if the step is cancelled: the future is dropped.
-            let output =
-                tokio::process::Command::new(program)
-                    .args(&args)
+            let child =
+                supervisor::command(program, &args)
                     .current_dir(&dir)
                     .envs(context.vars.iter().map(|(name, value)| {
                         (format!("FLOW_{}", name.to_ascii_uppercase()), value)
                     }))
                     .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
                     .kill_on_drop(true)
-                    .output()
-                    .await
-                    .map_err(|e| {
-                        StepError::message(
-                            format!("cannot run `{program}` in `{}`: {e}", dir.display()),
-                            Some("is it installed and on PATH?".into()),
-                        )
-                    })?;
+                    .spawn()
+                    .map_err(|e| cannot_run(program, &dir, &e.to_string()))?;
+            // Cancelling the step drops this future, and with it the group.
+            let mut group = supervisor::Group::new(child.id());
+            let output = child
+                .wait_with_output()
+                .await
+                .map_err(|e| cannot_run(program, &dir, &e.to_string()))?;
+            group.disarm();
             let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
             log.push_str(&String::from_utf8_lossy(&output.stderr));
             let log_file = context.path(&format!(
@@ -100,6 +105,8 @@ impl Operation for Run {
                     note: tail.last().map(|line| (*line).to_owned()),
                     ..Outcome::default()
                 })
+            } else if let Some(error) = supervisor::spawn_failure(&output) {
+                Err(cannot_run(program, &dir, &error))
             } else {
                 let status = output
                     .status
@@ -116,6 +123,13 @@ impl Operation for Run {
             }
         })
     }
+}
+
+fn cannot_run(program: &str, dir: &std::path::Path, error: &str) -> StepError {
+    StepError::message(
+        format!("cannot run `{program}` in `{}`: {error}", dir.display()),
+        Some("is it installed and on PATH?".into()),
+    )
 }
 
 inventory::submit!(Registration(&Run));
