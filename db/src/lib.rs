@@ -16,6 +16,7 @@ mod db_error;
 mod location;
 mod tls;
 
+pub mod names;
 pub mod testing;
 pub mod types;
 

@@ -49,6 +49,9 @@ pub enum ParamType {
     Bool,
     /// A bare name (`source`, `postgis`).
     Name,
+    /// A schema of the step's database, by name (`source`): at most 63 bytes,
+    /// and not one of PostgreSQL's or flow's own.
+    SchemaName,
     /// One of a fixed set of bare names.
     OneOf(&'static [&'static str]),
     /// A list of bare names.
@@ -80,6 +83,7 @@ impl ParamType {
             ParamType::Duration => "a duration, like `30s` or `10m`".into(),
             ParamType::Bool => "`true` or `false`".into(),
             ParamType::Name => "a name".into(),
+            ParamType::SchemaName => "a schema name, like `source`".into(),
             ParamType::OneOf(names) => {
                 let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
                 format!("one of {}", names.join(", "))
@@ -202,6 +206,56 @@ pub(crate) enum Mismatch {
     },
 }
 
+/// The most bytes of a name PostgreSQL keeps; it cuts longer ones in silence.
+const MAX_SQL_NAME: usize = 63;
+
+/// A name the flow gives PostgreSQL as written: refused when PostgreSQL would
+/// cut it, or (for a schema) when it is PostgreSQL's or flow's own: `pg_*`
+/// and `information_schema` are the system's, `_flow` holds flow's run
+/// history, and `*__flow_next`, `*__flow_prev_*` are populate's scratch and
+/// previous releases.
+fn sql_name(name: &flow_dsl::ast::Ident, schema: bool) -> Result<(), Mismatch> {
+    let text = name.name.as_str();
+    if text.len() > MAX_SQL_NAME {
+        return Err(Mismatch::Value {
+            message: format!(
+                "`{text}` is {} bytes long; PostgreSQL keeps {MAX_SQL_NAME}",
+                text.len()
+            ),
+            help: Some(format!(
+                "shorten it: PostgreSQL would cut it to `{}`",
+                cut(text, MAX_SQL_NAME)
+            )),
+            span: name.span,
+        });
+    }
+    let reserved = text == "_flow"
+        || text.starts_with("pg_")
+        || text == "information_schema"
+        || text.ends_with("__flow_next")
+        || text.contains("__flow_prev_")
+        || text.contains("__flow_undone_");
+    if schema && reserved {
+        return Err(Mismatch::Value {
+            message: format!("schema `{text}` is reserved"),
+            help: Some(
+                "`_flow` holds flow's run history, `pg_*` and `information_schema` are PostgreSQL's, and `*__flow_next`/`*__flow_prev_*` are populate's: choose another name".into(),
+            ),
+            span: name.span,
+        });
+    }
+    Ok(())
+}
+
+/// The first `bytes` bytes of `text`, at a character boundary.
+fn cut(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Names that a value may refer to.
 pub(crate) struct Scope<'a> {
     pub databases: &'a [&'a str],
@@ -242,6 +296,10 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
             _ => Err(Mismatch::Type),
         },
         ParamType::Name => name.map(|_| ()).ok_or(Mismatch::Type),
+        ParamType::SchemaName => {
+            let name = name.ok_or(Mismatch::Type)?;
+            sql_name(name, true)
+        }
         ParamType::OneOf(allowed) => {
             let name = name.ok_or(Mismatch::Type)?;
             if allowed.contains(&name.as_str()) {
@@ -272,6 +330,10 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
                     help: Some(format!("expected {}", ty.describe())),
                     span: item.span,
                 }),
+                None if ty == ParamType::Names => items
+                    .iter()
+                    .filter_map(Value::as_ident)
+                    .try_for_each(|name| sql_name(name, false)),
                 None => Ok(()),
             }
         }
@@ -289,7 +351,9 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
             let parts = if ty == ParamType::Schema { 2 } else { 3 };
             match kind {
                 ValueKind::Reference { path, suffix: None } if path.len() == parts => {
-                    known(&path[0], "database", scope.databases)
+                    known(&path[0], "database", scope.databases)?;
+                    sql_name(&path[1], true)?;
+                    path[2..].iter().try_for_each(|name| sql_name(name, false))
                 }
                 _ => Err(Mismatch::Type),
             }

@@ -184,6 +184,13 @@ pub fn infer(path: &Path, declared: &[(String, String)]) -> Result<Vec<(String, 
     if header.is_empty() || header.iter().all(String::is_empty) {
         return Err("it has no header line".into());
     }
+    let names = flow_engine::flow_db::names::columns(&header).map_err(|(at, error)| {
+        format!(
+            "column {} of its header (`{}`) cannot be a column name: {error}",
+            at + 1,
+            header[at].escape_debug()
+        )
+    })?;
     let mut candidates = vec![Candidates::default(); header.len()];
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(|e| e.to_string())? {
@@ -193,11 +200,12 @@ pub fn infer(path: &Path, declared: &[(String, String)]) -> Result<Vec<(String, 
     }
     Ok(header
         .into_iter()
+        .zip(names)
         .zip(candidates)
-        .map(|(name, candidate)| {
+        .map(|((written, name), candidate)| {
             let kind = declared
                 .iter()
-                .find(|(d, _)| *d == name)
+                .find(|(d, _)| *d == name || *d == written)
                 .map_or_else(|| candidate.sql_type(), |(_, t)| t.clone());
             (name, kind)
         })

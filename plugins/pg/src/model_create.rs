@@ -28,7 +28,7 @@ static MODEL_CREATE: OperationSpec = OperationSpec {
         ParamSpec::required("tables", ParamType::Names, "the tables to model"),
         ParamSpec::optional(
             "schema",
-            ParamType::Name,
+            ParamType::SchemaName,
             "the schema of the model tables (default `model`)",
         ),
         DATABASE,

@@ -25,7 +25,7 @@ static TRANSFORM: OperationSpec = OperationSpec {
         ),
         ParamSpec::optional(
             "schema",
-            ParamType::Name,
+            ParamType::SchemaName,
             "the schema it fills (default `model`)",
         ),
         ParamSpec::optional(

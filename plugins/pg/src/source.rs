@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flow_engine::flow_db::tokio_postgres::CopyInSink;
-use flow_engine::flow_db::{CancelOnDrop, quote_ident};
+use flow_engine::flow_db::{CancelOnDrop, names, quote_ident};
 use flow_engine::{
     BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
     Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
@@ -30,7 +30,7 @@ static CREATE: OperationSpec = OperationSpec {
         ),
         ParamSpec::optional(
             "schema",
-            ParamType::Name,
+            ParamType::SchemaName,
             "the schema of the tables (default `source`)",
         ),
         ParamSpec::optional(
@@ -51,7 +51,7 @@ static LOAD: OperationSpec = OperationSpec {
         ParamSpec::required("from", ParamType::Glob, "the CSV (or .shp) files"),
         ParamSpec::optional(
             "schema",
-            ParamType::Name,
+            ParamType::SchemaName,
             "the schema of the tables (default `source`)",
         ),
         ParamSpec::optional(
@@ -67,11 +67,73 @@ fn schema<'a>(step: &'a StepContext<'_>) -> &'a str {
     step.params.str("schema").unwrap_or("source")
 }
 
-/// The table a CSV file goes to: its name without the extension.
+/// The table a CSV file goes to: its name without the extension, as
+/// `flow_db::names` fits it.
 fn table_of(path: &Path) -> String {
-    path.file_stem()
+    let stem = path
+        .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    names::fit(&stem).unwrap_or(stem)
+}
+
+/// Refuses, before anything is written, files that would write one table:
+/// two names equal once fitted, or (with `rejects`) a file whose table is
+/// another's reject table.
+fn distinct_tables(
+    context: &RunContext,
+    schema: &str,
+    files: &[PathBuf],
+    rejects: bool,
+) -> Result<(), StepError> {
+    let relative: Vec<String> = files.iter().map(|f| context.relative(f)).collect();
+    let mut tables: Vec<(String, &str)> = files
+        .iter()
+        .zip(&relative)
+        .map(|(file, name)| (table_of(file), name.as_str()))
+        .collect();
+    if let Some(file) = files
+        .iter()
+        .zip(&relative)
+        .find(|(f, _)| f.file_stem().is_none_or(|s| s.is_empty()))
+    {
+        return Err(StepError::message(
+            format!("`{}` gives no table name", file.1),
+            Some("name the file after its table, like `parcels.csv`".into()),
+        ));
+    }
+    if rejects {
+        let reject_tables: Vec<(String, &str)> = tables
+            .iter()
+            .map(|(table, file)| (reject_table(table), *file))
+            .collect();
+        tables.extend(reject_tables);
+    }
+    match names::shared(tables) {
+        None => Ok(()),
+        Some((table, first, second)) => Err(StepError::message(
+            format!("`{first}` and `{second}` would both write table `{schema}.{table}`"),
+            Some(if table.ends_with("_rejects") && rejects {
+                "a file named like another's reject table (`<table>_rejects`) cannot load beside it with `max_errors`: rename one".into()
+            } else {
+                "PostgreSQL keeps 63 bytes of a name, so names longer than that are cut and given a hash (see the README); rename one of the files".into()
+            }),
+        )),
+    }
+}
+
+/// A dollar-quote tag that `body` does not hold, so no name inside it can
+/// end the quote.
+fn dollar_tag(body: &str) -> String {
+    (0u64..)
+        .map(|n| format!("$flow{n}$"))
+        .find(|tag| !body.contains(tag.as_str()))
         .unwrap_or_default()
+}
+
+/// The table rows a load rejects go to.
+fn reject_table(table: &str) -> String {
+    names::fit_with(table, "_rejects")
 }
 
 fn csv_files(context: &RunContext) -> Result<Vec<PathBuf>, StepError> {
@@ -114,6 +176,7 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
         .await?;
     let mut created = 0;
     let files = csv_files(context)?;
+    distinct_tables(context, &schema, &files, false)?;
     for file in &files {
         let (path, declared_here) = (file.clone(), declared.clone());
         let columns = tokio::task::spawn_blocking(move || csv_schema::infer(&path, &declared_here))
@@ -197,12 +260,13 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
     let schema = Arc::new(context.params.str("schema").unwrap_or("source").to_owned());
     let database = context.database(context.params.str("database").unwrap_or("flow"))?;
     let files = csv_files(context)?;
+    let max_errors = context.params.count("max_errors").unwrap_or(0);
+    distinct_tables(context, &schema, &files, max_errors > 0)?;
     let permits = Arc::new(tokio::sync::Semaphore::new(database.pool_size().max(1)));
     let loads = files.iter().map(|file| {
         let (permits, schema) = (Arc::clone(&permits), Arc::clone(&schema));
         async move {
             let _permit = permits.acquire_owned().await;
-            let max_errors = context.params.count("max_errors").unwrap_or(0);
             match load_file(context, database, &schema, file).await {
                 Err(_) if max_errors > 0 => {
                     load_with_rejects(context, database, &schema, file, max_errors).await
@@ -302,11 +366,8 @@ async fn load_with_rejects(
     let relative = context.relative(file);
     let name = table_of(file);
     let table = format!("{}.{}", quote_ident(schema), quote_ident(&name));
-    let rejects = format!(
-        "{}.{}",
-        quote_ident(schema),
-        quote_ident(&format!("{name}_rejects"))
-    );
+    let reject_name = reject_table(&name);
+    let rejects = format!("{}.{}", quote_ident(schema), quote_ident(&reject_name));
     let mut client = database.client().await?;
     let guard = CancelOnDrop::new(&client);
     let result = async {
@@ -322,10 +383,18 @@ async fn load_with_rejects(
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         let names: Vec<String> = columns.iter().map(|(n, _)| quote_ident(n)).collect();
+        // The staging table's line number, under a name no column has.
+        let mut all: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        all.push("flow_line");
+        let line = names::columns(&all)
+            .ok()
+            .and_then(|mut all| all.pop())
+            .unwrap_or_else(|| "flow_line".into());
+        let (line_ident, line_literal) = (quote_ident(&line), flow_engine::flow_db::quote_literal(&line));
         let text_columns: Vec<String> = names.iter().map(|n| format!("{n} text")).collect();
         transaction
             .batch_execute(&format!(
-                "CREATE TEMP TABLE flow_stage (flow_line bigserial, {}) ON COMMIT DROP;
+                "CREATE TEMP TABLE flow_stage ({line_ident} bigserial, {}) ON COMMIT DROP;
                  CREATE TABLE IF NOT EXISTS {rejects} (line bigint, reason text, row jsonb);
                  TRUNCATE {rejects}, {table}",
                 text_columns.join(", ")
@@ -345,24 +414,26 @@ async fn load_with_rejects(
             .map(|(n, kind)| format!("r.{}::{kind}", quote_ident(n)))
             .collect();
         // The header is line 1: the first row is on line 2.
-        transaction
-            .batch_execute(&format!(
-                "DO $flow$ DECLARE r record; bad bigint := 0; BEGIN
-  FOR r IN SELECT * FROM flow_stage ORDER BY flow_line LOOP
+        let body = format!(
+            "DECLARE r record; bad bigint := 0; BEGIN
+  FOR r IN SELECT * FROM flow_stage ORDER BY {line_ident} LOOP
     BEGIN
       INSERT INTO {table} ({names}) VALUES ({values});
     EXCEPTION WHEN others THEN
       bad := bad + 1;
       IF bad > {max_errors} THEN
-        RAISE EXCEPTION 'more than {max_errors} bad rows: line %: %', r.flow_line + 1, SQLERRM;
+        RAISE EXCEPTION 'more than {max_errors} bad rows: line %: %', r.{line_ident} + 1, SQLERRM;
       END IF;
-      INSERT INTO {rejects} VALUES (r.flow_line + 1, SQLERRM, to_jsonb(r) - 'flow_line');
+      INSERT INTO {rejects} VALUES (r.{line_ident} + 1, SQLERRM, to_jsonb(r) - {line_literal});
     END;
   END LOOP;
-END $flow$",
-                names = names.join(", "),
-                values = values.join(", "),
-            ))
+END",
+            names = names.join(", "),
+            values = values.join(", "),
+        );
+        let tag = dollar_tag(&body);
+        transaction
+            .batch_execute(&format!("DO {tag}{body}{tag}"))
             .await?;
         let count = |sql: String| {
             let transaction = &transaction;
@@ -385,7 +456,7 @@ END $flow$",
         StepError::message(
             format!("`{relative}`: {}", error.report),
             Some(format!(
-                "`max_errors = {max_errors}` sends up to {max_errors} bad rows to `{schema}.{name}_rejects`; raise it, or fix the rows"
+                "`max_errors = {max_errors}` sends up to {max_errors} bad rows to `{schema}.{reject_name}`; raise it, or fix the rows"
             )),
         )
     })

@@ -27,7 +27,7 @@ static POPULATE: OperationSpec = OperationSpec {
     params: &[
         ParamSpec::optional(
             "from",
-            ParamType::Name,
+            ParamType::SchemaName,
             "the model schema (default `model`)",
         ),
         ParamSpec::required(

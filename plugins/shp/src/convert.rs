@@ -87,11 +87,10 @@ fn write_part(
     let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
     if part.first {
         let mut header = fields.clone();
-        header.push(if options.wkt {
-            "wkt".into()
-        } else {
-            "geom".into()
-        });
+        header.push(crate::open::geometry_column(
+            &opened.fields,
+            if options.wkt { "wkt" } else { "geom" },
+        ));
         writer.write_record(&header).map_err(|e| e.to_string())?;
     }
     let mut records = 0u64;

@@ -38,7 +38,7 @@ static LOAD: OperationSpec = OperationSpec {
         ),
         ParamSpec::optional(
             "schema",
-            ParamType::Name,
+            ParamType::SchemaName,
             "the schema of the tables (default `source`)",
         ),
         ParamSpec::optional(
@@ -271,6 +271,16 @@ fn encode(
     Ok(records)
 }
 
+/// The table a shapefile goes to: its name without the extension, as
+/// `flow_db::names` fits it.
+fn table_of(shp: &Path) -> String {
+    let stem = shp
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    flow_engine::flow_db::names::fit(&stem).unwrap_or(stem)
+}
+
 /// One file into its table; returns records and bytes.
 async fn load_file(
     context: &RunContext,
@@ -279,10 +289,7 @@ async fn load_file(
     shp: &Path,
     options: &Arc<Options>,
 ) -> Result<(u64, u64, Option<String>), String> {
-    let name = shp
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = table_of(shp);
     let table = format!("{}.{}", quote_ident(schema), quote_ident(&name));
     let (opened_fields, shape_type, srid, warning, count) = {
         let (path, options) = (shp.to_path_buf(), Arc::clone(options));
@@ -301,8 +308,10 @@ async fn load_file(
         .zip(&kinds)
         .map(|((n, _), k)| format!("{} {}", quote_ident(n), k.sql()))
         .collect();
+    let geom = crate::open::geometry_column(&opened_fields, "geom");
     definition.push(format!(
-        "geom geometry({}, {srid})",
+        "{} geometry({}, {srid})",
+        quote_ident(&geom),
         geometry_type(shape_type)
     ));
     let mut client = database.client().await.map_err(|e| e.to_string())?;
@@ -330,7 +339,7 @@ async fn load_file(
         .map(|r| r.get(0))
         .collect();
     let mut wanted: Vec<String> = opened_fields.iter().map(|(n, _)| n.clone()).collect();
-    wanted.push("geom".into());
+    wanted.push(geom);
     if existing != wanted {
         return Err(format!(
             "table `{schema}.{name}` has columns {}, the file has {}; drop the table to load the file",
@@ -398,6 +407,17 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
         .into_iter()
         .filter(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("shp")))
         .collect();
+    let relative: Vec<String> = files.iter().map(|f| context.relative(f)).collect();
+    let tables = files
+        .iter()
+        .zip(&relative)
+        .map(|(f, r)| (table_of(f), r.as_str()));
+    if let Some((table, first, second)) = flow_engine::flow_db::names::shared(tables) {
+        return Err(StepError::message(
+            format!("`{first}` and `{second}` would both write table `{schema}.{table}`"),
+            Some("a table is named after its file (names past 63 bytes cut and given a hash): rename one of the files".into()),
+        ));
+    }
     let options = Arc::new(Options {
         wkt: false,
         srid: params.count("srid").and_then(|s| u32::try_from(s).ok()),

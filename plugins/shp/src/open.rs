@@ -21,6 +21,17 @@ pub struct Opened {
     pub shape_type: shapefile::ShapeType,
 }
 
+/// The name of the geometry column beside `fields`: `geom`, or the first
+/// free `geom_2`, `geom_3`, ... when a field is named `geom`.
+pub fn geometry_column(fields: &[(String, FieldType)], wanted: &str) -> String {
+    let mut names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+    names.push(wanted);
+    flow_engine::flow_db::names::columns(&names)
+        .ok()
+        .and_then(|mut all| all.pop())
+        .unwrap_or_else(|| wanted.to_owned())
+}
+
 /// Opens `shp` with its .dbf (decoded as the .cpg or `options` say) and
 /// finds its SRID; a .dbf whose count differs from the .shx is refused.
 pub fn open(shp: &Path, options: &Options) -> Result<Opened, String> {
@@ -68,6 +79,18 @@ pub fn open(shp: &Path, options: &Options) -> Result<Opened, String> {
         .filter(|f| f.name() != "DeletionFlag")
         .map(|f| (f.name().to_owned(), f.field_type()))
         .collect();
+    // A record is read as a map from field name to value: a second field of
+    // the same name would lose its values.
+    for (at, (name, _)) in fields.iter().enumerate() {
+        if let Some(first) = fields[..at].iter().position(|(n, _)| n == name) {
+            return Err(format!(
+                "`{}` has two fields named `{name}` (fields {} and {}); flow cannot tell their values apart, so it loads neither: rename one (in QGIS, or `ogr2ogr -sql`)",
+                dbf.display(),
+                first + 1,
+                at + 1
+            ));
+        }
+    }
     let expected = dbase_reader.header().num_records;
     let shape_reader = shapefile::ShapeReader::from_path(shp).map_err(|e| e.to_string())?;
     let shape_type = shape_reader.header().shape_type;
