@@ -245,7 +245,7 @@ step shp:load {
         let output = project.run(&["--step", step]).expect(1);
         let text = flat(&output.stderr);
         assert!(
-            text.contains("twice.dbf") && text.contains("two fields named `NAME`"),
+            text.contains("twice.shp") && text.contains("its .dbf has two fields named `NAME`"),
             "{step}: {text}"
         );
     }

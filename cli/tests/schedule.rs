@@ -299,10 +299,29 @@ async fn for_each_makes_one_job_per_item_each_with_its_item() {
     )
     .await;
     let child = project.spawn();
-    tokio::time::sleep(Duration::from_millis(4800)).await;
+    // Stop between fires, once each job has run: the last result of each
+    // is then `succeeded`.
+    let client = project.db.client().await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "the jobs never both ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let quiet: Option<bool> = client
+            .query_one(
+                "SELECT count(DISTINCT schedule) FILTER (WHERE status = 'succeeded') = 2
+                        AND count(*) FILTER (WHERE status = 'started') = 0
+                 FROM _flow.fires",
+                &[],
+            )
+            .await
+            .ok()
+            .map(|r| r.get(0));
+        if quiet == Some(true) {
+            break;
+        }
+    }
     terminate(&child);
     stopped_within(child, Duration::from_secs(10));
-    let client = project.db.client().await.expect("connect");
     let jobs: Vec<String> = client
         .query(
             "SELECT DISTINCT schedule FROM _flow.fires WHERE status = 'succeeded' ORDER BY 1",

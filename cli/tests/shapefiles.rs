@@ -162,7 +162,7 @@ async fn shapefiles_arrive_in_postgis_as_written() {
     let client = project.db.client().await.expect("connect");
 
     let rows = client
-        .query("SELECT \"NAME\", \"AREA\", \"OK\", \"DAY\"::text, ST_AsText(geom), ST_SRID(geom) FROM source.points ORDER BY \"NAME\"", &[])
+        .query("SELECT \"NAME\", \"AREA\"::float8, \"OK\", \"DAY\"::text, ST_AsText(geom), ST_SRID(geom) FROM source.points ORDER BY \"NAME\"", &[])
         .await
         .expect("points");
     let points: Vec<PointRow> = rows

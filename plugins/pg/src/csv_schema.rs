@@ -1,7 +1,16 @@
 //! The columns of a CSV file and their PostgreSQL types, read from its header
-//! and inferred from every value: `boolean`, `bigint`, `double precision`,
-//! `date`, `geometry(Type, SRID)` for hex EWKB or (E)WKT, else `text`. Empty
-//! values are NULL and say nothing about the type.
+//! and inferred from every value: `boolean`, `bigint`, `numeric`, `date`,
+//! `geometry(Type, SRID)` for hex EWKB or (E)WKT, else `text`. Empty values
+//! are NULL and say nothing about the type.
+//!
+//! A column gets a type other than text only if every value reads back from
+//! PostgreSQL as the very text the file holds: `069`, `+5`, `1e3` or `-0`
+//! stay text (a code keeps its zeros), `1.10` is `numeric` (which keeps its
+//! scale) and never a float, a date must be a real date. Booleans are
+//! `true`/`false` or `t`/`f`; geometry needs every value to parse as one.
+//!
+//! A file written by `shp:convert` has its columns' types beside it
+//! (`<file>.csv.types`, from the `.dbf`): those are taken as they are.
 
 use std::path::Path;
 
@@ -10,7 +19,7 @@ use std::path::Path;
 struct Candidates {
     boolean: bool,
     bigint: bool,
-    double: bool,
+    numeric: bool,
     date: bool,
     geometry: Option<GeometryKind>,
     geometry_possible: bool,
@@ -29,7 +38,7 @@ impl Default for Candidates {
         Self {
             boolean: true,
             bigint: true,
-            double: true,
+            numeric: true,
             date: true,
             geometry: None,
             geometry_possible: true,
@@ -46,12 +55,9 @@ impl Candidates {
         self.seen = true;
         let lower = value.to_ascii_lowercase();
         self.boolean &= matches!(lower.as_str(), "true" | "false" | "t" | "f");
-        self.bigint &= value.parse::<i64>().is_ok();
-        self.double &= value.parse::<f64>().is_ok_and(f64::is_finite);
-        self.date &= value.len() == 10
-            && value.as_bytes()[4] == b'-'
-            && value.as_bytes()[7] == b'-'
-            && value.replace('-', "").parse::<u32>().is_ok();
+        self.bigint &= value.parse::<i64>().is_ok_and(|n| n.to_string() == value);
+        self.numeric &= plain_decimal(value);
+        self.date &= real_date(value);
         if self.geometry_possible {
             match geometry_kind(value) {
                 Some(kind) => {
@@ -81,8 +87,8 @@ impl Candidates {
             "boolean".into()
         } else if self.bigint {
             "bigint".into()
-        } else if self.double {
-            "double precision".into()
+        } else if self.numeric {
+            "numeric".into()
         } else if self.date {
             "date".into()
         } else if let (true, Some(geometry)) = (self.geometry_possible, &self.geometry) {
@@ -91,6 +97,61 @@ impl Candidates {
             "text".into()
         }
     }
+}
+
+/// A decimal that PostgreSQL's `numeric` writes back as it is: an optional
+/// minus, no leading zeros (but `0.5`), digits after an optional point, no
+/// negative zero.
+fn plain_decimal(value: &str) -> bool {
+    let body = value.strip_prefix('-').unwrap_or(value);
+    let (whole, fraction) = match body.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (body, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let whole_ok = digits(whole) && (whole == "0" || !whole.starts_with('0'));
+    let fraction_ok = fraction.is_none_or(digits);
+    let zero = body.bytes().all(|b| b == b'0' || b == b'.');
+    whole_ok && fraction_ok && !(value.starts_with('-') && zero)
+}
+
+/// `YYYY-MM-DD`, a date that exists.
+fn real_date(value: &str) -> bool {
+    let b = value.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let (Ok(year), Ok(month), Ok(day)) = (
+        value[..4].parse::<u32>(),
+        value[5..7].parse::<u32>(),
+        value[8..].parse::<u32>(),
+    ) else {
+        return false;
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => 0,
+    };
+    year > 0 && day >= 1 && day <= days
+}
+
+/// The column types written beside a CSV file (`<file>.types`, a CSV of
+/// `column,type`), if there are any.
+fn written_types(path: &Path) -> Option<Vec<(String, String)>> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".types");
+    let mut reader = csv::Reader::from_path(std::path::PathBuf::from(name)).ok()?;
+    reader
+        .records()
+        .map(|r| {
+            r.ok()
+                .and_then(|r| Some((r.get(0)?.to_owned(), r.get(1)?.to_owned())))
+        })
+        .collect()
 }
 
 /// The geometry type and SRID of a hex EWKB or (E)WKT value, if it is one.
@@ -191,6 +252,7 @@ pub fn infer(path: &Path, declared: &[(String, String)]) -> Result<Vec<(String, 
             header[at].escape_debug()
         )
     })?;
+    let types = written_types(path).unwrap_or_default();
     let mut candidates = vec![Candidates::default(); header.len()];
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(|e| e.to_string())? {
@@ -205,6 +267,7 @@ pub fn infer(path: &Path, declared: &[(String, String)]) -> Result<Vec<(String, 
         .map(|((written, name), candidate)| {
             let kind = declared
                 .iter()
+                .chain(&types)
                 .find(|(d, _)| *d == name || *d == written)
                 .map_or_else(|| candidate.sql_type(), |(_, t)| t.clone());
             (name, kind)
@@ -234,7 +297,7 @@ mod tests {
             types,
             [
                 "bigint",
-                "double precision",
+                "numeric",
                 "boolean",
                 "date",
                 "varchar(10)",
@@ -244,6 +307,26 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    use super::{plain_decimal, real_date};
+
+    #[test]
+    fn only_values_that_read_back_as_written_leave_text() {
+        for kept in ["0", "12", "-3", "0.5", "1.10", "-0.25", "120.50"] {
+            assert!(plain_decimal(kept), "{kept}");
+        }
+        for changed in [
+            "069", "000107", "+5", "1e3", "-0", "-0.0", ".5", "5.", "1,5", "NaN", "",
+        ] {
+            assert!(!plain_decimal(changed), "{changed}");
+        }
+        assert!(real_date("2024-02-29"));
+        assert!(!real_date("2023-02-29"));
+        assert!(!real_date("2024-13-01"));
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use dbase::FieldValue;
+use crate::dbf::Value;
 use rayon::prelude::*;
 use shapefile::Shape;
 
@@ -11,8 +11,8 @@ use shapefile::Shape;
 pub struct Converted {
     pub records: u64,
     pub bytes: u64,
-    /// Set when the `.prj` named no projection flow knows.
-    pub warning: Option<String>,
+    /// What the user should know: SRID, encoding, sidecars, bad values.
+    pub warnings: Vec<String>,
 }
 
 pub struct Options {
@@ -22,34 +22,36 @@ pub struct Options {
 }
 
 /// Converts `shp` into the CSV file `out`, written under a temporary name and
-/// renamed when complete. Errors name the record they are about. A large
-/// file is converted by a thread per core, each its share of the records
-/// into a file of its own; the shares are joined in order at the end.
+/// renamed when complete, with its column types beside it. Errors name the
+/// record they are about. A large file is converted by a thread per core,
+/// each its share of the records into a file of its own; the shares are
+/// joined in order at the end.
 pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, String> {
     let opened = crate::open::open(shp, options)?;
-    let warning = opened.warning.clone();
-    let parts = crate::open::parts(opened.reader.shape_count().ok(), crate::open::cores());
+    let mut warnings = opened.warnings.clone();
+    let parts = crate::open::parts(opened.shapes.count(), crate::open::cores());
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     }
+    write_types(&opened, out)?;
     let partial = flow_engine::PartialFile::beside(out);
-    let records = if let [part] = parts.as_slice() {
+    let results = if let [part] = parts.as_slice() {
         // One part: the file as opened, read through.
-        write_part(opened, partial.path(), options, part)?
+        vec![write_part(opened, partial.path(), options, part)?]
     } else {
         drop(opened);
         let shares: Vec<flow_engine::PartialFile> = (0..parts.len())
             .map(|i| flow_engine::PartialFile::beside(&out.with_extension(format!("csv.{i}"))))
             .collect();
-        let counts = parts
+        let results = parts
             .par_iter()
             .zip(&shares)
             .map(|(part, share)| {
                 let opened = crate::open::open_part(shp, options, part)?;
                 write_part(opened, share.path(), options, part)
             })
-            .collect::<Result<Vec<u64>, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
         let failed =
             |e: std::io::Error| format!("cannot write `{}`: {e}", partial.path().display());
         let mut joined = std::fs::File::create(partial.path()).map_err(failed)?;
@@ -58,8 +60,10 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
             std::io::copy(&mut piece, &mut joined).map_err(failed)?;
         }
         joined.sync_all().map_err(failed)?;
-        counts.iter().sum()
+        results
     };
+    let records = results.iter().map(|(n, _)| n).sum();
+    warnings.extend(results.iter().filter_map(|(_, p)| p.warning()));
     let bytes = std::fs::metadata(partial.path())
         .map(|m| m.len())
         .unwrap_or(0);
@@ -69,46 +73,44 @@ pub fn convert(shp: &Path, out: &Path, options: &Options) -> Result<Converted, S
     Ok(Converted {
         records,
         bytes,
-        warning,
+        warnings,
     })
 }
 
 /// One part of a shapefile, opened at its start, as CSV into `path`; the
-/// first part writes the header.
+/// first part writes the header. Returns the records and the problems.
 fn write_part(
     mut opened: crate::open::Opened,
     path: &Path,
     options: &Options,
     part: &crate::open::Part,
-) -> Result<u64, String> {
-    let fields: Vec<String> = opened.fields.iter().map(|(name, _)| name.clone()).collect();
+) -> Result<(u64, crate::open::Problems), String> {
     let file = std::fs::File::create(path)
         .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
     let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
     if part.first {
-        let mut header = fields.clone();
-        header.push(crate::open::geometry_column(
-            &opened.fields,
-            if options.wkt { "wkt" } else { "geom" },
-        ));
-        writer.write_record(&header).map_err(|e| e.to_string())?;
+        writer
+            .write_record(header(&opened, options))
+            .map_err(|e| e.to_string())?;
     }
     let mut records = 0u64;
-    let mut row: Vec<String> = Vec::with_capacity(fields.len() + 1);
+    let mut problems = crate::open::Problems::new();
+    let mut row: Vec<String> = Vec::with_capacity(opened.fields.len() + 1);
     let limit = if part.whole {
         usize::MAX
     } else {
         part.records.len()
     };
-    let srid = opened.srid;
-    for item in opened.reader.iter_shapes_and_records().take(limit) {
+    let (srid, measures) = (opened.srid, opened.shapes.measures);
+    while (records as usize) < limit {
         let number = part.records.start as u64 + records + 1;
-        let (shape, mut record) = item.map_err(|e| format!("record {number}: {e}"))?;
+        let Some(item) = opened.next_row(number, &mut problems) else {
+            break;
+        };
+        let (shape, values) = item?;
         row.clear();
-        for field in &fields {
-            row.push(record.remove(field).map(value).unwrap_or_default());
-        }
-        row.push(geometry(&shape, options.wkt, srid).unwrap_or_default());
+        row.extend(values.into_iter().map(value));
+        row.push(geometry(&shape, options.wkt, srid, measures).unwrap_or_default());
         writer
             .write_record(&row)
             .map_err(|e| format!("record {number}: {e}"))?;
@@ -119,49 +121,64 @@ fn write_part(
     inner.flush().map_err(|e| e.to_string())?;
     let file = inner.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
-    Ok(records)
+    Ok((records, problems))
 }
 
-fn geometry(shape: &Shape, wkt: bool, srid: u32) -> Option<String> {
+/// The CSV header: every field, then the geometry column.
+fn header(opened: &crate::open::Opened, options: &Options) -> Vec<String> {
+    let mut header: Vec<String> = opened.fields.iter().map(|f| f.name.clone()).collect();
+    header.push(crate::open::geometry_column(
+        &opened.fields,
+        if options.wkt { "wkt" } else { "geom" },
+    ));
+    header
+}
+
+/// The column types of a converted file, beside it as `<file>.csv.types`
+/// (a CSV of `column,type`), so that `pg:source:create` makes the table
+/// `shp:load` makes instead of guessing from the values. The geometry
+/// column is left to its reading of the values (EWKB carries its SRID).
+pub fn write_types(opened: &crate::open::Opened, out: &Path) -> Result<(), String> {
+    let path = types_path(out);
+    let failed = |e: &dyn std::fmt::Display| format!("cannot write `{}`: {e}", path.display());
+    let mut writer = csv::Writer::from_path(&path).map_err(|e| failed(&e))?;
+    writer
+        .write_record(["column", "type"])
+        .map_err(|e| failed(&e))?;
+    for field in &opened.fields {
+        writer
+            .write_record([field.name.as_str(), field.column().sql()])
+            .map_err(|e| failed(&e))?;
+    }
+    writer.flush().map_err(|e| failed(&e))
+}
+
+/// Where the column types of the CSV file `out` are written.
+pub fn types_path(out: &Path) -> std::path::PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".types");
+    std::path::PathBuf::from(name)
+}
+
+fn geometry(shape: &Shape, wkt: bool, srid: u32, measures: bool) -> Option<String> {
     if wkt {
-        crate::geometry::to_wkt(shape)
+        crate::geometry::to_wkt(shape, measures)
     } else {
-        crate::geometry::to_ewkb(shape, srid)
+        crate::geometry::to_ewkb(shape, srid, measures)
     }
 }
 
-/// A DBF value as CSV text; empty for no value.
-fn value(value: FieldValue) -> String {
+/// A DBF value as CSV text; empty for no value. Numbers are written as the
+/// file writes them, every digit kept.
+fn value(value: Value<'_>) -> String {
     match value {
-        FieldValue::Character(Some(text)) => text.trim_end().to_owned(),
-        FieldValue::Numeric(Some(n)) | FieldValue::Double(n) | FieldValue::Currency(n) => number(n),
-        FieldValue::Float(Some(n)) => number(f64::from(n)),
-        FieldValue::Integer(n) => n.to_string(),
-        FieldValue::Logical(Some(flag)) => flag.to_string(),
-        FieldValue::Date(Some(date)) => {
-            format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
-        }
-        FieldValue::Memo(text) => text,
-        FieldValue::DateTime(time) => {
-            let (date, clock) = (time.date(), time.time());
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                date.year(),
-                date.month(),
-                date.day(),
-                clock.hours(),
-                clock.minutes(),
-                clock.seconds()
-            )
-        }
-        _ => String::new(),
-    }
-}
-
-fn number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        n.to_string()
+        Value::Null => String::new(),
+        Value::Text(text) => text.into_owned(),
+        Value::Decimal(text) => text.to_owned(),
+        Value::Integer(n) => n.to_string(),
+        Value::Double(n) => n.to_string(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Date { year, month, day } => format!("{year:04}-{month:02}-{day:02}"),
+        Value::Timestamp(micros) => crate::dbf::timestamp_text(micros),
     }
 }

@@ -81,7 +81,14 @@ where
     polygons
 }
 
-fn geometry(shape: &Shape) -> Option<(Geometry, bool, bool)> {
+/// The geometry of a shape, with whether it has Z and M: the `Z` types
+/// carry M only when `measures` says the file uses them.
+fn geometry(shape: &Shape, measures: bool) -> Option<(Geometry, bool, bool)> {
+    let (geometry, z, m) = geometry_of(shape)?;
+    Some((geometry, z, m && (measures || !z)))
+}
+
+fn geometry_of(shape: &Shape) -> Option<(Geometry, bool, bool)> {
     Some(match shape {
         Shape::NullShape => return None,
         Shape::Point(p) => (Geometry::Point(p.into()), false, false),
@@ -112,13 +119,10 @@ fn geometry(shape: &Shape) -> Option<(Geometry, bool, bool)> {
     })
 }
 
-/// An M value as written: shapefiles mark a missing measure with a very
-/// negative "no data" number, which is written as 0.
+/// An M value as written: a missing measure is the shapefile's "no data"
+/// number (below -10^38), kept as it is, as GDAL keeps it.
 fn m_value(m: Option<f64>) -> f64 {
-    match m {
-        Some(m) if m > NO_DATA => m,
-        _ => 0.0,
-    }
+    m.unwrap_or(NO_DATA)
 }
 
 struct Ewkb {
@@ -172,9 +176,9 @@ impl Ewkb {
 }
 
 /// The shape as hex EWKB with its SRID; `None` for a null shape.
-pub fn to_ewkb(shape: &Shape, srid: u32) -> Option<String> {
+pub fn to_ewkb(shape: &Shape, srid: u32, measures: bool) -> Option<String> {
     Some(
-        ewkb(shape, srid)?
+        ewkb(shape, srid, measures)?
             .iter()
             .map(|b| format!("{b:02X}"))
             .collect(),
@@ -183,8 +187,8 @@ pub fn to_ewkb(shape: &Shape, srid: u32) -> Option<String> {
 
 /// The shape as EWKB bytes with its SRID (what PostGIS takes in binary COPY);
 /// `None` for a null shape.
-pub fn ewkb(shape: &Shape, srid: u32) -> Option<Vec<u8>> {
-    let (geometry, z, m) = geometry(shape)?;
+pub fn ewkb(shape: &Shape, srid: u32, measures: bool) -> Option<Vec<u8>> {
+    let (geometry, z, m) = geometry(shape, measures)?;
     let mut w = Ewkb {
         bytes: Vec::with_capacity(64),
         z,
@@ -227,8 +231,8 @@ pub fn ewkb(shape: &Shape, srid: u32) -> Option<Vec<u8>> {
 }
 
 /// The shape as WKT (with Z and M as the shape type has them).
-pub fn to_wkt(shape: &Shape) -> Option<String> {
-    let (geometry, z, m) = geometry(shape)?;
+pub fn to_wkt(shape: &Shape, measures: bool) -> Option<String> {
+    let (geometry, z, m) = geometry(shape, measures)?;
     let dims = match (z, m) {
         (true, true) => " ZM",
         (true, false) => " Z",

@@ -7,8 +7,10 @@ mod convert;
 mod dbf;
 mod geometry;
 mod load;
+mod numeric;
 mod open;
 mod prj;
+mod shapes;
 
 use std::path::PathBuf;
 
@@ -19,9 +21,6 @@ use flow_engine::{
 use rayon::prelude::*;
 
 pub struct Convert;
-
-/// Encodings a `.dbf` may be read with when its `.cpg` does not say.
-pub const ENCODINGS: &[&str] = &["utf-8", "latin1", "windows-1252"];
 
 static CONVERT: OperationSpec = OperationSpec {
     tool: "shp",
@@ -44,7 +43,7 @@ static CONVERT: OperationSpec = OperationSpec {
         ParamSpec::optional(
             "encoding",
             ParamType::String,
-            "the .dbf encoding when there is no .cpg (default utf-8)",
+            "the .dbf's text encoding, overriding its .cpg and language driver byte",
         ),
     ],
 };
@@ -52,13 +51,13 @@ static CONVERT: OperationSpec = OperationSpec {
 /// An `encoding` parameter must name one the reader knows.
 fn check_encoding(step: &StepContext<'_>) -> Result<(), Vec<Problem>> {
     match step.params.str("encoding") {
-        Some(encoding) if !ENCODINGS.contains(&encoding.to_ascii_lowercase().as_str()) => {
-            Err(vec![Problem {
-                param: Some("encoding"),
-                message: format!("unknown encoding `{encoding}`"),
-                help: Some(format!("known encodings: {}", ENCODINGS.join(", "))),
-            }])
-        }
+        Some(encoding) if dbf::Encoding::from_label(encoding).is_none() => Err(vec![Problem {
+            param: Some("encoding"),
+            message: format!("unknown encoding `{encoding}`"),
+            help: Some(
+                "write it as a .cpg would: `UTF-8`, `1252`, `ISO-8859-1`, `852`, `ANSI 1251`, `LDID/87`, ...".into(),
+            ),
+        }]),
         _ => Ok(()),
     }
 }
@@ -141,7 +140,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
             Ok(done) => {
                 records += done.records;
                 bytes += done.bytes;
-                if let Some(warning) = done.warning {
+                for warning in done.warnings {
                     warnings.push(format!("`{name}`: {warning}"));
                 }
             }

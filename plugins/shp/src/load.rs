@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use dbase::{FieldType, FieldValue};
 use flow_engine::flow_db::{CancelOnDrop, Database, quote_ident};
 use flow_engine::{
     BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
@@ -21,6 +20,7 @@ use futures_util::SinkExt as _;
 use shapefile::ShapeType;
 
 use crate::convert::Options;
+use crate::dbf::{Column, Value};
 use crate::open::Part;
 
 pub struct Load;
@@ -82,59 +82,27 @@ impl Operation for Load {
 
 inventory::submit!(Registration(&Load));
 
-/// How a DBF type is stored, and written in binary COPY.
-#[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    Double,
-    Integer,
-    Boolean,
-    Date,
-    Timestamp,
-}
-
-impl Kind {
-    fn of(field: FieldType) -> Self {
-        match field {
-            FieldType::Numeric | FieldType::Float | FieldType::Double | FieldType::Currency => {
-                Kind::Double
-            }
-            FieldType::Integer => Kind::Integer,
-            FieldType::Logical => Kind::Boolean,
-            FieldType::Date => Kind::Date,
-            FieldType::DateTime => Kind::Timestamp,
-            FieldType::Character | FieldType::Memo => Kind::Text,
-        }
-    }
-
-    fn sql(self) -> &'static str {
-        match self {
-            Kind::Text => "text",
-            Kind::Double => "double precision",
-            Kind::Integer => "integer",
-            Kind::Boolean => "boolean",
-            Kind::Date => "date",
-            Kind::Timestamp => "timestamp",
-        }
-    }
-}
-
-/// The PostGIS type of a shapefile's geometry, as `shp:convert` writes it.
-fn geometry_type(shape: ShapeType) -> &'static str {
-    match shape {
-        ShapeType::Point => "Point",
-        ShapeType::PointM => "PointM",
-        ShapeType::PointZ => "PointZM",
-        ShapeType::Multipoint => "MultiPoint",
-        ShapeType::MultipointM => "MultiPointM",
-        ShapeType::MultipointZ => "MultiPointZM",
-        ShapeType::Polyline => "MultiLineString",
-        ShapeType::PolylineM => "MultiLineStringM",
-        ShapeType::PolylineZ => "MultiLineStringZM",
-        ShapeType::Polygon => "MultiPolygon",
-        ShapeType::PolygonM => "MultiPolygonM",
-        ShapeType::PolygonZ => "MultiPolygonZM",
-        ShapeType::NullShape | ShapeType::Multipatch => "Geometry",
+/// The PostGIS type of a shapefile's geometry, as `shp:convert` writes it:
+/// the `Z` types with M only when the file uses measures.
+fn geometry_type(shape: ShapeType, measures: bool) -> &'static str {
+    match (shape, measures) {
+        (ShapeType::Point, _) => "Point",
+        (ShapeType::PointM, _) => "PointM",
+        (ShapeType::PointZ, true) => "PointZM",
+        (ShapeType::PointZ, false) => "PointZ",
+        (ShapeType::Multipoint, _) => "MultiPoint",
+        (ShapeType::MultipointM, _) => "MultiPointM",
+        (ShapeType::MultipointZ, true) => "MultiPointZM",
+        (ShapeType::MultipointZ, false) => "MultiPointZ",
+        (ShapeType::Polyline, _) => "MultiLineString",
+        (ShapeType::PolylineM, _) => "MultiLineStringM",
+        (ShapeType::PolylineZ, true) => "MultiLineStringZM",
+        (ShapeType::PolylineZ, false) => "MultiLineStringZ",
+        (ShapeType::Polygon, _) => "MultiPolygon",
+        (ShapeType::PolygonM, _) => "MultiPolygonM",
+        (ShapeType::PolygonZ, true) => "MultiPolygonZM",
+        (ShapeType::PolygonZ, false) => "MultiPolygonZ",
+        (ShapeType::NullShape | ShapeType::Multipatch, _) => "Geometry",
     }
 }
 
@@ -151,63 +119,77 @@ fn days_since_2000(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// One DBF value in binary COPY: its length, then its bytes; -1 for NULL.
-fn put_value(out: &mut BytesMut, kind: Kind, value: Option<FieldValue>) {
-    let null = |out: &mut BytesMut| out.put_i32(-1);
-    match (kind, value) {
-        (Kind::Text, Some(FieldValue::Character(Some(text)))) => {
-            let text = text.trim_end();
+/// Returns what is wrong with a value that cannot be of its column's type
+/// (written as NULL).
+fn put_value(out: &mut BytesMut, column: Column, value: Value<'_>) -> Option<String> {
+    let integral = |value: &Value<'_>| -> Result<Option<i64>, String> {
+        match value {
+            Value::Null => Ok(None),
+            Value::Integer(n) => Ok(Some(*n)),
+            Value::Decimal(text) => match text.trim_start_matches('+').parse::<i64>() {
+                Ok(n) => Ok(Some(n)),
+                Err(_) => match text.parse::<f64>() {
+                    Ok(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(Some(n as i64)),
+                    _ => Err(format!("`{text}` is not a whole number; written as NULL")),
+                },
+            },
+            other => Err(format!("{other:?} is not a whole number; written as NULL")),
+        }
+    };
+    match (column, value) {
+        (_, Value::Null) => out.put_i32(-1),
+        (Column::Text, Value::Text(text)) => {
             out.put_i32(text.len() as i32);
             out.put_slice(text.as_bytes());
         }
-        (Kind::Text, Some(FieldValue::Memo(text))) => {
-            out.put_i32(text.len() as i32);
-            out.put_slice(text.as_bytes());
-        }
-        (Kind::Double, Some(FieldValue::Numeric(Some(n)))) => {
+        (Column::Integer | Column::Bigint, value) => match integral(&value) {
+            Ok(Some(n)) if column == Column::Bigint => {
+                out.put_i32(8);
+                out.put_i64(n);
+            }
+            Ok(Some(n)) => match i32::try_from(n) {
+                Ok(n) => {
+                    out.put_i32(4);
+                    out.put_i32(n);
+                }
+                Err(_) => {
+                    out.put_i32(-1);
+                    return Some(format!("{n} does not fit an integer; written as NULL"));
+                }
+            },
+            Ok(None) => out.put_i32(-1),
+            Err(message) => {
+                out.put_i32(-1);
+                return Some(message);
+            }
+        },
+        (Column::Numeric, Value::Decimal(text)) => crate::numeric::put(out, text),
+        (Column::Double, Value::Double(n)) => {
             out.put_i32(8);
             out.put_f64(n);
         }
-        (Kind::Double, Some(FieldValue::Float(Some(n)))) => {
-            out.put_i32(8);
-            out.put_f64(f64::from(n));
-        }
-        (Kind::Double, Some(FieldValue::Double(n) | FieldValue::Currency(n))) => {
-            out.put_i32(8);
-            out.put_f64(n);
-        }
-        (Kind::Integer, Some(FieldValue::Integer(n))) => {
-            out.put_i32(4);
-            out.put_i32(n);
-        }
-        (Kind::Boolean, Some(FieldValue::Logical(Some(flag)))) => {
+        (Column::Boolean, Value::Bool(flag)) => {
             out.put_i32(1);
             out.put_u8(u8::from(flag));
         }
-        (Kind::Date, Some(FieldValue::Date(Some(date)))) => {
+        (Column::Date, Value::Date { year, month, day }) => {
             out.put_i32(4);
-            let days = days_since_2000(
-                i64::from(date.year()),
-                i64::from(date.month()),
-                i64::from(date.day()),
-            );
+            let days = days_since_2000(i64::from(year), i64::from(month), i64::from(day));
             out.put_i32(days as i32);
         }
-        (Kind::Timestamp, Some(FieldValue::DateTime(time))) => {
-            let (date, clock) = (time.date(), time.time());
-            let days = days_since_2000(
-                i64::from(date.year()),
-                i64::from(date.month()),
-                i64::from(date.day()),
-            );
-            let seconds = days * 86_400
-                + i64::from(clock.hours()) * 3_600
-                + i64::from(clock.minutes()) * 60
-                + i64::from(clock.seconds());
+        (Column::Timestamp, Value::Timestamp(micros)) => {
             out.put_i32(8);
-            out.put_i64(seconds * 1_000_000);
+            out.put_i64(micros);
         }
-        _ => null(out),
+        (column, value) => {
+            out.put_i32(-1);
+            return Some(format!(
+                "{value:?} is not a {}; written as NULL",
+                column.sql()
+            ));
+        }
     }
+    None
 }
 
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -219,31 +201,39 @@ const CHUNK: usize = 256 * 1024;
 fn encode(
     shp: &Path,
     options: &Options,
-    kinds: &[Kind],
+    columns: &[Column],
     part: &Part,
     cancel: &tokio_util::sync::CancellationToken,
     send: &tokio::sync::mpsc::Sender<Bytes>,
-) -> Result<u64, String> {
+) -> Result<(u64, Option<String>), String> {
     let mut opened = crate::open::open_part(shp, options, part)?;
     let mut out = BytesMut::with_capacity(CHUNK + 4096);
     if part.first {
         out.put_slice(HEADER);
     }
     let mut records = 0u64;
-    let columns = i16::try_from(opened.fields.len() + 1).map_err(|_| "too many attributes")?;
+    let mut problems = crate::open::Problems::new();
+    let fields = opened.fields.clone();
+    let count = i16::try_from(columns.len() + 1).map_err(|_| "too many attributes")?;
     let limit = if part.whole {
         usize::MAX
     } else {
         part.records.len()
     };
-    for item in opened.reader.iter_shapes_and_records().take(limit) {
+    let (srid, measures) = (opened.srid, opened.shapes.measures);
+    while (records as usize) < limit {
         let number = part.records.start as u64 + records + 1;
-        let (shape, mut record) = item.map_err(|e| format!("record {number}: {e}"))?;
-        out.put_i16(columns);
-        for ((name, _), kind) in opened.fields.iter().zip(kinds) {
-            put_value(&mut out, *kind, record.remove(name));
+        let Some(item) = opened.next_row(number, &mut problems) else {
+            break;
+        };
+        let (shape, values) = item?;
+        out.put_i16(count);
+        for (index, (value, column)) in values.into_iter().zip(columns).enumerate() {
+            if let Some(message) = put_value(&mut out, *column, value) {
+                problems.add(number, &fields[index], &message);
+            }
         }
-        match crate::geometry::ewkb(&shape, opened.srid) {
+        match crate::geometry::ewkb(&shape, srid, measures) {
             Some(bytes) => {
                 out.put_i32(bytes.len() as i32);
                 out.put_slice(&bytes);
@@ -268,7 +258,7 @@ fn encode(
         send.blocking_send(out.freeze())
             .map_err(|_| "the load stopped".to_owned())?;
     }
-    Ok(records)
+    Ok((records, problems.warning()))
 }
 
 /// The table a shapefile goes to: its name without the extension, as
@@ -288,32 +278,40 @@ async fn load_file(
     schema: &str,
     shp: &Path,
     options: &Arc<Options>,
-) -> Result<(u64, u64, Option<String>), String> {
+) -> Result<(u64, u64, Vec<String>), String> {
     let name = table_of(shp);
     let table = format!("{}.{}", quote_ident(schema), quote_ident(&name));
-    let (opened_fields, shape_type, srid, warning, count) = {
+    let (fields, shape_type, measures, srid, warnings, count) = {
         let (path, options) = (shp.to_path_buf(), Arc::clone(options));
         tokio::task::spawn_blocking(move || {
             crate::open::open(&path, &options).map(|o| {
-                let count = o.reader.shape_count().ok();
-                (o.fields, o.shape_type, o.srid, o.warning, count)
+                let count = o.shapes.count();
+                (
+                    o.fields,
+                    o.shape_type,
+                    o.shapes.measures,
+                    o.srid,
+                    o.warnings,
+                    count,
+                )
             })
         })
         .await
         .map_err(|e| e.to_string())??
     };
-    let kinds: Vec<Kind> = opened_fields.iter().map(|(_, t)| Kind::of(*t)).collect();
-    let mut definition: Vec<String> = opened_fields
+    let columns: Vec<Column> = fields.iter().map(crate::dbf::Field::column).collect();
+    let geom = crate::open::geometry_column(&fields, "geom");
+    let geometry = format!("geometry({}, {srid})", geometry_type(shape_type, measures));
+    let mut wanted: Vec<(String, String)> = fields
         .iter()
-        .zip(&kinds)
-        .map(|((n, _), k)| format!("{} {}", quote_ident(n), k.sql()))
+        .zip(&columns)
+        .map(|(f, c)| (f.name.clone(), c.sql().to_owned()))
         .collect();
-    let geom = crate::open::geometry_column(&opened_fields, "geom");
-    definition.push(format!(
-        "{} geometry({}, {srid})",
-        quote_ident(&geom),
-        geometry_type(shape_type)
-    ));
+    wanted.push((geom, geometry));
+    let definition: Vec<String> = wanted
+        .iter()
+        .map(|(name, kind)| format!("{} {kind}", quote_ident(name)))
+        .collect();
     let mut client = database.client().await.map_err(|e| e.to_string())?;
     let guard = CancelOnDrop::new(&client);
     let db = |e: flow_engine::flow_db::tokio_postgres::Error| {
@@ -327,24 +325,35 @@ async fn load_file(
         ))
         .await
         .map_err(db)?;
-    let existing: Vec<String> = transaction
+    let existing: Vec<(String, String)> = transaction
         .query(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1)
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1)
              AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
             &[&table],
         )
         .await
         .map_err(db)?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let mut wanted: Vec<String> = opened_fields.iter().map(|(n, _)| n.clone()).collect();
-    wanted.push(geom);
-    if existing != wanted {
+    let same = existing.len() == wanted.len()
+        && existing.iter().zip(&wanted).all(|((n, t), (wn, wt))| {
+            // PostgreSQL writes `geometry(Point, 0)` as `geometry(Point)`.
+            let canonical = |t: &str| t.replace(' ', "").replace(",0)", ")").to_ascii_lowercase();
+            n == wn && canonical(t) == canonical(wt)
+        });
+    if !same {
+        let list = |columns: &[(String, String)]| {
+            columns
+                .iter()
+                .map(|(n, t)| format!("{n} {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(format!(
-            "table `{schema}.{name}` has columns {}, the file has {}; drop the table to load the file",
-            existing.join(", "),
-            wanted.join(", ")
+            "table `{schema}.{name}` has columns ({}), the file gives ({}); drop the table to load the file",
+            list(&existing),
+            list(&wanted)
         ));
     }
     let sink = transaction
@@ -355,23 +364,24 @@ async fn load_file(
     // Large files are read by a thread per core, each its share of the
     // records; the shares go into the COPY in order, each buffering at most
     // four chunks ahead.
-    let kinds = Arc::new(kinds);
+    let columns = Arc::new(columns);
     let mut readers = Vec::new();
     for part in crate::open::parts(count, crate::open::cores()) {
         let (send, receive) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let (path, options, kinds, cancel) = (
+        let (path, options, columns, cancel) = (
             shp.to_path_buf(),
             Arc::clone(options),
-            Arc::clone(&kinds),
+            Arc::clone(&columns),
             context.cancel.clone(),
         );
         let reader = tokio::task::spawn_blocking(move || {
-            encode(&path, &options, &kinds, &part, &cancel, &send)
+            encode(&path, &options, &columns, &part, &cancel, &send)
         });
         readers.push((receive, reader));
     }
     let mut bytes = 0u64;
     let mut records = 0u64;
+    let mut warnings = warnings;
     let mut sent = Ok(());
     for (mut receive, reader) in readers {
         while sent.is_ok()
@@ -385,7 +395,10 @@ async fn load_file(
         }
         drop(receive);
         match reader.await.map_err(|e| e.to_string())? {
-            Ok(read) => records += read,
+            Ok((read, problems)) => {
+                records += read;
+                warnings.extend(problems);
+            }
             Err(error) if sent.is_ok() => sent = Err(error),
             Err(_) => {}
         }
@@ -395,7 +408,7 @@ async fn load_file(
     transaction.commit().await.map_err(db)?;
     guard.disarm();
     context.progress.add_rows(records);
-    Ok((records, bytes, warning))
+    Ok((records, bytes, warnings))
 }
 
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {
@@ -452,7 +465,7 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
         .into_iter()
         .zip(&files)
     {
-        let (file_rows, file_bytes, warning) = result.map_err(|e| {
+        let (file_rows, file_bytes, file_warnings) = result.map_err(|e| {
             StepError::message(
                 e,
                 Some("the table keeps its rows: each file loads in one transaction".into()),
@@ -460,7 +473,7 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
         })?;
         rows += file_rows;
         bytes += file_bytes;
-        if let Some(warning) = warning {
+        for warning in file_warnings {
             warnings.push(format!("`{}`: {warning}", context.relative(shp)));
         }
     }

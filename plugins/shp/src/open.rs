@@ -1,30 +1,29 @@
 //! Opening a shapefile: its reader, its attributes, its SRID and encoding.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
-use dbase::FieldType;
-
 use crate::convert::Options;
+use crate::dbf::{Field, Table, Value};
 
 /// A shapefile ready to be read record by record.
 pub struct Opened {
-    pub reader: shapefile::Reader<BufReader<File>, crate::dbf::Dbf>,
+    pub shapes: crate::shapes::Shapes,
+    /// The attributes; `None` for a shapefile without its `.dbf`.
+    pub table: Option<Table>,
     /// The DBF attributes, in order.
-    pub fields: Vec<(String, FieldType)>,
-    /// The records the .dbf says it holds.
+    pub fields: Vec<Field>,
+    /// The records the .dbf says it holds (the shapes, without one).
     pub expected: u32,
     pub srid: u32,
-    /// Set when the SRID could not be read from a .prj.
-    pub warning: Option<String>,
+    /// What the user should know about the file (SRID, encoding, sidecars).
+    pub warnings: Vec<String>,
     pub shape_type: shapefile::ShapeType,
 }
 
 /// The name of the geometry column beside `fields`: `geom`, or the first
 /// free `geom_2`, `geom_3`, ... when a field is named `geom`.
-pub fn geometry_column(fields: &[(String, FieldType)], wanted: &str) -> String {
-    let mut names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+pub fn geometry_column(fields: &[Field], wanted: &str) -> String {
+    let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     names.push(wanted);
     flow_engine::flow_db::names::columns(&names)
         .ok()
@@ -32,85 +31,159 @@ pub fn geometry_column(fields: &[(String, FieldType)], wanted: &str) -> String {
         .unwrap_or_else(|| wanted.to_owned())
 }
 
-/// Opens `shp` with its .dbf (decoded as the .cpg or `options` say) and
-/// finds its SRID; a .dbf whose count differs from the .shx is refused.
+/// A sidecar of `shp` (`dbf`, `prj`, ...), in lower or upper case.
+pub fn sidecar(shp: &Path, extension: &str) -> Option<std::path::PathBuf> {
+    [extension.to_owned(), extension.to_ascii_uppercase()]
+        .into_iter()
+        .map(|e| shp.with_extension(e))
+        .find(|p| p.exists())
+}
+
+/// Opens `shp` with its .dbf (decoded as `options`, the .cpg or the .dbf's
+/// language driver say) and finds its SRID; a .dbf whose count differs from
+/// the .shx is refused. Without a .dbf, the geometries alone are read.
 pub fn open(shp: &Path, options: &Options) -> Result<Opened, String> {
-    let mut warning = None;
+    let mut warnings = Vec::new();
     let srid = match options.srid {
         Some(srid) => srid,
-        None => match std::fs::read_to_string(shp.with_extension("prj")) {
-            Ok(prj) => crate::prj::srid(&prj).unwrap_or_else(|| {
-                warning = Some("its .prj names a projection flow does not know: SRID 0 written; set `srid` to give it".into());
+        None => match sidecar(shp, "prj").map(std::fs::read_to_string) {
+            Some(Ok(prj)) => crate::prj::srid(&prj).unwrap_or_else(|| {
+                warnings.push("its .prj names a projection flow does not know: SRID 0 written; set `srid` to give it".into());
                 0
             }),
-            Err(_) => {
-                warning = Some("it has no .prj: SRID 0 written; set `srid` to give it".into());
+            _ => {
+                warnings.push("it has no .prj: SRID 0 written; set `srid` to give it".into());
                 0
             }
         },
     };
-    let dbf = shp.with_extension("dbf");
-    let encoding = options.encoding.clone().or_else(|| {
-        std::fs::read_to_string(shp.with_extension("cpg"))
-            .ok()
-            .map(|label| label.trim().trim_start_matches('\u{feff}').to_owned())
-    });
-    let builder = match encoding.as_deref() {
-        Some(label) => {
-            // Names as users and .cpg files write them, as the reader knows them.
-            let known = match label.to_ascii_lowercase().as_str() {
-                "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "88591" => "ISO-8859-1",
-                "windows-1252" | "cp1252" | "1252" => "1252",
-                "utf-8" | "utf8" => "UTF-8",
-                _ => label,
-            };
-            let encoding = dbase::encoding::DynEncoding::from_name(known)
-                .ok_or_else(|| format!("unknown encoding `{label}`"))?;
-            dbase::ReaderBuilder::new().with_encoding(encoding)
+    let table = match sidecar(shp, "dbf") {
+        Some(dbf) => Some(Table::open(&dbf, options.encoding.as_deref())?),
+        None => {
+            warnings.push("it has no .dbf: its geometries are loaded without attributes".into());
+            None
         }
-        None => dbase::ReaderBuilder::new(),
     };
-    let unreadable = |e: &dyn std::fmt::Display| format!("cannot read `{}`: {e}", dbf.display());
-    let source = crate::dbf::Dbf::open(&dbf).map_err(|e| unreadable(&e))?;
-    let dbase_reader = builder.build(source).map_err(|e| unreadable(&e))?;
-    let fields: Vec<(String, FieldType)> = dbase_reader
-        .fields()
-        .iter()
-        .filter(|f| f.name() != "DeletionFlag")
-        .map(|f| (f.name().to_owned(), f.field_type()))
-        .collect();
-    // A record is read as a map from field name to value: a second field of
-    // the same name would lose its values.
-    for (at, (name, _)) in fields.iter().enumerate() {
-        if let Some(first) = fields[..at].iter().position(|(n, _)| n == name) {
+    let fields = table.as_ref().map(|t| t.fields.clone()).unwrap_or_default();
+    // A record is read field by field, but names a table's columns: a
+    // second field of the same name cannot be one.
+    for (at, field) in fields.iter().enumerate() {
+        if let Some(first) = fields[..at].iter().position(|f| f.name == field.name) {
             return Err(format!(
-                "`{}` has two fields named `{name}` (fields {} and {}); flow cannot tell their values apart, so it loads neither: rename one (in QGIS, or `ogr2ogr -sql`)",
-                dbf.display(),
+                "its .dbf has two fields named `{}` (fields {} and {}); rename one (in QGIS, or with `ogr2ogr -sql`)",
+                field.name,
                 first + 1,
                 at + 1
             ));
         }
     }
-    let expected = dbase_reader.header().num_records;
-    let shape_reader = shapefile::ShapeReader::from_path(shp).map_err(|e| e.to_string())?;
-    let shape_type = shape_reader.header().shape_type;
-    let reader = shapefile::Reader::new(shape_reader, dbase_reader);
+    let shx = sidecar(shp, "shx");
+    let shapes = crate::shapes::Shapes::open(shp, shx.as_deref())?;
+    let shape_type = shapes.shape_type;
+    let expected = match &table {
+        Some(table) => table.records,
+        None => shapes
+            .count()
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
+    };
     // The index (.shx) counts the shapes; without one, the records decide.
-    if let Ok(shapes) = reader.shape_count()
-        && shapes != expected as usize
+    if let (Some(count), Some(_)) = (shapes.count(), &table)
+        && count != expected as usize
     {
         return Err(format!(
-            "the .dbf has {expected} records and the .shp {shapes} shapes"
+            "the .dbf has {expected} records and the .shp {count} shapes"
         ));
     }
     Ok(Opened {
-        reader,
+        shapes,
+        table,
         fields,
         expected,
         srid,
-        warning,
+        warnings,
         shape_type,
     })
+}
+
+impl Opened {
+    /// The next shape and its record's values (record `number`, from 1),
+    /// with the problems of its values added to `problems`; `None` after
+    /// the last shape.
+    pub fn next_row(
+        &mut self,
+        number: u64,
+        problems: &mut Problems,
+    ) -> Option<Result<(shapefile::Shape, Vec<Value<'_>>), String>> {
+        let shape = match self.shapes.next_shape()? {
+            Ok(shape) => shape,
+            Err(error) => return Some(Err(format!("record {number}: {error}"))),
+        };
+        let Some(table) = &mut self.table else {
+            return Some(Ok((shape, Vec::new())));
+        };
+        let record = match table.next_record() {
+            Some(Ok(record)) => record,
+            Some(Err(error)) => return Some(Err(format!("record {number} of the .dbf: {error}"))),
+            None => {
+                return Some(Err(format!(
+                    "the .dbf ends before record {number}; the .shp goes on"
+                )));
+            }
+        };
+        let mut values = Vec::with_capacity(self.fields.len());
+        for (index, field) in self.fields.iter().enumerate() {
+            let (value, problem) = record.value(index);
+            if let Some(problem) = problem {
+                problems.add(number, field, &problem.message);
+            }
+            values.push(value);
+        }
+        Some(Ok((shape, values)))
+    }
+}
+
+/// Reads shapes and records side by side: record `number` (from 1) and
+/// each problem with its values, reported at most `MAX_PROBLEMS` times a
+/// file part.
+pub struct Problems {
+    pub lines: Vec<String>,
+    pub count: u64,
+}
+
+/// Problems reported word for word per file part; the rest are counted.
+pub const MAX_PROBLEMS: usize = 5;
+
+impl Problems {
+    pub fn new() -> Self {
+        Self {
+            lines: Vec::new(),
+            count: 0,
+        }
+    }
+
+    pub fn add(&mut self, record: u64, field: &Field, message: &str) {
+        self.count += 1;
+        if self.lines.len() < MAX_PROBLEMS {
+            self.lines.push(format!(
+                "record {record}, field `{}`: {message}",
+                field.name
+            ));
+        }
+    }
+
+    /// The problems as one warning, if any.
+    pub fn warning(&self) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let more = self.count - self.lines.len() as u64;
+        let mut text = self.lines.join("; ");
+        if more > 0 {
+            text.push_str(&format!("; and {more} more"));
+        }
+        Some(text)
+    }
 }
 
 /// A share of a file's records, read by one thread.
@@ -163,10 +236,14 @@ pub fn parts(records: Option<usize>, cores: usize) -> Vec<Part> {
 pub fn open_part(shp: &Path, options: &Options, part: &Part) -> Result<Opened, String> {
     let mut opened = open(shp, options)?;
     if part.records.start > 0 {
+        let failed = |e: String| format!("record {}: {e}", part.records.start + 1);
         opened
-            .reader
+            .shapes
             .seek(part.records.start)
-            .map_err(|e| format!("record {}: {e}", part.records.start + 1))?;
+            .map_err(|e| failed(e.to_string()))?;
+        if let Some(table) = &mut opened.table {
+            table.seek(part.records.start).map_err(failed)?;
+        }
     }
     Ok(opened)
 }

@@ -1,19 +1,88 @@
-//! The SRID of a shapefile from its `.prj` (ESRI WKT): EPSG codes for the
-//! common projections. An unknown projection gives no number, never a wrong
-//! one; the caller warns and writes SRID 0.
+//! The SRID of a shapefile from its `.prj` (ESRI WKT), as GDAL finds it: an
+//! explicit `AUTHORITY["EPSG", ...]`; else the coordinate system's name
+//! looked up in the PROJ database (`proj.db`, from Debian's `proj-data`):
+//! an ESRI alias of an EPSG system (`Japan_Zone_6` is EPSG 30166), an EPSG
+//! name, or a system of the ESRI authority (`NAD_1983_StatePlane_Arizona_
+//! Central_FIPS_0202_Feet` is ESRI 102649, which PostGIS's
+//! `spatial_ref_sys` holds under that number); else a built-in table of the
+//! common projections, for machines without `proj.db`. An unknown
+//! projection gives no number, never a wrong one: the caller warns and
+//! writes SRID 0. Matching by parameters, as GDAL also does, is not done.
 
-/// The EPSG code the projection names, if it is one flow knows.
+/// The SRID the projection names, if flow can tell.
 pub fn srid(prj: &str) -> Option<u32> {
-    let text = prj.to_ascii_uppercase();
-    // An explicit authority at the end of the WKT wins.
-    if let Some(at) = text.rfind("AUTHORITY[\"EPSG\",")
-        && let Some(code) = text[at + 17..]
-            .split('"')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-    {
+    if let Some(code) = authority(prj) {
         return Some(code);
     }
+    let name = prj.split('"').nth(1)?;
+    proj_db::lookup(name).or_else(|| builtin(prj))
+}
+
+/// An explicit EPSG authority at the end of the WKT.
+fn authority(prj: &str) -> Option<u32> {
+    let text = prj.to_ascii_uppercase();
+    let at = text.rfind("AUTHORITY[\"EPSG\",")?;
+    text[at + 17..].split('"').nth(1)?.parse().ok()
+}
+
+mod proj_db {
+    use std::sync::{Mutex, OnceLock};
+
+    /// Where PROJ keeps its database: `PROJ_DATA` or `PROJ_LIB`, else
+    /// Debian's place.
+    fn path() -> std::path::PathBuf {
+        ["PROJ_DATA", "PROJ_LIB"]
+            .iter()
+            .find_map(std::env::var_os)
+            .map_or_else(
+                || std::path::PathBuf::from("/usr/share/proj/proj.db"),
+                |dir| std::path::PathBuf::from(dir).join("proj.db"),
+            )
+    }
+
+    fn connection() -> Option<&'static Mutex<rusqlite::Connection>> {
+        static DB: OnceLock<Option<Mutex<rusqlite::Connection>>> = OnceLock::new();
+        DB.get_or_init(|| {
+            rusqlite::Connection::open_with_flags(
+                path(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()
+            .map(Mutex::new)
+        })
+        .as_ref()
+    }
+
+    /// The code of a coordinate system by its name, EPSG first.
+    pub fn lookup(name: &str) -> Option<u32> {
+        let db = connection()?.lock().ok()?;
+        let queries = [
+            "SELECT code FROM alias_name WHERE table_name IN ('projected_crs', 'geodetic_crs')
+             AND auth_name = 'EPSG' AND alt_name = ?1 ORDER BY table_name DESC, CAST(code AS integer) LIMIT 1",
+            "SELECT code FROM projected_crs WHERE auth_name = 'EPSG' AND name = ?1 AND NOT deprecated
+             UNION ALL SELECT code FROM geodetic_crs WHERE auth_name = 'EPSG' AND name = ?1 AND NOT deprecated
+             LIMIT 1",
+            "SELECT code FROM projected_crs WHERE auth_name = 'ESRI' AND name = ?1
+             UNION ALL SELECT code FROM geodetic_crs WHERE auth_name = 'ESRI' AND name = ?1 LIMIT 1",
+        ];
+        queries.iter().find_map(|sql| {
+            // Codes are stored as integers or as text.
+            let code = db
+                .query_row(sql, [name], |row| row.get::<_, rusqlite::types::Value>(0))
+                .ok()?;
+            match code {
+                rusqlite::types::Value::Integer(code) => u32::try_from(code).ok(),
+                rusqlite::types::Value::Text(code) => code.parse().ok(),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// The EPSG code of the common projections, without `proj.db`.
+fn builtin(prj: &str) -> Option<u32> {
+    let text = prj.to_ascii_uppercase();
     let name = text.split('"').nth(1)?.to_owned();
     if text.starts_with("GEOGCS") {
         return match name.as_str() {
@@ -97,5 +166,23 @@ mod tests {
             srid(r#"PROJCS["Some_Local_Grid",GEOGCS["GCS_WGS_1984"]]"#),
             None
         );
+    }
+
+    #[test]
+    fn esri_names_are_found_in_the_proj_database() {
+        if !std::path::Path::new("/usr/share/proj/proj.db").exists() {
+            return;
+        }
+        assert_eq!(
+            srid(r#"PROJCS["Japan_Zone_6",GEOGCS["GCS_Tokyo"]]"#),
+            Some(30166)
+        );
+        assert_eq!(
+            srid(
+                r#"PROJCS["NAD_1983_StatePlane_Arizona_Central_FIPS_0202_Feet",GEOGCS["GCS_North_American_1983"]]"#
+            ),
+            Some(102649)
+        );
+        assert_eq!(srid(r#"GEOGCS["GCS_North_American_1983"]"#), Some(4269));
     }
 }

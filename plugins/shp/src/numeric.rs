@@ -1,0 +1,104 @@
+//! Decimal text in PostgreSQL's binary `numeric` format, every digit kept:
+//! the digits in base 10000, the weight of the first, the sign and the
+//! number of digits after the point (so `1.10` reads back as `1.10`).
+
+use bytes::{BufMut as _, BytesMut};
+
+/// Writes `text` (a number as `crate::dbf::is_number` accepts it) as a
+/// binary COPY field: its length, then the value.
+pub fn put(out: &mut BytesMut, text: &str) {
+    let (negative, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], body[at + 1..].parse::<i64>().unwrap_or(0)),
+        None => (body, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let scale = (fraction.len() as i64 - exponent).clamp(0, 16_383);
+    let digits: Vec<u8> = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .map(|b| b - b'0')
+        .collect();
+    // The decimal exponent of the first digit is `point - 1`.
+    let mut point = whole.len() as i64 + exponent;
+    let first = digits.iter().position(|d| *d != 0);
+    let groups: Vec<i16>;
+    let weight: i64;
+    match first {
+        None => {
+            groups = Vec::new();
+            weight = 0;
+        }
+        Some(first) => {
+            point -= first as i64;
+            let significant = &digits[first..];
+            let top = point - 1;
+            weight = top.div_euclid(4);
+            let pad = (3 - top.rem_euclid(4)) as usize;
+            let mut padded = vec![0u8; pad];
+            padded.extend_from_slice(significant);
+            while !padded.len().is_multiple_of(4) {
+                padded.push(0);
+            }
+            let mut all: Vec<i16> = padded
+                .chunks(4)
+                .map(|c| c.iter().fold(0i16, |n, d| n * 10 + i16::from(*d)))
+                .collect();
+            while all.last() == Some(&0) {
+                all.pop();
+            }
+            groups = all;
+        }
+    }
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    out.put_i32(8 + 2 * groups.len() as i32);
+    out.put_i16(groups.len() as i16);
+    out.put_i16(weight as i16);
+    out.put_u16(sign);
+    out.put_i16(scale as i16);
+    for group in groups {
+        out.put_i16(group);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str) -> Vec<i16> {
+        let mut out = BytesMut::new();
+        put(&mut out, text);
+        out[4..]
+            .chunks(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect()
+    }
+
+    #[test]
+    fn digits_weight_sign_and_scale() {
+        // ndigits, weight, sign, dscale, digits...
+        assert_eq!(
+            fields("1429.48681360561"),
+            [4, 0, 0, 11, 1429, 4868, 1360, 5610]
+        );
+        assert_eq!(
+            fields("1.42948681360561E+03"),
+            [4, 0, 0, 11, 1429, 4868, 1360, 5610]
+        );
+        assert_eq!(fields("000107"), [1, 0, 0, 0, 107]);
+        assert_eq!(fields("1.10"), [2, 0, 0, 2, 1, 1000]);
+        assert_eq!(fields("-12345.5"), [3, 1, 0x4000, 1, 1, 2345, 5000]);
+        assert_eq!(fields("0.005"), [1, -1, 0, 3, 50]);
+        assert_eq!(fields("5E-3"), [1, -1, 0, 3, 50]);
+        assert_eq!(fields("0.00"), [0, 0, 0, 2]);
+        assert_eq!(fields("10000"), [1, 1, 0, 0, 1]);
+    }
+}
