@@ -570,3 +570,121 @@ async fn a_large_file_split_across_cores_keeps_every_record_in_order() {
     );
     assert!(!project.dir.join("csv/big/big.csv.0").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_to_the_dbf_alone_makes_the_conversion_run_again() {
+    let project = project("sidecar").await;
+    project.run(&["--step", "shp:convert"]).expect(0);
+    let again = project.run(&["--step", "shp:convert"]).expect(0);
+    assert!(
+        flat(&again.stderr).contains("skip shp:convert"),
+        "{}",
+        again.stderr
+    );
+    // The same points with other names: only the .dbf is copied over.
+    let other = project.dir.join("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    let table = TableWriterBuilder::new()
+        .add_character_field(name("NAME"), 20)
+        .add_numeric_field(name("AREA"), 10, 2)
+        .add_logical_field(name("OK"))
+        .add_date_field(name("DAY"));
+    let mut writer = Writer::from_path(other.join("points.shp"), table).expect("writer");
+    for (shape, label) in [
+        (Point::new(1.0, 2.0), "renamed"),
+        (Point::new(3.0, 4.0), "again"),
+    ] {
+        let record = record(&[
+            ("NAME", FieldValue::Character(Some(label.into()))),
+            ("AREA", FieldValue::Numeric(Some(1.0))),
+            ("OK", FieldValue::Logical(Some(true))),
+            (
+                "DAY",
+                FieldValue::Date(Some(dbase::Date::new(1, 1, 2024).expect("date"))),
+            ),
+        ]);
+        writer
+            .write_shape_and_record(&shape, &record)
+            .expect("write");
+    }
+    drop(writer);
+    std::fs::copy(other.join("points.dbf"), project.dir.join("raw/points.dbf")).expect("dbf");
+    let changed = project.run(&["--step", "shp:convert"]).expect(0);
+    assert!(
+        flat(&changed.stderr).contains("done shp:convert"),
+        "{}",
+        changed.stderr
+    );
+    let csv = std::fs::read_to_string(project.dir.join("csv/points.csv")).expect("csv");
+    assert!(csv.contains("renamed"), "{csv}");
+}
+
+const DIRECT: &str = r#"flow direct
+
+database flow = env("FLOW_DATABASE_URL")
+
+step pg:flow:configure {}
+
+step shp:load {
+  from = "raw/**/*.shp"
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_files_are_named_and_leave_their_tables_as_they_were() {
+    let project = Project::new("shp", "corrupt", "direct.flow", DIRECT).await;
+    let raw = project.dir.join("raw");
+    write_fixtures(&raw);
+    project.run(&[]).expect(0);
+    // A .dbf cut inside its header, and a .shp that is no shapefile.
+    let dbf = std::fs::read(raw.join("points.dbf")).expect("dbf");
+    std::fs::write(raw.join("points.dbf"), &dbf[..40]).expect("cut");
+    std::fs::write(raw.join("roads.shp"), "id,name\n".repeat(40)).expect("text");
+    let output = project.run(&[]).expect(1);
+    let text = flat(&output.stderr);
+    assert!(
+        text.contains("points.dbf` ends inside its header"),
+        "{text}"
+    );
+    assert!(
+        text.contains("roads.shp` is not a shapefile: it starts with"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("panicked") && !text.contains("Error {") && !text.contains("Kind"),
+        "{text}"
+    );
+    let client = project.db.client().await.expect("connect");
+    let count = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(&format!("SELECT count(*) FROM source.{table}"), &[])
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(count("points").await, 2, "the table keeps its rows");
+    assert_eq!(count("roads").await, 1, "the table keeps its rows");
+
+    // With `skip_failures`, the good files load and the bad ones are named.
+    project.write(
+        "direct.flow",
+        &DIRECT.replace(
+            "from = \"raw/**/*.shp\"",
+            "from = \"raw/**/*.shp\"\n  skip_failures = true",
+        ),
+    );
+    client
+        .batch_execute("DELETE FROM source.zones")
+        .await
+        .expect("empty zones");
+    let output = project.run(&[]).expect(0);
+    let text = flat(&output.stderr);
+    assert!(
+        text.contains("skipped `raw/points.shp`") && text.contains("skipped `raw/roads.shp`"),
+        "{text}"
+    );
+    assert_eq!(count("zones").await, 2, "the good file loaded");
+}

@@ -208,3 +208,68 @@ async fn with_max_errors_bad_rows_go_to_a_reject_table_with_their_line() {
     assert_eq!(rejects[1].0, 5);
     assert!(rejects[1].1.contains("parse error"), "{rejects:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_with_too_many_or_too_few_fields_are_placed_and_can_be_rejected() {
+    let project = project("ragged").await;
+    std::fs::write(
+        project.dir.join("csv/owners.csv"),
+        "name,since\nAda,2020-01-02\nGrace,2021-03-04,extra\nAlan\nEdsger,2022-05-06\n",
+    )
+    .expect("csv");
+    // The table is made from the rows that fit; the load fails on the first
+    // that does not, with its line.
+    project
+        .run(&["--step", "pg:flow:configure", "--step", "pg:source:create"])
+        .expect(0);
+    let output = project.run(&["--step", "pg:source:load"]).expect(1);
+    let text = flat(&output.stderr);
+    assert!(text.contains("`csv/owners.csv`, line 3"), "{text}");
+    assert!(
+        text.contains("extra data after last expected column"),
+        "{text}"
+    );
+
+    let at = FLOW.rfind("  schema = source\n}").expect("the load step");
+    let flow = format!(
+        "{}  schema = source\n  max_errors = 2\n}}{}",
+        &FLOW[..at],
+        &FLOW[at + "  schema = source\n}".len()..]
+    );
+    std::fs::write(project.dir.join("sources.flow"), flow).expect("flow");
+    project.run(&["--step", "pg:source:load"]).expect(0);
+    let client = project.db.client().await.expect("connect");
+    let rejects: Vec<(i64, String, String)> = client
+        .query(
+            "SELECT line, reason, row::text FROM source.owners_rejects ORDER BY line",
+            &[],
+        )
+        .await
+        .expect("rejects")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rejects,
+        [
+            (
+                3,
+                "it has 3 fields; the header has 2".to_owned(),
+                r#"["Grace", "2021-03-04", "extra"]"#.to_owned()
+            ),
+            (
+                4,
+                "it has 1 fields; the header has 2".to_owned(),
+                r#"["Alan"]"#.to_owned()
+            )
+        ]
+    );
+    let names: Vec<String> = client
+        .query("SELECT name FROM source.owners ORDER BY since", &[])
+        .await
+        .expect("owners")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["Ada", "Edsger"]);
+}

@@ -53,15 +53,44 @@ impl Default for Digest {
     }
 }
 
-/// The files a glob matches, relative to the flow's directory, with size and
-/// modification time.
+/// The files a glob matches, relative to the flow's directory, and their
+/// sidecars, with size and modification time.
+///
+/// A file's sidecars are the files beside it named after it with another
+/// extension (`x.dbf`, `x.prj`, `x.cpg` for `x.shp`; `x.csv.types` for
+/// `x.csv`): formats such as shapefiles spread one dataset over several
+/// files, and a change to any of them must make the step run again.
 fn file_stats(base: &Path, glob: &str, digest: &mut Digest) -> usize {
     let pattern = base.join(glob);
     let Ok(paths) = glob::glob(&pattern.to_string_lossy()) else {
         return 0;
     };
-    let mut entries: Vec<(String, u64, u128)> = paths
-        .flatten()
+    let matched: Vec<std::path::PathBuf> = paths.flatten().collect();
+    let mut all: std::collections::BTreeSet<std::path::PathBuf> = matched.iter().cloned().collect();
+    let mut stems: HashMap<std::path::PathBuf, Vec<String>> = HashMap::new();
+    for path in &matched {
+        if let (Some(parent), Some(stem)) = (path.parent(), path.file_stem()) {
+            stems
+                .entry(parent.to_path_buf())
+                .or_default()
+                .push(format!("{}.", stem.to_string_lossy()));
+        }
+    }
+    for (dir, prefixes) in &stems {
+        let prefixes: std::collections::HashSet<&str> =
+            prefixes.iter().map(String::as_str).collect();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let sidecar = name
+                .match_indices('.')
+                .any(|(at, _)| prefixes.contains(&name[..=at]));
+            if sidecar {
+                all.insert(entry.path());
+            }
+        }
+    }
+    let mut entries: Vec<(String, u64, u128)> = all
+        .into_iter()
         .filter_map(|path| {
             let metadata = std::fs::metadata(&path).ok()?;
             if !metadata.is_file() {

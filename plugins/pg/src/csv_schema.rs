@@ -233,7 +233,9 @@ fn geometry_kind(value: &str) -> Option<GeometryKind> {
 pub fn infer(path: &Path, declared: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .flexible(false)
+        // A row with too many or too few fields says nothing of the types:
+        // the load rejects it (or fails on it) with its line.
+        .flexible(true)
         .from_path(path)
         .map_err(|e| e.to_string())?;
     let header: Vec<String> = reader
@@ -256,6 +258,9 @@ pub fn infer(path: &Path, declared: &[(String, String)]) -> Result<Vec<(String, 
     let mut candidates = vec![Candidates::default(); header.len()];
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(|e| e.to_string())? {
+        if record.len() != header.len() {
+            continue;
+        }
         for (value, candidate) in record.iter().zip(candidates.iter_mut()) {
             candidate.observe(value);
         }

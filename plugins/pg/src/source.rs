@@ -122,6 +122,62 @@ fn distinct_tables(
     }
 }
 
+/// Sends the rows of a CSV file with the right number of fields to a COPY
+/// (as CSV, each with its line first), and returns the others as rejects:
+/// line, reason, fields.
+fn stage(
+    path: &Path,
+    width: usize,
+    send: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<Vec<(i64, String, Vec<String>)>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| e.to_string())?;
+    let mut ragged = Vec::new();
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(256 * 1024));
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        let line = record.position().map_or(0, |p| p.line()) as i64;
+        if record.len() != width {
+            ragged.push((
+                line,
+                format!("it has {} fields; the header has {width}", record.len()),
+                record
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect(),
+            ));
+            continue;
+        }
+        let line_text = line.to_string();
+        writer
+            .write_record(std::iter::once(line_text.as_bytes()).chain(record.iter()))
+            .map_err(|e| e.to_string())?;
+        if writer.get_ref().len() >= 256 * 1024 {
+            let full = std::mem::replace(
+                &mut writer,
+                csv::Writer::from_writer(Vec::with_capacity(256 * 1024)),
+            );
+            let chunk = full.into_inner().map_err(|e| e.to_string())?;
+            if send.blocking_send(Bytes::from(chunk)).is_err() {
+                return Err("the load stopped".into());
+            }
+        }
+    }
+    let rest = writer.into_inner().map_err(|e| e.to_string())?;
+    if !rest.is_empty() && send.blocking_send(Bytes::from(rest)).is_err() {
+        return Err("the load stopped".into());
+    }
+    Ok(ragged)
+}
+
 /// A dollar-quote tag that `body` does not hold, so no name inside it can
 /// end the quote.
 fn dollar_tag(body: &str) -> String {
@@ -394,7 +450,7 @@ async fn load_with_rejects(
         let text_columns: Vec<String> = names.iter().map(|n| format!("{n} text")).collect();
         transaction
             .batch_execute(&format!(
-                "CREATE TEMP TABLE flow_stage ({line_ident} bigserial, {}) ON COMMIT DROP;
+                "CREATE TEMP TABLE flow_stage ({line_ident} bigint, {}) ON COMMIT DROP;
                  CREATE TABLE IF NOT EXISTS {rejects} (line bigint, reason text, row jsonb);
                  TRUNCATE {rejects}, {table}",
                 text_columns.join(", ")
@@ -402,29 +458,63 @@ async fn load_with_rejects(
             .await?;
         let sink = transaction
             .copy_in::<_, Bytes>(&format!(
-                "COPY flow_stage ({}) FROM STDIN WITH (FORMAT csv, HEADER true)",
+                "COPY flow_stage ({line_ident}, {}) FROM STDIN WITH (FORMAT csv)",
                 names.join(", ")
             ))
             .await?;
         futures_util::pin_mut!(sink);
-        let bytes = stream_file(context, sink.as_mut(), file, &relative).await?;
+        // The file is read here, not by COPY, so that a row with too many or
+        // too few fields is a reject of its own instead of the end of the
+        // load.
+        let (send, mut receive) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let (path, width) = (file.to_path_buf(), columns.len());
+        let reader = tokio::task::spawn_blocking(move || stage(&path, width, &send));
+        let mut bytes = 0u64;
+        let mut sent = Ok(());
+        while let Some(chunk) = receive.recv().await {
+            bytes += chunk.len() as u64;
+            context.progress.add_bytes(chunk.len() as u64);
+            if sent.is_ok() {
+                sent = sink.send(chunk).await;
+            }
+        }
+        let ragged = reader
+            .await
+            .map_err(|e| StepError::message(e.to_string(), None))?
+            .map_err(|e| StepError::message(format!("cannot read `{relative}`: {e}"), None))?;
+        sent?;
         sink.as_mut().finish().await?;
+        if ragged.len() as u64 > max_errors {
+            let (line, reason, _) = &ragged[max_errors as usize];
+            return Err(StepError::message(
+                format!("more than {max_errors} bad rows: line {line}: {reason}"),
+                None,
+            ));
+        }
+        for (line, reason, fields) in &ragged {
+            transaction
+                .execute(
+                    &format!("INSERT INTO {rejects} VALUES ($1, $2, to_jsonb($3::text[]))"),
+                    &[line, reason, fields],
+                )
+                .await?;
+        }
+        let already = ragged.len();
         let values: Vec<String> = columns
             .iter()
             .map(|(n, kind)| format!("r.{}::{kind}", quote_ident(n)))
             .collect();
-        // The header is line 1: the first row is on line 2.
         let body = format!(
-            "DECLARE r record; bad bigint := 0; BEGIN
+            "DECLARE r record; bad bigint := {already}; BEGIN
   FOR r IN SELECT * FROM flow_stage ORDER BY {line_ident} LOOP
     BEGIN
       INSERT INTO {table} ({names}) VALUES ({values});
     EXCEPTION WHEN others THEN
       bad := bad + 1;
       IF bad > {max_errors} THEN
-        RAISE EXCEPTION 'more than {max_errors} bad rows: line %: %', r.{line_ident} + 1, SQLERRM;
+        RAISE EXCEPTION 'more than {max_errors} bad rows: line %: %', r.{line_ident}, SQLERRM;
       END IF;
-      INSERT INTO {rejects} VALUES (r.{line_ident} + 1, SQLERRM, to_jsonb(r) - {line_literal});
+      INSERT INTO {rejects} VALUES (r.{line_ident}, SQLERRM, to_jsonb(r) - {line_literal});
     END;
   END LOOP;
 END",

@@ -45,8 +45,41 @@ static CONVERT: OperationSpec = OperationSpec {
             ParamType::String,
             "the .dbf's text encoding, overriding its .cpg and language driver byte",
         ),
+        SKIP_FAILURES,
     ],
 };
+
+/// `skip_failures`: the parameter of both operations that lets a glob's good
+/// files through when others fail.
+pub(crate) const SKIP_FAILURES: ParamSpec = ParamSpec::optional(
+    "skip_failures",
+    ParamType::Bool,
+    "go on with the files that can be read and report the others as warnings (default false: one bad file fails the step, after the others are done)",
+);
+
+/// The end of a step over many files: with failures, an error naming each
+/// file (or, with `skip_failures = true`, a warning each).
+pub(crate) fn failed_files(
+    context: &RunContext,
+    verb: &str,
+    failures: Vec<String>,
+    warnings: &mut Vec<String>,
+    help: &str,
+) -> Result<(), StepError> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    if context.params.bool("skip_failures") == Some(true) {
+        warnings.extend(failures.into_iter().map(|f| format!("skipped {f}")));
+        return Ok(());
+    }
+    Err(StepError::message(
+        format!("cannot {verb} {}", failures.join("; ")),
+        Some(format!(
+            "{help}; `skip_failures = true` goes on with the files that can be read"
+        )),
+    ))
+}
 
 /// An `encoding` parameter must name one the reader knows.
 fn check_encoding(step: &StepContext<'_>) -> Result<(), Vec<Problem>> {
@@ -148,12 +181,13 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         }
     }
     context.progress.add_rows(records);
-    if !failures.is_empty() {
-        return Err(StepError::message(
-            format!("cannot convert {}", failures.join("; ")),
-            Some("the other files were converted; no half-written CSV is left".into()),
-        ));
-    }
+    failed_files(
+        context,
+        "convert",
+        failures,
+        &mut warnings,
+        "the other files were converted; no half-written CSV is left",
+    )?;
     let mut note = format!("{records} records");
     if !warnings.is_empty() {
         note.push_str(&format!("; warning: {}", warnings.join("; ")));

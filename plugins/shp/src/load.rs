@@ -50,8 +50,9 @@ static LOAD: OperationSpec = OperationSpec {
         ParamSpec::optional(
             "encoding",
             ParamType::String,
-            "the .dbf encoding when there is no .cpg (default utf-8)",
+            "the .dbf's text encoding, overriding its .cpg and language driver byte",
         ),
+        crate::SKIP_FAILURES,
     ],
 };
 
@@ -459,24 +460,32 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
                 .map_err(|e| format!("`{}`: {e}", context.relative(shp)))
         }
     });
-    let (mut rows, mut bytes, mut warnings) = (0, 0, Vec::new());
+    let (mut rows, mut bytes, mut warnings, mut failures) = (0, 0, Vec::new(), Vec::new());
     for (result, shp) in futures_util::future::join_all(loads)
         .await
         .into_iter()
         .zip(&files)
     {
-        let (file_rows, file_bytes, file_warnings) = result.map_err(|e| {
-            StepError::message(
-                e,
-                Some("the table keeps its rows: each file loads in one transaction".into()),
-            )
-        })?;
+        let (file_rows, file_bytes, file_warnings) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                failures.push(error);
+                continue;
+            }
+        };
         rows += file_rows;
         bytes += file_bytes;
         for warning in file_warnings {
             warnings.push(format!("`{}`: {warning}", context.relative(shp)));
         }
     }
+    crate::failed_files(
+        context,
+        "load",
+        failures,
+        &mut warnings,
+        "each file loads in one transaction: a table whose file failed keeps its rows",
+    )?;
     let mut note = format!("{} files, {rows} records", files.len());
     if !warnings.is_empty() {
         note.push_str(&format!("; warning: {}", warnings.join("; ")));

@@ -34,8 +34,22 @@ impl Shapes {
         let unreadable =
             |p: &Path, e: std::io::Error| format!("cannot read `{}`: {e}", p.display());
         let mut file = BufReader::new(File::open(shp).map_err(|e| unreadable(shp, e))?);
-        let header = shapefile::header::Header::read_from(&mut file)
-            .map_err(|e| format!("not a shapefile: {e}"))?;
+        let mut start = [0u8; 100];
+        file.read_exact(&mut start).map_err(|_| {
+            format!(
+                "`{}` is too short to be a shapefile (less than its 100-byte header)",
+                shp.display()
+            )
+        })?;
+        let code = i32::from_be_bytes([start[0], start[1], start[2], start[3]]);
+        if code != 9994 {
+            return Err(format!(
+                "`{}` is not a shapefile: it starts with {code}, not the file code 9994",
+                shp.display()
+            ));
+        }
+        let header = shapefile::header::Header::read_from(&mut std::io::Cursor::new(&start[..]))
+            .map_err(|e| format!("`{}` has a header flow cannot read: {e}", shp.display()))?;
         let shape_type = header.shape_type;
         let index = match shx {
             Some(shx) => {
