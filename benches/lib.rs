@@ -68,6 +68,64 @@ pub fn psql() -> String {
         .to_owned()
 }
 
+/// Runs a shell command; its time.
+pub fn timed(command: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("sh");
+    assert!(status.success(), "failed: {command}");
+    started.elapsed()
+}
+
+/// Runs one step of a compiled flow outside a run; its time.
+pub async fn run_step(
+    pipeline: &flow_engine::Pipeline,
+    key: &str,
+    databases: &std::sync::Arc<std::collections::BTreeMap<String, flow_db::Database>>,
+    base: &std::path::Path,
+) -> std::time::Duration {
+    let step = pipeline.steps.iter().find(|s| s.key == key).expect("step");
+    let context = flow_engine::RunContext::for_step(
+        step,
+        base.to_path_buf(),
+        std::sync::Arc::clone(databases),
+        std::sync::Arc::default(),
+    );
+    let started = std::time::Instant::now();
+    step.operation
+        .run(&context)
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {:?}", e.report));
+    started.elapsed()
+}
+
+/// The peak resident memory of this process so far, in MiB.
+pub fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Prints a measured line and, with another tool's time, the ratio.
+#[allow(clippy::print_stdout)]
+pub fn line(what: &str, flow: std::time::Duration, other: Option<(&str, std::time::Duration)>) {
+    match other {
+        Some((tool, time)) => println!(
+            "{what:<28} flow {flow:>9.2?}   {tool:<24} {time:>9.2?}   {tool} / flow = {:.2}",
+            time.as_secs_f64() / flow.as_secs_f64()
+        ),
+        None => println!("{what:<28} flow {flow:>9.2?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use flow_plugin_sh as _;

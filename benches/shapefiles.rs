@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dbase::{FieldValue, Record, TableWriterBuilder};
 use flow_db::testing::TestDatabase;
 use flow_db::{Database, Location};
-use flow_engine::{Pipeline, Registry, RunContext};
+use flow_engine::Registry;
 use shapefile::{Point, Polygon, PolygonRing, Writer};
 use {flow_plugin_pg as _, flow_plugin_shp as _};
 
@@ -123,60 +123,6 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn timed(command: &str) -> Duration {
-    let started = Instant::now();
-    let status = Command::new("sh")
-        .args(["-c", command])
-        .stdout(Stdio::null())
-        .status()
-        .expect("sh");
-    assert!(status.success(), "failed: {command}");
-    started.elapsed()
-}
-
-async fn run_step(
-    pipeline: &Pipeline,
-    key: &str,
-    databases: &Arc<BTreeMap<String, Database>>,
-    base: &Path,
-) -> Duration {
-    let step = pipeline.steps.iter().find(|s| s.key == key).expect("step");
-    let context = RunContext::for_step(
-        step,
-        base.to_path_buf(),
-        Arc::clone(databases),
-        Arc::default(),
-    );
-    let started = Instant::now();
-    step.operation
-        .run(&context)
-        .await
-        .unwrap_or_else(|e| panic!("{key}: {:?}", e.report));
-    started.elapsed()
-}
-
-/// The peak resident memory of this process so far, in MiB.
-fn peak_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn line(what: &str, flow: Duration, other: Option<(&str, Duration)>) {
-    match other {
-        Some((tool, time)) => println!(
-            "{what:<28} flow {flow:>9.2?}   {tool:<24} {time:>9.2?}   {tool} / flow = {:.2}",
-            time.as_secs_f64() / flow.as_secs_f64()
-        ),
-        None => println!("{what:<28} flow {flow:>9.2?}"),
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let Some(full) = flow_benches::mode() else {
@@ -219,15 +165,15 @@ async fn main() {
     let shp2pgsql = have("shp2pgsql");
 
     // Shapefile to CSV (WKT), both files.
-    run_step(&pipeline, "shp:convert", &databases, &dir).await;
-    let flow_convert = run_step(&pipeline, "shp:convert", &databases, &dir).await;
+    flow_benches::run_step(&pipeline, "shp:convert", &databases, &dir).await;
+    let flow_convert = flow_benches::run_step(&pipeline, "shp:convert", &databases, &dir).await;
     let ogr_convert = gdal.then(|| {
         let out = dir.join("ogr-csv");
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).expect("dir");
         let started = Instant::now();
         for name in ["points", "polygons"] {
-            timed(&format!(
+            flow_benches::timed(&format!(
                 "ogr2ogr -f CSV {} {} -lco GEOMETRY=AS_WKT",
                 out.join(format!("{name}.csv")).display(),
                 shp(name)
@@ -237,9 +183,9 @@ async fn main() {
     });
 
     // CSV to table.
-    run_step(&pipeline, "pg:source:create", &databases, &dir).await;
-    run_step(&pipeline, "pg:source:load", &databases, &dir).await;
-    let flow_csv = run_step(&pipeline, "pg:source:load", &databases, &dir).await;
+    flow_benches::run_step(&pipeline, "pg:source:create", &databases, &dir).await;
+    flow_benches::run_step(&pipeline, "pg:source:load", &databases, &dir).await;
+    let flow_csv = flow_benches::run_step(&pipeline, "pg:source:load", &databases, &dir).await;
     db.client()
         .await
         .expect("connect")
@@ -249,7 +195,7 @@ async fn main() {
     let psql_csv = {
         let started = Instant::now();
         for name in ["points", "polygons"] {
-            timed(&format!(
+            flow_benches::timed(&format!(
                 "{} '{url}' -qc \"\\copy csv_psql.{name} FROM '{}' CSV HEADER\"",
                 flow_benches::psql(),
                 dir.join("csv").join(format!("{name}.csv")).display()
@@ -259,12 +205,12 @@ async fn main() {
     };
 
     // Shapefile to PostGIS.
-    run_step(&pipeline, "shp:load", &databases, &dir).await;
-    let flow_load = run_step(&pipeline, "shp:load", &databases, &dir).await;
+    flow_benches::run_step(&pipeline, "shp:load", &databases, &dir).await;
+    let flow_load = flow_benches::run_step(&pipeline, "shp:load", &databases, &dir).await;
     let shp2pgsql_load = shp2pgsql.then(|| {
         let started = Instant::now();
         for name in ["points", "polygons"] {
-            timed(&format!(
+            flow_benches::timed(&format!(
                 "shp2pgsql -D -s 4326 -d {} shp2pgsql.{name} 2>/dev/null | {} '{url}' -q 2>/dev/null",
                 shp(name),
                 flow_benches::psql()
@@ -275,7 +221,7 @@ async fn main() {
     let ogr_load = gdal.then(|| {
         let started = Instant::now();
         for name in ["points", "polygons"] {
-            timed(&format!(
+            flow_benches::timed(&format!(
                 "ogr2ogr -f PostgreSQL '{}' {} -nln ogr.{name} -overwrite -lco SPATIAL_INDEX=NONE --config PG_USE_COPY YES",
                 db.gdal_connection(),
                 shp(name)
@@ -285,19 +231,19 @@ async fn main() {
     });
 
     println!("\n{points} points and {polygons} polygons, 2 cores");
-    line(
+    flow_benches::line(
         "shapefile -> CSV (WKT)",
         flow_convert,
         ogr_convert.map(|t| ("ogr2ogr -f CSV", t)),
     );
-    line("CSV -> table", flow_csv, Some(("psql \\copy", psql_csv)));
-    line(
+    flow_benches::line("CSV -> table", flow_csv, Some(("psql \\copy", psql_csv)));
+    flow_benches::line(
         "shapefile -> PostGIS",
         flow_load,
         shp2pgsql_load.map(|t| ("shp2pgsql -D | psql", t)),
     );
     if let Some(time) = ogr_load {
-        line(
+        flow_benches::line(
             "shapefile -> PostGIS",
             flow_load,
             Some(("ogr2ogr -f PostgreSQL", time)),
@@ -305,7 +251,7 @@ async fn main() {
     }
     println!(
         "flow's peak memory (this process, incl. generating the data): {:.0} MiB",
-        peak_mib()
+        flow_benches::peak_mib()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

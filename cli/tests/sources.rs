@@ -273,3 +273,125 @@ async fn rows_with_too_many_or_too_few_fields_are_placed_and_can_be_rejected() {
         .collect();
     assert_eq!(names, ["Ada", "Edsger"]);
 }
+
+/// The identity of `source.big`: a new table has a new one.
+async fn big_oid(client: &flow_db::tokio_postgres::Client) -> u32 {
+    client
+        .query_one("SELECT 'source.big'::regclass::oid", &[])
+        .await
+        .expect("oid")
+        .get(0)
+}
+
+/// A CSV file over 64 MiB (so that it loads over several streams): `rows`
+/// rows of an id, a quoted text with a comma and a newline in it, and a
+/// number; `bad` puts a word in the number column of that row.
+fn large_csv(path: &std::path::Path, rows: usize, bad: Option<usize>) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("csv"));
+    writeln!(out, "id,note,amount").expect("header");
+    for id in 1..=rows {
+        if bad == Some(id) {
+            writeln!(out, "{id},\"bad, row\",lots").expect("row");
+        } else {
+            writeln!(
+                out,
+                "{id},\"note {id}, with a comma\nand a second line of some length, long enough\",{}.25",
+                id % 1000
+            )
+            .expect("row");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_file_loads_over_several_streams_and_replaces_the_rows_whole() {
+    let project = project("parallel").await;
+    let rows = 900_000;
+    large_csv(&project.dir.join("csv/big.csv"), rows, None);
+    assert!(
+        std::fs::metadata(project.dir.join("csv/big.csv"))
+            .expect("size")
+            .len()
+            > 64 << 20
+    );
+    project.run(&[]).expect(0);
+    let client = project.db.client().await.expect("connect");
+    let check = "SELECT count(*), sum(id)::bigint, count(*) FILTER (WHERE note LIKE 'note %, with a comma\nand a second line of some length, long enough'), sum(amount)::text FROM source.big";
+    let summary = |row: flow_db::tokio_postgres::Row| -> (i64, i64, i64, String) {
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    };
+    let expected_sum: i64 = (1..=rows as i64).sum();
+    let amounts: f64 = (1..=rows).map(|id| (id % 1000) as f64 + 0.25).sum();
+    let first = summary(client.query_one(check, &[]).await.expect("big"));
+    assert_eq!(
+        first,
+        (
+            rows as i64,
+            expected_sum,
+            rows as i64,
+            format!("{amounts:.2}")
+        )
+    );
+    // Again: the rows are replaced, not added to, by a new table put in
+    // the old one's place (several streams).
+    let before = big_oid(&client).await;
+    project
+        .run(&["--force", "--step", "pg:source:load"])
+        .expect(0);
+    assert_eq!(
+        summary(client.query_one(check, &[]).await.expect("big")),
+        first
+    );
+    assert_ne!(
+        big_oid(&client).await,
+        before,
+        "loaded over several streams"
+    );
+
+    // A view over the table: loaded by the single stream, the view sees the
+    // new rows.
+    client
+        .batch_execute("CREATE VIEW public.big_count AS SELECT count(*) AS n FROM source.big")
+        .await
+        .expect("view");
+    large_csv(&project.dir.join("csv/big.csv"), rows + 1, None);
+    let before = big_oid(&client).await;
+    project.run(&["--step", "pg:source:load"]).expect(0);
+    assert_eq!(
+        big_oid(&client).await,
+        before,
+        "loaded by the single stream"
+    );
+    let n: i64 = client
+        .query_one("SELECT n FROM public.big_count", &[])
+        .await
+        .expect("view")
+        .get(0);
+    assert_eq!(n, rows as i64 + 1);
+    client
+        .batch_execute("DROP VIEW public.big_count")
+        .await
+        .expect("drop view");
+
+    // A bad row: the old rows stay, and the error has its line.
+    large_csv(&project.dir.join("csv/big.csv"), rows, Some(700_000));
+    let output = project.run(&["--step", "pg:source:load"]).expect(1);
+    let text = flat(&output.stderr);
+    assert!(text.contains("`csv/big.csv`, line 1400000"), "{text}");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM source.big", &[])
+        .await
+        .expect("big")
+        .get(0);
+    assert_eq!(count, rows as i64 + 1);
+    let leftovers: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'big\\_\\_flow%'",
+            &[],
+        )
+        .await
+        .expect("leftovers")
+        .get(0);
+    assert_eq!(leftovers, 0, "no table of the load is left behind");
+}

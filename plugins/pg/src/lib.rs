@@ -15,6 +15,7 @@ mod csv_schema;
 mod migrate;
 mod model_create;
 mod model_transform;
+mod parallel_copy;
 mod push;
 mod shape;
 mod source;

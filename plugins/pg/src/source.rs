@@ -323,6 +323,9 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
         let (permits, schema) = (Arc::clone(&permits), Arc::clone(&schema));
         async move {
             let _permit = permits.acquire_owned().await;
+            if let Some(done) = load_in_parallel(context, database, &schema, file).await {
+                return Ok((done.0, done.1, 0));
+            }
             match load_file(context, database, &schema, file).await {
                 Err(_) if max_errors > 0 => {
                     load_with_rejects(context, database, &schema, file, max_errors).await
@@ -350,6 +353,34 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
         note: Some(note),
         unchanged: false,
     })
+}
+
+/// A large file over several streams, when its table can be replaced
+/// (see `parallel_copy`); `None` when the single stream is the way: a small
+/// file, a table others refer to, or a load that failed (the single stream
+/// then says where, or rejects the bad rows).
+async fn load_in_parallel(
+    context: &RunContext,
+    database: &flow_engine::flow_db::Database,
+    schema: &str,
+    file: &Path,
+) -> Option<(u64, u64)> {
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let streams = crate::parallel_copy::streams(database);
+    if size < crate::parallel_copy::PARALLEL_FROM || streams < 2 {
+        return None;
+    }
+    let name = table_of(file);
+    let table = format!("{}.{}", quote_ident(schema), quote_ident(&name));
+    if !crate::parallel_copy::replaceable(database, &table)
+        .await
+        .unwrap_or(false)
+    {
+        return None;
+    }
+    crate::parallel_copy::load(context, database, schema, &name, file, streams)
+        .await
+        .ok()
 }
 
 async fn load_file(

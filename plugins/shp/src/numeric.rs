@@ -18,54 +18,64 @@ pub fn put(out: &mut BytesMut, text: &str) {
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let scale = (fraction.len() as i64 - exponent).clamp(0, 16_383);
-    let digits: Vec<u8> = whole
+    let digits = whole.bytes().chain(fraction.bytes()).map(|b| b - b'0');
+    // The decimal exponent of the first digit is `point - 1`.
+    let leading = whole
         .bytes()
         .chain(fraction.bytes())
-        .map(|b| b - b'0')
-        .collect();
-    // The decimal exponent of the first digit is `point - 1`.
-    let mut point = whole.len() as i64 + exponent;
-    let first = digits.iter().position(|d| *d != 0);
-    let groups: Vec<i16>;
-    let weight: i64;
-    match first {
-        None => {
-            groups = Vec::new();
-            weight = 0;
-        }
-        Some(first) => {
-            point -= first as i64;
-            let significant = &digits[first..];
-            let top = point - 1;
-            weight = top.div_euclid(4);
-            let pad = (3 - top.rem_euclid(4)) as usize;
-            let mut padded = vec![0u8; pad];
-            padded.extend_from_slice(significant);
-            while !padded.len().is_multiple_of(4) {
-                padded.push(0);
-            }
-            let mut all: Vec<i16> = padded
-                .chunks(4)
-                .map(|c| c.iter().fold(0i16, |n, d| n * 10 + i16::from(*d)))
-                .collect();
-            while all.last() == Some(&0) {
-                all.pop();
-            }
-            groups = all;
-        }
-    }
-    let sign: u16 = if negative && !groups.is_empty() {
-        0x4000
+        .take_while(|b| *b == b'0')
+        .count();
+    let total = whole.len() + fraction.len();
+    // Base-10000 groups, at most as many as a DBF number can need; longer
+    // text (rare) goes through the same steps with a heap buffer.
+    let mut groups = [0i16; 32];
+    let mut heap = Vec::new();
+    let needed = total / 4 + 2;
+    let groups: &mut [i16] = if needed <= groups.len() {
+        &mut groups[..needed]
     } else {
-        0
+        heap.resize(needed, 0);
+        &mut heap
     };
-    out.put_i32(8 + 2 * groups.len() as i32);
-    out.put_i16(groups.len() as i16);
+    let (count, weight) = if leading == total {
+        (0, 0)
+    } else {
+        let point = whole.len() as i64 + exponent - leading as i64;
+        let top = point - 1;
+        let pad = (3 - top.rem_euclid(4)) as usize;
+        let mut count = 0;
+        let mut filled = pad;
+        let mut group = 0i16;
+        for digit in digits.skip(leading) {
+            group = group * 10 + i16::from(digit);
+            filled += 1;
+            if filled == 4 {
+                groups[count] = group;
+                count += 1;
+                group = 0;
+                filled = 0;
+            }
+        }
+        if filled > 0 {
+            for _ in filled..4 {
+                group *= 10;
+            }
+            groups[count] = group;
+            count += 1;
+        }
+        while count > 0 && groups[count - 1] == 0 {
+            count -= 1;
+        }
+        (count, top.div_euclid(4))
+    };
+    let sign: u16 = if negative && count > 0 { 0x4000 } else { 0 };
+    out.put_i32(8 + 2 * count as i32);
+    out.put_i16(count as i16);
     out.put_i16(weight as i16);
     out.put_u16(sign);
     out.put_i16(scale as i16);
-    for group in groups {
-        out.put_i16(group);
+    for group in &groups[..count] {
+        out.put_i16(*group);
     }
 }
 
