@@ -1,7 +1,17 @@
 //! Everything `flow` writes to the terminal goes through here.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//!
+//! Nothing here panics or stops a run when the terminal or pipe has gone
+//! (`flow run --json | head`): a write that fails is dropped, and the run
+//! goes on and is recorded as it really ends.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
+
+/// Writes to stderr, ignoring a closed stream.
+fn to_stderr(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.write_all(b"\n");
+}
 
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, NamedSource, Report};
 
@@ -23,7 +33,7 @@ where
 {
     for error in errors {
         let report = Report::new(error).with_source_code(NamedSource::new(path, source.to_owned()));
-        eprintln!("{report:?}");
+        to_stderr(&format!("{report:?}"));
     }
 }
 
@@ -32,7 +42,7 @@ pub fn error<D>(error: D)
 where
     D: Diagnostic + Send + Sync + 'static,
 {
-    eprintln!("{:?}", Report::new(error));
+    to_stderr(&format!("{:?}", Report::new(error)));
 }
 
 /// A diagnostic as plain text, for records and JSON events.
@@ -48,13 +58,15 @@ pub fn render(report: &Report) -> String {
 
 /// Prints a report already made (a step's error).
 pub fn report(report: Report) {
-    eprintln!("{report:?}");
+    to_stderr(&format!("{report:?}"));
 }
 
 pub fn out(text: &str) {
-    print!("{text}");
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }
 
 pub fn note(text: &str) {
-    eprintln!("{text}");
+    to_stderr(text);
 }

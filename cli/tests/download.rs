@@ -230,7 +230,8 @@ async fn a_server_killed_mid_download_leaves_no_partial_file_and_a_rerun_complet
             .await
             .expect("upload");
     }
-    let project = Project::new("killed", "  jobs = 1\n");
+    // A server coming back may refuse a moment longer: a few more retries.
+    let project = Project::new("killed", "  jobs = 1\n  retries = 4\n");
     let url = server.url(&bucket, "");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
         .args(["run", "downloads.flow"])
@@ -277,4 +278,113 @@ async fn a_server_killed_mid_download_leaves_no_partial_file_and_a_rerun_complet
     let output = project.run(&url, &db.url()).expect(0);
     assert!(note(&output).contains("unchanged"), "{}", output.stderr);
     assert_eq!(files(&project.raw()).len(), 121);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_is_a_folder_and_no_key_can_leave_the_download_folder() {
+    let server = S3Server::shared().await;
+    let db = TestDatabase::create("downloads").await.expect("database");
+    let bucket = server.bucket("prefixes").await;
+    for key in ["shp/a.shp", "shp-old/b.shp", "shpx.shp"] {
+        bucket.put_object(key, b"x").await.expect("upload");
+    }
+    // The step names the prefix without its slash.
+    let project = Project::new("prefixes", "");
+    let flow = std::fs::read_to_string(project.dir.join("downloads.flow")).expect("flow");
+    std::fs::write(
+        project.dir.join("downloads.flow"),
+        flow.replace("bucket \"shp/\"", "bucket \"shp\""),
+    )
+    .expect("flow");
+    project.run(&server.url(&bucket, ""), &db.url()).expect(0);
+    assert_eq!(files(&project.raw()), [".flow-manifest.json", "a.shp"]);
+
+    // A key that would land outside the folder or on another key's file is
+    // refused before anything is written. (SeaweedFS refuses such keys
+    // itself; a folder storage can hold one: a file name with backslashes.)
+    let source = project.dir.join("source/shp");
+    std::fs::create_dir_all(&source).expect("dir");
+    std::fs::write(source.join("c.shp"), "x").expect("file");
+    std::fs::write(source.join("sub\\..\\d.shp"), "x").expect("file");
+    let _ = std::fs::remove_dir_all(project.raw());
+    let output = project.run("file://source", &db.url()).expect(1);
+    let text = flat(&output.stderr);
+    assert!(
+        text.contains("`sub\\..\\d.shp` (it holds a backslash)"),
+        "{text}"
+    );
+    assert!(files(&project.raw()).is_empty(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_deleted_from_the_storage_are_reported_and_removed_on_request() {
+    let server = S3Server::shared().await;
+    let db = TestDatabase::create("downloads").await.expect("database");
+    let bucket = server.bucket("deleted").await;
+    for key in ["shp/a.shp", "shp/b.shp"] {
+        bucket.put_object(key, b"x").await.expect("upload");
+    }
+    let project = Project::new("deleted", "");
+    project.run(&server.url(&bucket, ""), &db.url()).expect(0);
+    bucket.delete_object("shp/b.shp").await.expect("delete");
+    let output = project.run(&server.url(&bucket, ""), &db.url()).expect(0);
+    let text = flat(&output.stderr);
+    assert!(
+        text.contains("warning: 1 deleted from the storage but still in `data/raw`: `b.shp`"),
+        "{text}"
+    );
+    assert_eq!(
+        files(&project.raw()),
+        [".flow-manifest.json", "a.shp", "b.shp"]
+    );
+    let flow = std::fs::read_to_string(project.dir.join("downloads.flow")).expect("flow");
+    std::fs::write(
+        project.dir.join("downloads.flow"),
+        flow.replace(
+            "  to = \"data/raw\"\n",
+            "  to = \"data/raw\"\n  delete = true\n",
+        ),
+    )
+    .expect("flow");
+    let output = project.run(&server.url(&bucket, ""), &db.url()).expect(0);
+    assert!(
+        flat(&output.stderr).contains("1 deleted from the storage, removed here: `b.shp`"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(files(&project.raw()), [".flow-manifest.json", "a.shp"]);
+    let manifest =
+        std::fs::read_to_string(project.raw().join(".flow-manifest.json")).expect("manifest");
+    assert!(!manifest.contains("b.shp"), "{manifest}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_fails_the_step_in_bounded_time_with_each_retry_shown() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let db = TestDatabase::create("downloads").await.expect("database");
+    let project = Project::new("silent", "  request_timeout = 1s\n");
+    let started = Instant::now();
+    let output = project
+        .run(
+            &format!("s3://bucket?endpoint=http://127.0.0.1:{port}"),
+            &db.url(),
+        )
+        .expect(1);
+    let elapsed = started.elapsed();
+    let text = flat(&output.stderr);
+    assert!(text.contains("did not answer within 1s"), "{text}");
+    assert_eq!(
+        text.matches("retry minio:download").count(),
+        2,
+        "two retries, each shown: {text}"
+    );
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
 }

@@ -426,3 +426,36 @@ async fn a_killed_flow_takes_its_commands_processes_with_it() {
         "a command's child outlived flow killed with SIGKILL"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_ends_the_output_not_the_run() {
+    use std::io::BufRead as _;
+    let project = project("pipe").await;
+    // `flow run --json | head -1`: the reader goes after the first event.
+    project.write(
+        "a.sql",
+        "DROP TABLE IF EXISTS a;\nCREATE TABLE a AS SELECT g AS n FROM generate_series(1, 10) g;\nSELECT pg_sleep(0.5);\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "nightly.flow", "--json"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flow starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("first event");
+    assert!(first.contains("run_started"), "{first}");
+    let output = child.wait_with_output().expect("flow ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let runs = project.flow(&["runs", "--json"]).expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    assert_eq!(runs[0]["status"], "succeeded");
+}

@@ -149,6 +149,15 @@ impl Params {
         self.get(key)?.as_f64().map(|n| n as u64)
     }
 
+    pub fn duration(&self, key: &str) -> Option<std::time::Duration> {
+        match self.get(key)?.kind {
+            ValueKind::Duration { amount, unit } => Some(std::time::Duration::from_millis(
+                amount.saturating_mul(unit.millis()),
+            )),
+            _ => None,
+        }
+    }
+
     pub fn bool(&self, key: &str) -> Option<bool> {
         match self.get(key)?.kind {
             ValueKind::Bool(flag) => Some(flag),

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use flow_engine::{RunContext, StepError};
 use futures_util::StreamExt as _;
@@ -37,6 +36,7 @@ pub fn bucket(storage: &Storage) -> Result<Box<Bucket>, StepError> {
         path_style,
         access_key,
         secret_key,
+        timeout,
         ..
     } = storage
     else {
@@ -65,8 +65,11 @@ pub fn bucket(storage: &Storage) -> Result<Box<Bucket>, StepError> {
     } else {
         bucket
     };
+    // One retry layer: the step's (printed, with backoff); none in the
+    // S3 client.
+    s3::set_retries(0);
     bucket
-        .with_request_timeout(Duration::from_secs(60))
+        .with_request_timeout(*timeout)
         .map_err(|e| StepError::message(e.to_string(), None))
 }
 
@@ -266,6 +269,17 @@ pub fn s3_error(error: S3Error, storage: &Storage, key: Option<&str>) -> StepErr
             } else {
                 error
             }
+        }
+        S3Error::Reqwest(error) if error.is_timeout() => {
+            let limit = match storage {
+                Storage::S3 { timeout, .. } => format!("{}s", timeout.as_secs_f64()),
+                Storage::Folder { .. } => "its time".into(),
+            };
+            StepError::message(
+                format!("{place} did not answer within {limit}"),
+                Some("`request_timeout` on the step sets how long one request may take".into()),
+            )
+            .transient()
         }
         S3Error::Reqwest(error) => {
             StepError::message(format!("cannot reach {place}: {error}"), None).transient()

@@ -12,7 +12,6 @@ mod download;
 mod storage;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use flow_engine::{
     BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
@@ -54,10 +53,18 @@ static DOWNLOAD: OperationSpec = OperationSpec {
             ParamType::Count,
             "downloads at the same time (default 8)",
         ),
+        ParamSpec::optional(
+            "request_timeout",
+            ParamType::Duration,
+            "how long one request to the storage may take, connecting included (default 30s)",
+        ),
+        ParamSpec::optional(
+            "delete",
+            ParamType::Bool,
+            "remove the files of objects deleted from the storage since they were downloaded (default false: they are reported and kept)",
+        ),
     ],
 };
-
-const ATTEMPTS: u32 = 4;
 
 impl Operation for Download {
     fn spec(&self) -> &'static OperationSpec {
@@ -122,11 +129,13 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         .storages
         .get(name)
         .ok_or_else(|| StepError::message(format!("storage `{name}` is not configured"), None))?;
-    let storage = Arc::new(Storage::parse(
-        url,
-        context.base_dir(),
-        prefix.unwrap_or_default(),
-    )?);
+    let mut storage = Storage::parse(url, context.base_dir(), prefix.unwrap_or_default())?;
+    if let (Storage::S3 { timeout, .. }, Some(limit)) =
+        (&mut storage, context.params.duration("request_timeout"))
+    {
+        *timeout = limit;
+    }
+    let storage = Arc::new(storage);
     let to = context.path(context.params.str("to").unwrap_or_default());
     let options = glob::MatchOptions {
         require_literal_separator: true,
@@ -137,7 +146,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         (include.is_empty() || include.iter().any(|g| g.matches_with(key, options)))
             && !exclude.iter().any(|g| g.matches_with(key, options))
     };
-    let listed: Vec<Listed> = with_retries(context, || download::list(&storage))
+    let listed: Vec<Listed> = download::list(&storage)
         .await?
         .into_iter()
         .filter(|o| wanted(&o.key))
@@ -149,10 +158,59 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
+    let refused: Vec<String> = listed
+        .iter()
+        .filter_map(|o| {
+            storage::local_path(&o.key)
+                .err()
+                .map(|why| format!("`{}` ({why})", o.key))
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(StepError::message(
+            format!(
+                "{} key(s) cannot be files below `{}`: {}",
+                refused.len(),
+                context.relative(&to),
+                refused.join(", ")
+            ),
+            Some("rename the objects in the storage, or leave them out with `exclude`".into()),
+        ));
+    }
+    // Objects downloaded before that the storage no longer holds (among the
+    // keys this step selects): reported, and removed with `delete = true`,
+    // as `rclone sync` would.
+    let present: std::collections::HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    let gone: Vec<String> = manifest
+        .keys()
+        .filter(|key| wanted(key) && !present.contains(key.as_str()))
+        .cloned()
+        .collect();
+    let delete = context.params.bool("delete") == Some(true);
+    if delete {
+        for key in &gone {
+            if let Ok(path) = storage::local_path(key) {
+                match tokio::fs::remove_file(to.join(path)).await {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        return Err(StepError::message(
+                            format!(
+                                "cannot remove `{key}` from `{}`: {error}",
+                                context.relative(&to)
+                            ),
+                            None,
+                        ));
+                    }
+                }
+            }
+            manifest.remove(key);
+        }
+    }
     let mut pending = Vec::new();
     let mut skipped = 0usize;
     for object in listed {
-        let target = to.join(&object.key);
+        let target = to.join(storage::local_path(&object.key).unwrap_or_default());
         let on_disk = tokio::fs::metadata(&target)
             .await
             .is_ok_and(|m| m.len() == object.size);
@@ -175,10 +233,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         let storage = Arc::clone(&storage);
         tasks.push(async move {
             let _permit = permits.acquire_owned().await;
-            let result = with_retries(context, || {
-                download::fetch(&storage, &object, &target, context)
-            })
-            .await;
+            let result = download::fetch(&storage, &object, &target, context).await;
             (object, result)
         });
     }
@@ -213,37 +268,38 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
     if let Some(error) = failure {
         return Err(error);
     }
+    let mut note = format!(
+        "{downloaded} downloaded, {skipped} unchanged, {bytes} bytes from {}",
+        storage.describe()
+    );
+    if !gone.is_empty() {
+        let shown: Vec<String> = gone.iter().take(5).map(|k| format!("`{k}`")).collect();
+        let more = if gone.len() > 5 {
+            format!(" and {} more", gone.len() - 5)
+        } else {
+            String::new()
+        };
+        if delete {
+            note.push_str(&format!(
+                "; {} deleted from the storage, removed here: {}{more}",
+                gone.len(),
+                shown.join(", ")
+            ));
+        } else {
+            note.push_str(&format!(
+                "; warning: {} deleted from the storage but still in `{}`: {}{more} (`delete = true` removes them)",
+                gone.len(),
+                context.relative(&to),
+                shown.join(", ")
+            ));
+        }
+    }
     Ok(Outcome {
         rows: 0,
         bytes,
-        note: Some(format!(
-            "{downloaded} downloaded, {skipped} unchanged, {bytes} bytes from {}",
-            storage.describe()
-        )),
-        unchanged: downloaded == 0,
+        note: Some(note),
+        unchanged: downloaded == 0 && (!delete || gone.is_empty()),
     })
-}
-
-/// Retries transient failures with exponential backoff.
-async fn with_retries<'a, T, F, Fut>(context: &'a RunContext, mut work: F) -> Result<T, StepError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StepError>> + 'a,
-{
-    let mut delay = Duration::from_millis(300);
-    for attempt in 1..=ATTEMPTS {
-        match work().await {
-            Err(error) if error.transient && attempt < ATTEMPTS => {
-                tokio::select! {
-                    () = context.cancel.cancelled() => return Err(error),
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay *= 2;
-            }
-            result => return result,
-        }
-    }
-    Err(StepError::message("gave up", None))
 }
 
 inventory::submit!(Registration(&Download));

@@ -22,6 +22,8 @@ pub enum Storage {
         path_style: bool,
         access_key: Option<String>,
         secret_key: Option<String>,
+        /// How long one request may take, connecting included.
+        timeout: std::time::Duration,
     },
     Folder {
         root: PathBuf,
@@ -85,9 +87,15 @@ impl Storage {
             .or_else(|| env("AWS_SECRET_ACCESS_KEY"))
             .or_else(|| env("SPACES_SECRET"))
             .or_else(|| env("SPACES_SECRET_ACCESS_KEY"));
+        // A prefix names a folder: `shapefiles` lists `shapefiles/...`, never
+        // `shapefiles-old/...`, and no key below it starts with `/`.
+        let mut prefix = join(url.path());
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
         Ok(Storage::S3 {
             bucket,
-            prefix: join(url.path()),
+            prefix,
             path_style: path_style.unwrap_or(endpoint.is_some()),
             region: region
                 .or_else(|| env("AWS_REGION"))
@@ -95,6 +103,7 @@ impl Storage {
             endpoint,
             access_key,
             secret_key,
+            timeout: std::time::Duration::from_secs(30),
         })
     }
 
@@ -112,6 +121,37 @@ impl Storage {
     }
 }
 
+/// The local path of an object's key below the download folder, or why the
+/// key has none: a key that is empty, absolute, has `.` or `..` or empty
+/// segments, backslashes, NUL or a drive letter could land outside the
+/// folder or on another key's file, so it is refused, never cleaned up.
+pub fn local_path(key: &str) -> Result<PathBuf, &'static str> {
+    if key.is_empty() {
+        return Err("it is empty");
+    }
+    if key.starts_with('/') {
+        return Err("it is an absolute path");
+    }
+    if key.contains('\\') {
+        return Err("it holds a backslash");
+    }
+    if key.contains('\0') {
+        return Err("it holds a NUL character");
+    }
+    let mut path = PathBuf::new();
+    for (index, segment) in key.split('/').enumerate() {
+        match segment {
+            "" => return Err("it has an empty segment (`//` or a trailing `/`)"),
+            "." | ".." => return Err("it has a `.` or `..` segment"),
+            _ if index == 0 && segment.len() == 2 && segment.ends_with(':') => {
+                return Err("it starts with a drive letter");
+            }
+            _ => path.push(segment),
+        }
+    }
+    Ok(path)
+}
+
 fn decode(text: &str) -> String {
     url::form_urlencoded::parse(format!("x={text}").as_bytes())
         .next()
@@ -122,6 +162,45 @@ fn decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_map_to_paths_inside_the_folder_or_are_refused() {
+        assert_eq!(local_path("a/b.shp"), Ok(PathBuf::from("a/b.shp")));
+        assert_eq!(
+            local_path("dots...in.name"),
+            Ok(PathBuf::from("dots...in.name"))
+        );
+        for bad in [
+            "",
+            "/etc/x",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\..\\b",
+            "C:/x",
+            "x\0y",
+        ] {
+            assert!(local_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_is_a_folder() {
+        let storage = Storage::parse("s3://data/shapefiles?endpoint=http://h", Path::new("/"), "")
+            .expect("storage");
+        let Storage::S3 { prefix, .. } = storage else {
+            panic!("s3");
+        };
+        assert_eq!(prefix, "shapefiles/");
+        let storage = Storage::parse("s3://data?endpoint=http://h", Path::new("/"), "shapefiles")
+            .expect("storage");
+        let Storage::S3 { prefix, .. } = storage else {
+            panic!("s3");
+        };
+        assert_eq!(prefix, "shapefiles/");
+    }
 
     #[test]
     fn s3_urls_carry_endpoint_region_and_addressing() {
