@@ -36,7 +36,7 @@ pub fn history(
     };
     block_on(async move {
         let needed = BTreeSet::from(["flow".to_owned()]);
-        let session = match Session::open(&environment, &base, &needed, 2).await {
+        let session = match Session::open(&environment, &base, &needed, 2, &[]).await {
             Ok(session) => session,
             Err(error) => {
                 output::error(error);
@@ -205,7 +205,7 @@ pub fn predict(
     let predictions = std::cell::RefCell::new(None);
     let note = std::cell::RefCell::new(None);
     block_on(async {
-        let session = match Session::open(&environment, base, &needed, 2).await {
+        let session = match Session::open(&environment, base, &needed, 2, &[]).await {
             Ok(session) => session,
             Err(error) => {
                 *note.borrow_mut() = Some(format!("(run history not read: {error})"));

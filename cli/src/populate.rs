@@ -67,7 +67,7 @@ pub fn command(
         }
     }
     crate::run::block_on(async {
-        let session = match Session::open(&environment, &base, &needed, 4).await {
+        let session = match Session::open(&environment, &base, &needed, 4, &[]).await {
             Ok(session) => session,
             Err(error) => {
                 output::error(error);

@@ -143,6 +143,7 @@ pub async fn execute(
         base,
         &session::databases_needed(&pipeline, &selected),
         args.db_connections,
+        &args.vars,
     )
     .await
     {

@@ -78,7 +78,7 @@ async fn records(flow: &Flow) -> Result<(Session, Records), String> {
     let environment =
         resolve_environment(&flow.pipeline, &flow.base, None).map_err(|e| e.to_string())?;
     let needed = std::collections::BTreeSet::from(["flow".to_owned()]);
-    let session = Session::open(&environment, &flow.base, &needed, 4)
+    let session = Session::open(&environment, &flow.base, &needed, 4, &[])
         .await
         .map_err(|e| e.to_string())?;
     let records = match session.databases.get("flow") {

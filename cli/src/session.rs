@@ -16,12 +16,14 @@ pub struct Session {
 
 impl Session {
     /// Connects to the `needed` databases of the environment, starting the
-    /// embedded cluster (under `base/.flow`) if one of them lives there.
+    /// embedded cluster (under `base/.flow`) if one of them lives there;
+    /// every connection carries the run's values (`vars`) as `flow.<name>`.
     pub async fn open(
         environment: &Environment,
         base: &Path,
         needed: &BTreeSet<String>,
         pool_size: usize,
+        vars: &[(String, String)],
     ) -> Result<Self, DbError> {
         let mut lease = None;
         if needed.iter().any(|db| {
@@ -49,7 +51,7 @@ impl Session {
             let cluster = lease.as_ref().map(|l: &Lease| (l.cluster(), l.port));
             databases.insert(
                 name.clone(),
-                Database::connect(name, location, cluster, pool_size).await?,
+                Database::connect_with(name, location, cluster, pool_size, vars).await?,
             );
         }
         Ok(Self { databases, lease })

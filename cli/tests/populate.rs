@@ -738,3 +738,42 @@ async fn tables_with_foreign_keys_are_emptied_children_first_and_loaded_parents_
         .collect();
     assert_eq!(rows, ["lot 1:a", "lot 3:c", "zone a", "zone c"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_values_reach_transforms_and_checks() {
+    let project = Project::new("vars").await;
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code, area, geom) VALUES
+           (1, 'residential', current_setting('flow.vendor'), 100, 'SRID=4326;POINT(1 1)');",
+    );
+    project.flow_file(
+        "parcels, zoning",
+        "  allow = [\"drop column parcels.old_id\"]",
+        r#"
+check vendor_only {
+  table = api.public.parcels
+  sql = "SELECT id FROM public.parcels WHERE code <> current_setting('flow.vendor')"
+}
+"#,
+    );
+    project
+        .flow(&["run", "release.flow", "--force", "--var", "vendor=hallmark"])
+        .expect(0);
+    assert_eq!(project.parcels().await, ["1:residential:hallmark"]);
+    // The check sees the run's value: a transform writing another fails it.
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code, area, geom) VALUES
+           (1, 'residential', 'someone else', 100, 'SRID=4326;POINT(1 1)');",
+    );
+    let failed = project
+        .flow(&["run", "release.flow", "--force", "--var", "vendor=hallmark"])
+        .expect(1);
+    assert!(
+        flat(&failed.stderr).contains("check `vendor_only`"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(project.parcels().await, ["1:residential:hallmark"]);
+}

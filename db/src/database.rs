@@ -30,7 +30,20 @@ impl Database {
         cluster: Option<(&Cluster, u16)>,
         pool_size: usize,
     ) -> Result<Self, DbError> {
-        let (config, verify) = match location {
+        Self::connect_with(name, location, cluster, pool_size, &[]).await
+    }
+
+    /// Connects with `settings` (name, value) set on every connection of the
+    /// pool as `flow.<name>` (a run's values: `current_setting('flow.item')`
+    /// in any SQL of any step).
+    pub async fn connect_with(
+        name: &str,
+        location: &Location,
+        cluster: Option<(&Cluster, u16)>,
+        pool_size: usize,
+        settings: &[(String, String)],
+    ) -> Result<Self, DbError> {
+        let (mut config, verify) = match location {
             Location::Embedded { database } => {
                 let Some((cluster, port)) = cluster else {
                     return Err(DbError::Connect {
@@ -45,6 +58,22 @@ impl Database {
             }
             Location::Url(url) => config_from_url(url)?,
         };
+        if !settings.is_empty() {
+            // Server options at connection start: `-c flow.name=value`, with
+            // blanks and backslashes escaped as libpq's options expect.
+            let escape = |text: &str| text.replace('\\', "\\\\").replace(' ', "\\ ");
+            let options: Vec<String> = settings
+                .iter()
+                .map(|(name, value)| format!("-c flow.{}={}", escape(name), escape(value)))
+                .collect();
+            let existing = config.get_options().map(str::to_owned);
+            let joined = existing
+                .into_iter()
+                .chain(options)
+                .collect::<Vec<_>>()
+                .join(" ");
+            config.options(&joined);
+        }
         let connector = tls::connector(verify);
         let manager = Manager::from_config(
             config,

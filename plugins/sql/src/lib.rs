@@ -77,12 +77,9 @@ impl Operation for Run {
                 // disarms it, so it never cancels the connection's next user.
                 let guard = flow_engine::flow_db::CancelOnDrop::new(&client);
                 let result = async {
+                    // The run's values are settings of every connection
+                    // (`current_setting('flow.item')`), set by the session.
                     let transaction = client.transaction().await?;
-                    for (name, value) in context.vars.iter() {
-                        transaction
-                            .execute("SELECT set_config('flow.' || $1, $2, true)", &[name, value])
-                            .await?;
-                    }
                     match transaction.simple_query(&sql).await {
                         Ok(messages) => {
                             transaction.commit().await?;
