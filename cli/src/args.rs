@@ -94,6 +94,10 @@ pub enum Command {
         /// How often the service looks at the clock, in milliseconds.
         #[arg(long, default_value_t = 1000, hide = true)]
         tick_ms: u64,
+        /// The environment whose flow database keeps the fires (a schedule's
+        /// own `env` still picks where its runs go).
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
     },
     /// Show what `pg:target:populate` would change in the API database: each schema
     /// difference, safe, data-dependent (with the rows that would break) or destructive,
@@ -185,6 +189,8 @@ pub enum ScheduleCommand {
     List {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
     },
 }
 

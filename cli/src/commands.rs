@@ -20,6 +20,14 @@ pub fn run(args: Args) -> Exit {
         } => match load_and_plan(&file, &select, &registry) {
             Some((pipeline, selected, mut plan)) => {
                 let base = crate::run::base_dir(&file);
+                // An environment the flow does not have is a mistake, as for
+                // `run`; a variable not set only shows in the plan.
+                if let Err(error @ flow_engine::EnvironmentError::Unknown { .. }) =
+                    crate::run::resolve_environment(&pipeline, &base, env.as_deref())
+                {
+                    output::error(error);
+                    return Exit::Invalid;
+                }
                 let note =
                     crate::history::predict(&pipeline, &selected, &mut plan, &base, env.as_deref());
                 let connections = connections(&pipeline, &file, env.as_deref());
@@ -67,14 +75,15 @@ pub fn run(args: Args) -> Exit {
         Command::Run { file, select, run } => crate::run::run(&file, &select, &run, &registry),
         Command::Db { action } => crate::db::db(&action),
         Command::Schedule {
-            list: Some(crate::args::ScheduleCommand::List { files }),
+            list: Some(crate::args::ScheduleCommand::List { files, env }),
             ..
-        } => crate::schedule::list(&files, &registry),
+        } => crate::schedule::list(&files, env.as_deref(), &registry),
         Command::Schedule {
             list: None,
             files,
             tick_ms,
-        } => crate::schedule::serve(&files, tick_ms, &registry),
+            env,
+        } => crate::schedule::serve(&files, tick_ms, env.as_deref(), &registry),
         Command::Runs {
             file,
             limit,
@@ -129,14 +138,30 @@ pub fn run(args: Args) -> Exit {
 fn check(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
     let mut exit = Exit::Success;
     for file in files {
-        match load::load(file, registry) {
-            Some(pipeline) => output::note(&format!(
-                "{}: ok, {} steps",
+        let Some(pipeline) = load::load(file, registry) else {
+            exit = Exit::Invalid;
+            continue;
+        };
+        let missing = flow_engine::missing_files(&pipeline, &crate::run::base_dir(file));
+        if !missing.is_empty() {
+            let count = missing.len();
+            if let Some(source) = load::read(file) {
+                output::diagnostics(&file.display().to_string(), &source, missing);
+            }
+            output::note(&format!(
+                "{}: {count} {}",
                 file.display(),
-                pipeline.steps.len()
-            )),
-            None => exit = Exit::Invalid,
+                if count == 1 { "problem" } else { "problems" }
+            ));
+            exit = Exit::Invalid;
+            continue;
         }
+        let steps = pipeline.steps.len();
+        output::note(&format!(
+            "{}: ok, {steps} {}",
+            file.display(),
+            if steps == 1 { "step" } else { "steps" }
+        ));
     }
     exit
 }

@@ -50,9 +50,11 @@ struct Flow {
     file: PathBuf,
     base: PathBuf,
     pipeline: Arc<Pipeline>,
+    /// The environment whose flow database keeps the records.
+    env: Option<String>,
 }
 
-fn load_all(files: &[PathBuf], registry: &Registry) -> Option<Vec<Flow>> {
+fn load_all(files: &[PathBuf], env: Option<&str>, registry: &Registry) -> Option<Vec<Flow>> {
     let mut flows = Vec::new();
     for file in files {
         let pipeline = load::load(file, registry)?;
@@ -60,6 +62,7 @@ fn load_all(files: &[PathBuf], registry: &Registry) -> Option<Vec<Flow>> {
             file: file.clone(),
             base: base_dir(file),
             pipeline: Arc::new(pipeline),
+            env: env.map(str::to_owned),
         });
     }
     Some(flows)
@@ -75,8 +78,8 @@ fn from_micros(value: i64) -> Timestamp {
 
 /// Opens the flow database of a flow (the records live there).
 async fn records(flow: &Flow) -> Result<(Session, Records), String> {
-    let environment =
-        resolve_environment(&flow.pipeline, &flow.base, None).map_err(|e| e.to_string())?;
+    let environment = resolve_environment(&flow.pipeline, &flow.base, flow.env.as_deref())
+        .map_err(|e| e.to_string())?;
     let needed = std::collections::BTreeSet::from(["flow".to_owned()]);
     let session = Session::open(&environment, &flow.base, &needed, 4, &[])
         .await
@@ -88,8 +91,8 @@ async fn records(flow: &Flow) -> Result<(Session, Records), String> {
     Ok((session, records))
 }
 
-pub fn list(files: &[PathBuf], registry: &Registry) -> Exit {
-    let Some(flows) = load_all(files, registry) else {
+pub fn list(files: &[PathBuf], env: Option<&str>, registry: &Registry) -> Exit {
+    let Some(flows) = load_all(files, env, registry) else {
         return Exit::Invalid;
     };
     block_on(async move {
@@ -139,14 +142,14 @@ pub fn list(files: &[PathBuf], registry: &Registry) -> Exit {
     })
 }
 
-pub fn serve(files: &[PathBuf], tick_ms: u64, registry: &Registry) -> Exit {
+pub fn serve(files: &[PathBuf], tick_ms: u64, env: Option<&str>, registry: &Registry) -> Exit {
     if files.is_empty() {
         output::note(
             "name the flow files whose schedules to run: `flow schedule flows/parcels.flow`",
         );
         return Exit::Invalid;
     }
-    let Some(flows) = load_all(files, registry) else {
+    let Some(flows) = load_all(files, env, registry) else {
         return Exit::Invalid;
     };
     if flows.iter().all(|f| f.pipeline.schedules.is_empty()) {

@@ -86,3 +86,66 @@ fn check_reports_every_file() {
         output.stderr
     );
 }
+
+#[test]
+fn files_a_flow_needs_and_no_step_writes_are_checked_before_the_run() {
+    let dir = std::env::temp_dir().join(format!("flow-check-missing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sql")).expect("dir");
+    std::fs::write(
+        dir.join("needs.flow"),
+        r#"flow needs
+
+database flow = "embedded"
+
+step pg:model:create {
+  release = "schemas/release.sql"
+  tables = [parcels]
+}
+
+step sql:flow:run {
+  sql = "sql/*.sql"
+}
+
+step sh:run fetch {
+  command = "true"
+  writes = ["data/raw/*.shp"]
+}
+
+step shp:convert {
+  from = "data/raw/*.shp"
+  to = "data/csv"
+}
+"#,
+    )
+    .expect("flow");
+    let output = Flow::new(["check", "needs.flow"]).dir(&dir).expect(2);
+    let text = support::flat(&output.stderr);
+    assert!(text.contains("flow::check::missing_file"), "{text}");
+    assert!(
+        text.contains("no file matches `schemas/release.sql`") && text.contains("needs.flow:6:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no file matches `sql/*.sql`") && text.contains("needs.flow:11:"),
+        "{text}"
+    );
+    // Files a step writes appear during the run: not looked for.
+    assert!(!text.contains("data/raw"), "{text}");
+    assert!(text.contains("needs.flow: 2 problems"), "{text}");
+
+    std::fs::create_dir_all(dir.join("schemas")).expect("dir");
+    std::fs::write(
+        dir.join("schemas/release.sql"),
+        "CREATE TABLE parcels (id int);",
+    )
+    .expect("release");
+    std::fs::write(dir.join("sql/a.sql"), "SELECT 1;").expect("sql");
+    let output = Flow::new(["check", "needs.flow"]).dir(&dir).expect(0);
+    assert!(
+        output.stderr.contains("needs.flow: ok, 4 steps"),
+        "{}",
+        output.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -777,3 +777,27 @@ check vendor_only {
     );
     assert_eq!(project.parcels().await, ["1:residential:hallmark"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_error_in_a_transform_points_at_its_statement() {
+    let project = Project::new("transformplace").await;
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code, area, geom) VALUES
+           (1, 'residential', 'A', 100, 'SRID=4326;POINT(1 1)');
+-- the area of the second parcel
+INSERT INTO parcels (id, zoning, code, area, geom)
+  SELECT 2, 'commercial', 'B', 100 / (id - 1), geom FROM parcels;
+",
+    );
+    project.flow_file(
+        "parcels, zoning",
+        "  allow = [\"drop column parcels.old_id\"]",
+        "",
+    );
+    let failed = project.run(1);
+    let text = flat(&failed.stderr);
+    assert!(text.contains("division by zero (SQLSTATE 22012)"), "{text}");
+    assert!(text.contains("transform/parcels.sql:4:1"), "{text}");
+    assert!(text.contains("the statement at line 4 failed"), "{text}");
+}

@@ -459,3 +459,41 @@ async fn a_closed_stdout_ends_the_output_not_the_run() {
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
     assert_eq!(runs[0]["status"], "succeeded");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_sql_errors_point_at_their_statement_with_the_detail() {
+    let project = project("sqlplace").await;
+    for (sql, line, message, detail) in [
+        (
+            "DROP TABLE IF EXISTS a;\nCREATE TABLE a (code varchar(3));\nINSERT INTO a VALUES ('ab');\n\nINSERT INTO a VALUES ('abcdef');\n",
+            5,
+            "value too long for type character varying(3) (SQLSTATE 22001)",
+            None,
+        ),
+        (
+            "DROP TABLE IF EXISTS a;\nCREATE TABLE a AS SELECT 1 AS n;\nSELECT n / 0 FROM a;\n",
+            3,
+            "division by zero (SQLSTATE 22012)",
+            None,
+        ),
+        (
+            "DROP TABLE IF EXISTS a, p;\nCREATE TABLE p (id int PRIMARY KEY);\nCREATE TABLE a (p int REFERENCES p);\n-- a key that is not there\nINSERT INTO a VALUES (5);\n",
+            5,
+            "violates foreign key constraint",
+            Some("Key (p)=(5) is not present in table \"p\""),
+        ),
+    ] {
+        project.write("a.sql", sql);
+        let output = project.run(&["--step", "sql:flow:run/a"]).expect(1);
+        let text = flat(&output.stderr);
+        assert!(text.contains(message), "{text}");
+        assert!(text.contains(&format!("a.sql:{line}:1")), "{text}");
+        assert!(
+            text.contains(&format!("the statement at line {line} failed")),
+            "{text}"
+        );
+        if let Some(detail) = detail {
+            assert!(text.contains(detail), "{text}");
+        }
+    }
+}

@@ -108,6 +108,39 @@ impl DbError {
         }))
     }
 
+    /// Like [`DbError::in_file`], for an error PostgreSQL gave no place for:
+    /// `statement` is the range of the statement found to fail, shown with
+    /// its line and a help line.
+    pub fn in_statement(
+        error: tokio_postgres::Error,
+        file: &str,
+        sql: &str,
+        statement: std::ops::Range<usize>,
+    ) -> DbError {
+        let line = sql[..statement.start].matches('\n').count() + 1;
+        let mut built = DbError::in_file(error, file, sql);
+        if let DbError::Sql(sql_error) = &mut built
+            && sql_error.span.is_none()
+        {
+            sql_error.span = Some((statement.start, statement.len()).into());
+            let help = format!(
+                "the statement at line {line} failed on the data it met; the row or value is above"
+            );
+            sql_error.help = Some(match sql_error.help.take() {
+                Some(detail) => format!("{detail}\n{help}"),
+                None => help,
+            });
+        }
+        built
+    }
+
+    /// Whether PostgreSQL said where in the SQL the error is.
+    pub fn has_position(error: &tokio_postgres::Error) -> bool {
+        error
+            .as_db_error()
+            .is_some_and(|db| db.position().is_some())
+    }
+
     /// Whether retrying may help: a lost connection, a serialization failure,
     /// a deadlock, a server starting up or shutting down.
     pub fn is_transient(&self) -> bool {

@@ -17,6 +17,7 @@ mod location;
 mod tls;
 
 pub mod names;
+pub mod statements;
 pub mod testing;
 pub mod types;
 

@@ -72,6 +72,20 @@ pub enum CompileError {
         help: String,
     },
 
+    #[error("no file matches `{glob}`, and no step of the flow writes it")]
+    #[diagnostic(
+        code(flow::check::missing_file),
+        help(
+            "paths in a flow are relative to the flow file's folder; `{step}` reads it when it runs"
+        )
+    )]
+    MissingFile {
+        glob: String,
+        step: String,
+        #[label("read by `{step}`")]
+        span: SourceSpan,
+    },
+
     #[error("unknown group `{name}`")]
     #[diagnostic(code(flow::compile::unknown_group))]
     UnknownGroup {

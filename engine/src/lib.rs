@@ -19,6 +19,7 @@ mod compiler;
 mod environment;
 pub mod executor;
 pub mod fingerprint;
+mod inputs;
 mod operation;
 mod param;
 mod partial_file;
@@ -37,6 +38,7 @@ mod trigger;
 pub use compile_error::CompileError;
 pub use compiler::compile;
 pub use environment::{Environment, EnvironmentError, environment_name, load_env_files};
+pub use inputs::missing_files;
 pub use operation::{
     BoxFuture, Operation, OperationSpec, Prepared, Problem, Registration, StepContext, Target,
 };

@@ -130,6 +130,18 @@ impl Params {
         self.values.get(key)
     }
 
+    /// Where a value that is, or lists, `text` is written.
+    pub fn span_of(&self, text: &str) -> Option<flow_dsl::Span> {
+        self.values.values().find_map(|value| match &value.kind {
+            ValueKind::String(s) if s == text => Some(value.span),
+            ValueKind::List(items) => items.iter().find_map(|item| match &item.kind {
+                ValueKind::String(s) if s == text => Some(item.span),
+                _ => None,
+            }),
+            _ => None,
+        })
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.values.contains_key(key)
     }

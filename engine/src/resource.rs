@@ -186,7 +186,7 @@ fn files_overlap(a: &str, b: &str) -> bool {
     sa.ends_with(sb) || sb.ends_with(sa)
 }
 
-fn overlaps(a: &Resource, b: &Resource) -> bool {
+pub(crate) fn overlaps(a: &Resource, b: &Resource) -> bool {
     match (a, b) {
         (Resource::File { glob: a }, Resource::File { glob: b }) => files_overlap(a, b),
         (

@@ -237,34 +237,67 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
             )
         })
         .collect();
+    let start = format!(
+        "SET LOCAL search_path = {}, public;{}",
+        quote_ident(&schema),
+        if quoted.is_empty() {
+            String::new()
+        } else {
+            format!("TRUNCATE {}", quoted.join(", "))
+        }
+    );
     let transaction = client.transaction().await?;
-    transaction
-        .batch_execute(&format!(
-            "SET LOCAL search_path = {}, public",
-            quote_ident(&schema)
-        ))
-        .await?;
-    if !quoted.is_empty() {
-        transaction
-            .batch_execute(&format!("TRUNCATE {}", quoted.join(", ")))
-            .await?;
-    }
+    transaction.batch_execute(&start).await?;
     context
         .progress
         .units_total
         .store(files.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    for file in &files {
+    let mut failed = None;
+    for (index, file) in files.iter().enumerate() {
         if context.cancel.is_cancelled() {
             return Err(StepError::message("cancelled", None));
         }
-        transaction
-            .batch_execute(&file.text)
-            .await
-            .map_err(|e| DbError::in_file(e, &file.name, &file.text))?;
+        if let Err(error) = transaction.batch_execute(&file.text).await {
+            failed = Some((index, error));
+            break;
+        }
         context
             .progress
             .units_done
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some((index, error)) = failed {
+        drop(transaction);
+        let file = &files[index];
+        if DbError::has_position(&error) || error.as_db_error().is_none() {
+            return Err(DbError::in_file(error, &file.name, &file.text).into());
+        }
+        // PostgreSQL did not say where: run the files again up to this one,
+        // its statements one by one, in a transaction rolled back.
+        let located = async {
+            let transaction = client.transaction().await.ok()?;
+            transaction.batch_execute(&start).await.ok()?;
+            for earlier in &files[..index] {
+                transaction.batch_execute(&earlier.text).await.ok()?;
+            }
+            for statement in flow_engine::flow_db::statements::statements(&file.text) {
+                if transaction
+                    .batch_execute(&file.text[statement.clone()])
+                    .await
+                    .is_err()
+                {
+                    return Some(statement);
+                }
+            }
+            None
+        }
+        .await;
+        guard.disarm();
+        return Err(match located {
+            Some(statement) => DbError::in_statement(error, &file.name, &file.text, statement),
+            None => DbError::in_file(error, &file.name, &file.text),
+        }
+        .into());
     }
     let mut rows = 0u64;
     for table in &quoted {

@@ -91,10 +91,28 @@ impl Operation for Run {
                                 })
                                 .sum::<u64>())
                         }
-                        Err(error) => Err(StepError::from(DbError::in_file(error, &relative, &sql))),
+                        Err(error) => Err(error),
                     }
                 }
                 .await;
+                let result = match result {
+                    Ok(count) => Ok(count),
+                    Err(error)
+                        if DbError::has_position(&error) || error.as_db_error().is_none() =>
+                    {
+                        Err(StepError::from(DbError::in_file(error, &relative, &sql)))
+                    }
+                    // PostgreSQL did not say where: find the statement by
+                    // running them one by one in a transaction rolled back.
+                    Err(error) => Err(StepError::from(
+                        match failing_statement(&mut client, &sql).await {
+                            Some(statement) => {
+                                DbError::in_statement(error, &relative, &sql, statement)
+                            }
+                            None => DbError::in_file(error, &relative, &sql),
+                        },
+                    )),
+                };
                 guard.disarm();
                 let count = result?;
                 rows += count;
@@ -111,6 +129,25 @@ impl Operation for Run {
             })
         })
     }
+}
+
+/// The statement of `sql` that fails, run one by one in a transaction that
+/// is rolled back.
+async fn failing_statement(
+    client: &mut flow_engine::flow_db::Client,
+    sql: &str,
+) -> Option<std::ops::Range<usize>> {
+    let transaction = client.transaction().await.ok()?;
+    for statement in flow_engine::flow_db::statements::statements(sql) {
+        if transaction
+            .simple_query(&sql[statement.clone()])
+            .await
+            .is_err()
+        {
+            return Some(statement);
+        }
+    }
+    None
 }
 
 inventory::submit!(Registration(&Run));

@@ -1,0 +1,51 @@
+//! Inputs a flow needs before it runs: the files its steps read that no step
+//! of the flow writes (a schema release, SQL files, source data checked in
+//! beside the flow). `flow check` reports each one that is missing at the
+//! place the flow names it; files that a step writes are not looked for,
+//! since they appear during the run.
+
+use std::path::Path;
+
+use crate::CompileError;
+use crate::pipeline::Pipeline;
+use crate::resource::{Access, Resource};
+
+/// A diagnostic for each file glob a step reads that matches nothing and
+/// that no step of the flow writes.
+pub fn missing_files(pipeline: &Pipeline, base: &Path) -> Vec<CompileError> {
+    let written: Vec<&Resource> = pipeline
+        .steps
+        .iter()
+        .flat_map(|step| step.prepared.accesses.iter())
+        .filter(|(access, _)| matches!(access, Access::Write | Access::Create))
+        .map(|(_, resource)| resource)
+        .collect();
+    let mut missing = Vec::new();
+    for step in &pipeline.steps {
+        for (access, resource) in &step.prepared.accesses {
+            let (Access::Read, Resource::File { glob }) = (access, resource) else {
+                continue;
+            };
+            if glob.is_empty()
+                || written
+                    .iter()
+                    .any(|w| crate::resource::overlaps(w, resource))
+            {
+                continue;
+            }
+            let pattern = base.join(glob);
+            let found = glob::glob(&pattern.to_string_lossy())
+                .map(|mut paths| paths.any(|p| p.is_ok()))
+                .unwrap_or(true);
+            if !found {
+                let span = step.params.span_of(glob).unwrap_or(step.header);
+                missing.push(CompileError::MissingFile {
+                    glob: glob.clone(),
+                    step: step.key.clone(),
+                    span: span.into(),
+                });
+            }
+        }
+    }
+    missing
+}
