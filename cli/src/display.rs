@@ -220,7 +220,10 @@ impl Display {
                 self.line(&output::render(&error.report));
             }
             Status::Cancelled => self.line(&format!("stop  {id} (cancelled after {took})")),
-            Status::NotRun => self.line(&format!("----  {id} (not run)")),
+            Status::NotRun { reason } => match reason {
+                Some(reason) => self.line(&format!("----  {id} (not run: {reason})")),
+                None => self.line(&format!("----  {id} (not run)")),
+            },
         }
     }
 
@@ -286,7 +289,7 @@ fn describe(result: &StepResult) -> (&'static str, Option<String>, Option<String
         Status::Succeeded(outcome) => ("succeeded", outcome.note.clone(), None),
         Status::Failed(error) => ("failed", None, Some(output::render(&error.report))),
         Status::Cancelled => ("cancelled", None, None),
-        Status::NotRun => ("not_run", None, None),
+        Status::NotRun { reason } => ("not_run", reason.clone(), None),
         Status::Skipped { since } => (
             "skipped",
             Some(format!("unchanged since run {since}")),

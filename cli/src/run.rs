@@ -383,7 +383,7 @@ fn step_end(result: &StepResult) -> StepEnd {
         ),
         Status::Failed(error) => ("failed", 0, 0, None, Some(output::render(&error.report))),
         Status::Cancelled => ("cancelled", 0, 0, None, None),
-        Status::NotRun => ("not_run", 0, 0, None, None),
+        Status::NotRun { reason } => ("not_run", 0, 0, reason.clone(), None),
         Status::Skipped { since } => (
             "skipped",
             0,

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::fingerprint::{self, Digest};
-use crate::pipeline::{Node, Pipeline, StepIndex};
+use crate::pipeline::{EdgeReason, Node, Pipeline, StepIndex};
 use crate::records::Success;
 use crate::run_context::{Outcome, Progress, RunContext, StepError};
 
@@ -77,8 +78,11 @@ pub enum Status {
     Failed(StepError),
     /// Cancelled while running: a sibling failed or a signal arrived.
     Cancelled,
-    /// Not started: something it depends on failed, or the run stopped.
-    NotRun,
+    /// Not started: something it depends on failed (`reason` says what and
+    /// how), or the run stopped.
+    NotRun {
+        reason: Option<String>,
+    },
     /// Not run: nothing it depends on changed since its success in run `since`.
     Skipped {
         since: i64,
@@ -158,6 +162,7 @@ pub async fn execute(
     }
     let mut ready: BinaryHeap<Reverse<(usize, NodeIndex)>> = BinaryHeap::new();
     let mut results: HashMap<StepIndex, StepResult> = HashMap::new();
+    let mut abandoned: HashMap<StepIndex, String> = HashMap::new();
     let mut outputs: HashMap<StepIndex, String> = HashMap::new();
     let mut inputs: HashMap<StepIndex, String> = HashMap::new();
     let mut running: JoinSet<(StepIndex, StepResult)> = JoinSet::new();
@@ -185,6 +190,10 @@ pub async fn execute(
             };
             if !selected[index] {
                 release(pipeline, node, &mut waiting, &position, &mut ready);
+                continue;
+            }
+            if abandoned.contains_key(&index) {
+                // Depends on a failure; its group edges are let go already.
                 continue;
             }
             let input = fingerprint::input(
@@ -280,6 +289,19 @@ pub async fn execute(
         } else if !options.keep_going && !stopping {
             stopping = true;
             cancel.cancel();
+        } else if options.keep_going {
+            // Only what depends on the failure through data or `after`
+            // waits for it; the group order does not.
+            let key = pipeline.steps[index].key.clone();
+            abandon(
+                pipeline,
+                pipeline.node_of(index),
+                &key,
+                &mut waiting,
+                &position,
+                &mut ready,
+                &mut abandoned,
+            );
         }
         results.insert(index, result);
         if cancel.is_cancelled() {
@@ -288,7 +310,9 @@ pub async fn execute(
     }
     for (index, _) in pipeline.steps.iter().enumerate() {
         if selected[index] && !results.contains_key(&index) {
-            let result = StepResult::new(Status::NotRun);
+            let result = StepResult::new(Status::NotRun {
+                reason: abandoned.remove(&index),
+            });
             on_event(Event::Finished {
                 step: index,
                 result: &result,
@@ -384,6 +408,56 @@ fn attempts(
 }
 
 /// Marks `node` done: its successors with nothing left to wait for are ready.
+/// After a failure under `keep_going`: the steps that depend on `node`
+/// through data or `after` cannot run (each remembers why, in `abandoned`),
+/// and neither can theirs; their group-order edges are released, so that
+/// later groups do not wait for steps that will never run.
+fn abandon(
+    pipeline: &Pipeline,
+    node: NodeIndex,
+    failed: &str,
+    waiting: &mut [usize],
+    position: &[usize],
+    ready: &mut BinaryHeap<Reverse<(usize, NodeIndex)>>,
+    abandoned: &mut HashMap<StepIndex, String>,
+) {
+    let mut stack = vec![node];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(current) = stack.pop() {
+        if !seen.insert(current) {
+            continue;
+        }
+        for edge in pipeline.graph.edges_directed(current, Direction::Outgoing) {
+            let next = edge.target();
+            match edge.weight() {
+                EdgeReason::Group => {
+                    waiting[next.index()] -= 1;
+                    if waiting[next.index()] == 0 {
+                        ready.push(Reverse((position[next.index()], next)));
+                    }
+                }
+                reason => {
+                    // Each step is abandoned once, whatever the number of
+                    // failures it depends on: its edges are let go once.
+                    if let Node::Step(step) = pipeline.graph[next]
+                        && !abandoned.contains_key(&step)
+                    {
+                        let how = match reason {
+                            EdgeReason::After => "through `after`".to_owned(),
+                            other => format!("({})", other.describe()),
+                        };
+                        abandoned.insert(
+                            step,
+                            format!("it depends on `{failed}`, which did not succeed, {how}"),
+                        );
+                        stack.push(next);
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn release(
     pipeline: &Pipeline,
     node: NodeIndex,

@@ -89,7 +89,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// so that the shared logs do not mix.
 fn pipeline(text: &str) -> (Pipeline, String) {
     let tag = format!("t{}", COUNTER.fetch_add(1, Ordering::SeqCst));
-    let text = text.replace("step test:work ", &format!("step test:work {tag}_"));
+    let text = text
+        .replace("step test:work ", &format!("step test:work {tag}_"))
+        .replace("[test:work/", &format!("[test:work/{tag}_"));
     let parsed = flow_dsl::parse(&text);
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     let registry = Registry::new([&Work as &dyn Operation]);
@@ -225,7 +227,10 @@ async fn the_first_failure_cancels_running_siblings_and_starts_nothing() {
     );
     assert!(matches!(results[&name(&tag, "fails")], Status::Failed(_)));
     assert!(matches!(results[&name(&tag, "slow")], Status::Cancelled));
-    assert!(matches!(results[&name(&tag, "later")], Status::NotRun));
+    assert!(matches!(
+        results[&name(&tag, "later")],
+        Status::NotRun { .. }
+    ));
 }
 
 #[tokio::test]
@@ -246,7 +251,7 @@ async fn keep_going_runs_every_branch_that_does_not_depend_on_the_failure() {
     assert!(matches!(results[&name(&tag, "fails")], Status::Failed(_)));
     assert!(matches!(
         results[&name(&tag, "after_failure")],
-        Status::NotRun
+        Status::NotRun { .. }
     ));
     assert!(matches!(results[&name(&tag, "slow")], Status::Succeeded(_)));
     assert!(matches!(
@@ -320,5 +325,57 @@ async fn cancelling_stops_running_steps_and_starts_no_more() {
     let results = run(&pipeline, fast(), &cancel).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(results[&name(&tag, "long")], Status::Cancelled));
-    assert!(matches!(results[&name(&tag, "next")], Status::NotRun));
+    assert!(matches!(
+        results[&name(&tag, "next")],
+        Status::NotRun { .. }
+    ));
+}
+
+#[tokio::test]
+async fn keep_going_lets_later_groups_run_and_says_why_a_step_did_not() {
+    let (pipeline, tag) = pipeline(
+        r#"
+        groups one -> two -> three
+        step test:work fails { group = one fail = true writes = ["x/1"] }
+        step test:work fine { group = one writes = ["y/1"] }
+        step test:work reads_failure { group = two reads = ["x/1"] writes = ["z/1"] }
+        step test:work waits_by_after { group = two after = [test:work/fails] }
+        step test:work reads_fine { group = two reads = ["y/1"] }
+        step test:work downstream { group = three reads = ["z/1"] }
+        step test:work later { group = three }
+        "#,
+    );
+    let options = Options {
+        keep_going: true,
+        ..fast()
+    };
+    let results = run(&pipeline, options, &CancellationToken::new()).await;
+    assert!(matches!(results[&name(&tag, "fails")], Status::Failed(_)));
+    for ran in ["fine", "reads_fine", "later"] {
+        assert!(
+            matches!(results[&name(&tag, ran)], Status::Succeeded(_)),
+            "{ran}: {:?}",
+            results[&name(&tag, ran)]
+        );
+    }
+    let reason = |step: &str| match &results[&name(&tag, step)] {
+        Status::NotRun { reason } => reason.clone().unwrap_or_default(),
+        other => panic!("{step}: {other:?}"),
+    };
+    let failed = format!("depends on `test:work/{tag}_fails`");
+    assert!(
+        reason("reads_failure").contains(&failed),
+        "{}",
+        reason("reads_failure")
+    );
+    assert!(
+        reason("waits_by_after").contains("through `after`"),
+        "{}",
+        reason("waits_by_after")
+    );
+    assert!(
+        reason("downstream").contains(&failed),
+        "{}",
+        reason("downstream")
+    );
 }
