@@ -195,12 +195,13 @@ pub fn predict(
             .get(db)
             .is_some_and(flow_db::Location::is_embedded)
     });
-    if embedded {
-        let running = flow_db::Cluster::new(&base.join(".flow"))
-            .is_ok_and(|c| matches!(c.status(), flow_db::ClusterStatus::Running { .. }));
-        if !running {
-            return Some("(whether steps would be skipped is not shown: the embedded cluster is stopped; `flow db up` starts it)".into());
-        }
+    // A stopped embedded cluster is started for the time it takes to read
+    // the history (and stopped again); one never created has no history.
+    if embedded
+        && flow_db::Cluster::new(&base.join(".flow"))
+            .is_ok_and(|c| matches!(c.status(), flow_db::ClusterStatus::NotCreated))
+    {
+        return Some("(no run is recorded yet: every selected step would run)".into());
     }
     let predictions = std::cell::RefCell::new(None);
     let note = std::cell::RefCell::new(None);
@@ -218,7 +219,7 @@ pub fn predict(
                 None => None,
             };
             let history = match &records {
-                Some(records) => records.successes(&pipeline.name).await?,
+                Some(records) => records.successes(&pipeline.name, "").await?,
                 None => std::collections::HashMap::new(),
             };
             let connections = crate::session::identities(&session, &environment).await?;

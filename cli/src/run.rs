@@ -209,7 +209,8 @@ async fn with_session(
             }
         }
     }
-    let history = records.successes(&pipeline.name).await;
+    let vars_key = flow_engine::vars_key(&args.vars);
+    let history = records.successes(&pipeline.name, &vars_key).await;
     let identities = session::identities(session, environment).await;
     let (history, connections) = match (history, identities) {
         (Ok(history), Ok(connections)) => (history, connections),
@@ -233,6 +234,7 @@ async fn with_session(
             &environment.name,
             selection,
             &ids,
+            &vars_key,
         )
         .await
     {

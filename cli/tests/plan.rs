@@ -2,14 +2,53 @@
 
 mod support;
 
-use support::Flow;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use support::{Flow, root};
 
 const PARCELS: &str = "flows/parcels.flow";
+
+/// A copy of the reference flow and its fixtures, with no run history
+/// (`flows/.flow` of the checkout may hold the demo's): every plan here
+/// sees a flow that has never run.
+fn reference() -> &'static Path {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let copy = std::env::temp_dir().join(format!("flow-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&copy);
+        for part in ["flows/parcels.flow", "flows/parcels", "fixtures/spaces"] {
+            copy_tree(&root().join(part), &copy.join(part));
+        }
+        copy
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("dir");
+        for entry in std::fs::read_dir(from).expect("dir").flatten() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("dir");
+        std::fs::copy(from, to).expect("copy");
+    }
+}
+
+/// `flow ARGS...` in the copy of the reference flow.
+fn flow<I, S>(args: I) -> Flow
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    Flow::new(args).dir(reference())
+}
 
 fn planned_ids(args: &[&str]) -> Vec<String> {
     let mut all = vec!["plan", PARCELS, "--json"];
     all.extend_from_slice(args);
-    let output = Flow::new(all).expect(0);
+    let output = flow(all).expect(0);
     let plan: serde_json::Value = serde_json::from_str(&output.stdout).expect("plan JSON");
     plan["steps"]
         .as_array()
@@ -21,13 +60,13 @@ fn planned_ids(args: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_reference_plan() {
-    let output = Flow::new(["plan", PARCELS]).expect(0);
+    let output = flow(["plan", PARCELS]).expect(0);
     insta::assert_snapshot!("plan_parcels", output.stdout);
 }
 
 #[test]
 fn the_seed_group_plans_only_seed_steps() {
-    let output = Flow::new(["plan", PARCELS, "--group", "seed"]).expect(0);
+    let output = flow(["plan", PARCELS, "--group", "seed"]).expect(0);
     insta::assert_snapshot!("plan_parcels_seed", output.stdout);
     assert_eq!(
         planned_ids(&["--group", "seed"]),
@@ -37,7 +76,7 @@ fn the_seed_group_plans_only_seed_steps() {
 
 #[test]
 fn json_plans_name_group_and_upstream() {
-    let output = Flow::new(["plan", PARCELS, "--group", "seed", "--json"]).expect(0);
+    let output = flow(["plan", PARCELS, "--group", "seed", "--json"]).expect(0);
     let plan: serde_json::Value = serde_json::from_str(&output.stdout).expect("plan JSON");
     let load = plan["steps"]
         .as_array()
@@ -66,7 +105,7 @@ fn manual_steps_run_only_when_named() {
 
 #[test]
 fn a_glob_does_not_select_manual_steps() {
-    let output = Flow::new(["plan", PARCELS, "--step", "drizzle:*"]).expect(2);
+    let output = flow(["plan", PARCELS, "--step", "drizzle:*"]).expect(2);
     assert!(
         output.stderr.contains("`drizzle:*` matches no step"),
         "{}",
@@ -116,7 +155,7 @@ fn from_until_and_exclude_narrow_the_selection() {
 
 #[test]
 fn order_is_kept_through_steps_left_out() {
-    let output = Flow::new([
+    let output = flow([
         "plan",
         PARCELS,
         "--step",
@@ -135,7 +174,7 @@ fn order_is_kept_through_steps_left_out() {
 
 #[test]
 fn unknown_groups_and_steps_in_a_selection_are_diagnostics() {
-    let output = Flow::new(["plan", PARCELS, "--group", "sede"]).expect(2);
+    let output = flow(["plan", PARCELS, "--group", "sede"]).expect(2);
     assert!(
         output.stderr.contains("flow::select::unknown_group"),
         "{}",
@@ -146,7 +185,7 @@ fn unknown_groups_and_steps_in_a_selection_are_diagnostics() {
         "{}",
         output.stderr
     );
-    let output = Flow::new(["plan", PARCELS, "--step", "pg:source:lod"]).expect(2);
+    let output = flow(["plan", PARCELS, "--step", "pg:source:lod"]).expect(2);
     assert!(
         output.stderr.contains("did you mean `pg:source:load`?"),
         "{}",
@@ -156,8 +195,8 @@ fn unknown_groups_and_steps_in_a_selection_are_diagnostics() {
 
 #[test]
 fn graphs_in_dot_and_mermaid() {
-    let dot = Flow::new(["graph", PARCELS, "--group", "seed", "--group", "populate"]).expect(0);
+    let dot = flow(["graph", PARCELS, "--group", "seed", "--group", "populate"]).expect(0);
     insta::assert_snapshot!("graph_parcels_dot", dot.stdout);
-    let mermaid = Flow::new(["graph", PARCELS, "--format", "mermaid"]).expect(0);
+    let mermaid = flow(["graph", PARCELS, "--format", "mermaid"]).expect(0);
     insta::assert_snapshot!("graph_parcels_mermaid", mermaid.stdout);
 }

@@ -363,6 +363,19 @@ fn the_embedded_default_starts_and_stops_its_own_cluster() {
         "the run stops the cluster it started: {}",
         status.stdout
     );
+    // The plan reads the history of a stopped cluster, starting it for the
+    // time it takes.
+    let plan = Flow::new(["plan", &file])
+        .dir(&project.dir)
+        .env_remove("FLOW_DATABASE_URL")
+        .expect(0);
+    assert!(
+        plan.stdout.contains("skipped: unchanged since run 1"),
+        "{}",
+        plan.stdout
+    );
+    let status = Flow::new(["db", "status", &file]).run();
+    assert!(status.stdout.starts_with("stopped"), "{}", status.stdout);
 
     Flow::new(["db", "up", &file]).expect(0);
     let status = Flow::new(["db", "status", &file]).run();

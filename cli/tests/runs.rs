@@ -30,6 +30,7 @@ step sh:run c {
   group = two
   command = "sh"
   args = ["-c", "echo made > c.txt; echo all good"]
+  reads = []
   writes = ["c.txt"]
 }
 "#;
@@ -160,7 +161,7 @@ async fn unchanged_steps_are_skipped_and_changes_flow_downstream() {
     let plan = project.flow(&["plan"]).expect(0);
     assert!(
         plan.stdout
-            .contains("runs: its parameters or input files changed since run 1"),
+            .contains("runs: file `a.sql` changed since run 1"),
         "{}",
         plan.stdout
     );
@@ -496,4 +497,51 @@ async fn runtime_sql_errors_point_at_their_statement_with_the_detail() {
             assert!(text.contains(detail), "{text}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_that_does_not_declare_its_reads_runs_every_time() {
+    let project = project("undeclared").await;
+    project.write("nightly.flow", &FLOW.replace("  reads = []\n", ""));
+    project.flow(&["run"]).expect(0);
+    project.flow(&["run"]).expect(0);
+    assert_eq!(
+        statuses(&project, 2)[0],
+        ("sh:run/c".to_owned(), "succeeded".to_owned())
+    );
+    let plan = project.flow(&["plan"]).expect(0);
+    assert!(
+        plan.stdout
+            .contains("runs: its command's reads are not declared"),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_item_of_a_fan_out_has_its_own_history() {
+    let project = project("items").await;
+    project.write("a.sql", "DROP TABLE IF EXISTS a;\nCREATE TABLE a AS SELECT current_setting('flow.item') AS item, 1 AS n;\n");
+    for item in ["a", "b", "a", "b"] {
+        project
+            .flow(&["run", "--var", &format!("item={item}")])
+            .expect(0);
+    }
+    // Runs 3 and 4 find their item's last success (runs 1 and 2) unchanged.
+    for run in [3, 4] {
+        assert!(
+            statuses(&project, run)
+                .iter()
+                .all(|(_, status)| status == "skipped"),
+            "run {run}: {:?}",
+            statuses(&project, run)
+        );
+    }
+    assert!(
+        statuses(&project, 2)
+            .iter()
+            .all(|(_, status)| status == "succeeded"),
+        "{:?}",
+        statuses(&project, 2)
+    );
 }

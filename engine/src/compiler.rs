@@ -938,7 +938,11 @@ fn link(
     groups: &[Ident],
     steps: &[StepNode],
     afters: &[Vec<usize>],
-) -> (DiGraph<Node, EdgeReason>, Vec<NodeIndex>, Vec<bool>) {
+) -> (
+    DiGraph<Node, EdgeReason>,
+    Vec<NodeIndex>,
+    Vec<Option<String>>,
+) {
     let mut graph = DiGraph::with_capacity(steps.len() + groups.len(), steps.len() * 3);
     let step_nodes: Vec<NodeIndex> = (0..steps.len())
         .map(|i| graph.add_node(Node::Step(i)))
@@ -993,14 +997,22 @@ fn link(
             index.insert(i, *access, resource);
         }
     }
-    let mut external = vec![false; steps.len()];
+    let mut external: Vec<Option<String>> =
+        steps.iter().map(|s| s.prepared.always.clone()).collect();
     for (i, step) in steps.iter().enumerate() {
         let mine = rank_of(step);
         for (access, resource) in &step.prepared.accesses {
             if *access == Access::Read && !matches!(resource, Resource::File { .. }) {
                 let mut written = false;
                 index.upstream(i, *access, resource, |_, _, _| written = true);
-                external[i] |= !written;
+                if !written && external[i].is_none() {
+                    external[i] = Some(match resource {
+                        Resource::Objects { .. } => {
+                            format!("it reads {resource}, which can change outside the flow")
+                        }
+                        _ => format!("it reads {resource}, which no step of this flow writes"),
+                    });
+                }
             }
             let mut found = Vec::new();
             index.upstream(i, *access, resource, |j, upstream, theirs| {

@@ -332,7 +332,7 @@ fn unchanged<'m>(
     options: &Options,
     memory: &'m Memory,
 ) -> Option<&'m Success> {
-    if options.force || pipeline.external[index] {
+    if options.force || pipeline.external[index].is_some() {
         return None;
     }
     memory
@@ -548,8 +548,8 @@ pub fn predict(
         let history = memory.history.get(&step.key);
         let prediction = if force {
             Prediction::Runs("--force".into())
-        } else if pipeline.external[index] {
-            Prediction::Runs("it reads from a database what no step of this flow writes".into())
+        } else if let Some(reason) = &pipeline.external[index] {
+            Prediction::Runs(reason.clone())
         } else if let Some(upstream) = running_upstream {
             Prediction::Runs(format!(
                 "unless `{}`, which runs first, changes nothing",
@@ -579,10 +579,26 @@ pub fn predict(
                     "files it writes are missing since run {}",
                     previous.run_id
                 )),
-                Some(previous) => Prediction::Runs(format!(
-                    "its parameters or input files changed since run {}",
-                    previous.run_id
-                )),
+                Some(previous) => {
+                    let changed = fingerprint::changed(&previous.input, &input);
+                    Prediction::Runs(if changed.is_empty() {
+                        format!(
+                            "its parameters or input files changed since run {}",
+                            previous.run_id
+                        )
+                    } else {
+                        let shown: Vec<&str> = changed.iter().take(3).map(String::as_str).collect();
+                        let more = match changed.len() {
+                            n if n > 3 => format!(" and {} more", n - 3),
+                            _ => String::new(),
+                        };
+                        format!(
+                            "{}{more} changed since run {}",
+                            shown.join(", "),
+                            previous.run_id
+                        )
+                    })
+                }
                 None => Prediction::Runs("it has not succeeded before".into()),
             }
         };

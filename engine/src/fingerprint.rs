@@ -60,10 +60,10 @@ impl Default for Digest {
 /// extension (`x.dbf`, `x.prj`, `x.cpg` for `x.shp`; `x.csv.types` for
 /// `x.csv`): formats such as shapefiles spread one dataset over several
 /// files, and a change to any of them must make the step run again.
-fn file_stats(base: &Path, glob: &str, digest: &mut Digest) -> usize {
+fn file_entries(base: &Path, glob: &str) -> Vec<(String, u64, u128)> {
     let pattern = base.join(glob);
     let Ok(paths) = glob::glob(&pattern.to_string_lossy()) else {
-        return 0;
+        return Vec::new();
     };
     let matched: Vec<std::path::PathBuf> = paths.flatten().collect();
     let mut all: std::collections::BTreeSet<std::path::PathBuf> = matched.iter().cloned().collect();
@@ -110,16 +110,16 @@ fn file_stats(base: &Path, glob: &str, digest: &mut Digest) -> usize {
         })
         .collect();
     entries.sort();
-    for (path, len, modified) in &entries {
-        digest
-            .write(path.as_bytes())
-            .write(&len.to_le_bytes())
-            .write(&modified.to_le_bytes());
-    }
-    entries.len()
+    entries
 }
 
-/// The input fingerprint of a step. `outputs` holds the output fingerprints
+/// Files of one glob named one by one in a fingerprint, at most; past that
+/// they count as one part (`files \`glob\``).
+const NAMED_FILES: usize = 100;
+
+/// The input fingerprint of a step: its parts by name (parameters, values,
+/// each file read, each connection, each upstream step's output), as JSON,
+/// so that a change can be named. `outputs` holds the output fingerprints
 /// known in this run; steps not run in it fall back to their last success.
 pub fn input(
     pipeline: &Pipeline,
@@ -131,27 +131,67 @@ pub fn input(
     vars: &std::collections::BTreeMap<String, String>,
 ) -> String {
     let node = &pipeline.steps[step];
-    let mut digest = Digest::new();
-    digest.write(node.signature.as_bytes());
+    let mut parts: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    let mut part = |label: String, digest: &Digest| {
+        parts.insert(label, digest.hex());
+    };
+    part(
+        "parameters".into(),
+        Digest::new().write(node.signature.as_bytes()),
+    );
     // A run's values (a scheduled job's item) can change what a step does.
-    for (name, value) in vars {
-        digest.write(name.as_bytes()).write(value.as_bytes());
+    if !vars.is_empty() {
+        let mut digest = Digest::new();
+        for (name, value) in vars {
+            digest.write(name.as_bytes()).write(value.as_bytes());
+        }
+        part("values".into(), &digest);
     }
     for (access, resource) in &node.prepared.accesses {
         match resource {
             Resource::File { glob } if *access == Access::Read => {
-                digest.write(glob.as_bytes());
-                file_stats(base, glob, &mut digest);
+                let files = file_entries(base, glob);
+                if files.len() > NAMED_FILES {
+                    let mut digest = Digest::new();
+                    for (path, len, modified) in &files {
+                        digest
+                            .write(path.as_bytes())
+                            .write(&len.to_le_bytes())
+                            .write(&modified.to_le_bytes());
+                    }
+                    part(format!("files `{glob}`"), &digest);
+                } else {
+                    part(
+                        format!("files `{glob}`"),
+                        Digest::new().write(&files.len().to_le_bytes()),
+                    );
+                    for (path, len, modified) in &files {
+                        let shown = Path::new(path)
+                            .strip_prefix(base)
+                            .map_or_else(|_| path.clone(), |p| p.display().to_string());
+                        part(
+                            format!("file `{shown}`"),
+                            Digest::new()
+                                .write(&len.to_le_bytes())
+                                .write(&modified.to_le_bytes()),
+                        );
+                    }
+                }
             }
             Resource::Table { database, .. }
             | Resource::Types { database }
             | Resource::Extensions { database } => {
-                digest.write(database.as_bytes());
-                digest.write(connections.get(database).map_or(&[][..], |c| c.as_bytes()));
+                part(
+                    format!("database `{database}`"),
+                    Digest::new()
+                        .write(connections.get(database).map_or(&[][..], |c| c.as_bytes())),
+                );
             }
             Resource::Objects { storage, .. } => {
-                digest.write(storage.as_bytes());
-                digest.write(connections.get(storage).map_or(&[][..], |c| c.as_bytes()));
+                part(
+                    format!("storage `{storage}`"),
+                    Digest::new().write(connections.get(storage).map_or(&[][..], |c| c.as_bytes())),
+                );
             }
             Resource::File { .. } => {}
         }
@@ -176,9 +216,41 @@ pub fn input(
                     .map(|s| s.output.clone())
             })
             .unwrap_or_default();
-        digest.write(output.as_bytes());
+        part(
+            format!("the output of `{}`", pipeline.steps[j].id),
+            Digest::new().write(output.as_bytes()),
+        );
     }
-    digest.hex()
+    serde_json::to_string(&parts).unwrap_or_default()
+}
+
+/// What differs between two input fingerprints, by name: the parts added,
+/// removed or changed. Empty when either is not a fingerprint of parts.
+pub fn changed(previous: &str, current: &str) -> Vec<String> {
+    type Parts = std::collections::BTreeMap<String, String>;
+    let (Ok(before), Ok(now)) = (
+        serde_json::from_str::<Parts>(previous),
+        serde_json::from_str::<Parts>(current),
+    ) else {
+        return Vec::new();
+    };
+    let mut labels: Vec<String> = now
+        .iter()
+        .filter(|(label, digest)| before.get(*label) != Some(digest))
+        .map(|(label, _)| label.clone())
+        .collect();
+    labels.extend(
+        before
+            .keys()
+            .filter(|label| !now.contains_key(*label))
+            .map(|label| format!("{label} (gone)")),
+    );
+    // A glob's count changes with any file added or removed: the files say
+    // more.
+    if labels.iter().any(|l| l.starts_with("file `")) {
+        labels.retain(|l| !l.starts_with("files `") || l.ends_with("(gone)"));
+    }
+    labels
 }
 
 /// Whether every file the step writes is still there.
@@ -189,7 +261,7 @@ pub fn outputs_exist(pipeline: &Pipeline, step: StepIndex, base: &Path) -> bool 
         .iter()
         .all(|(access, resource)| match resource {
             Resource::File { glob } if *access != Access::Read => {
-                file_stats(base, glob, &mut Digest::new()) > 0
+                !file_entries(base, glob).is_empty()
             }
             _ => true,
         })

@@ -46,7 +46,7 @@ pub use param::{ParamSpec, ParamType, Params};
 pub use partial_file::PartialFile;
 pub use pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, StepIndex, StepNode};
 pub use plan::{Plan, PlannedStep};
-pub use records::{FireRecord, Records, RunRecord, StepEnd, StepRecord, Success};
+pub use records::{FireRecord, Records, RunRecord, StepEnd, StepRecord, Success, vars_key};
 pub use registry::Registry;
 pub use render::{GraphFormat, render_graph};
 pub use resource::{Access, Resource, check_glob, table_ref};

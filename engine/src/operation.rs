@@ -50,9 +50,17 @@ impl OperationSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prepared {
     pub accesses: Vec<(Access, Resource)>,
+    /// Why the step runs every time, when what it reads cannot be known (a
+    /// command that does not declare its reads): never skipped as unchanged.
+    pub always: Option<String>,
 }
 
 impl Prepared {
+    pub fn always_runs(mut self, reason: impl Into<String>) -> Self {
+        self.always = Some(reason.into());
+        self
+    }
+
     pub fn creates(mut self, resource: Resource) -> Self {
         self.accesses.push((Access::Create, resource));
         self

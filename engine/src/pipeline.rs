@@ -29,9 +29,10 @@ pub struct Pipeline {
     /// The graph's nodes in a topological order, ties broken by step id.
     pub order: Vec<NodeIndex>,
     pub(crate) step_nodes: Vec<NodeIndex>,
-    /// Per step: it reads a database resource no step of the flow writes, so
-    /// it always runs (see `fingerprint`).
-    pub external: Vec<bool>,
+    /// Per step, why it always runs, if it does: it reads a database or
+    /// storage resource no step of the flow writes, or cannot say what it
+    /// reads (see `fingerprint`).
+    pub external: Vec<Option<String>>,
 }
 
 impl Pipeline {

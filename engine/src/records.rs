@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS _flow.fires (
     PRIMARY KEY (flow, schedule, fire_at)
 );
 ALTER TABLE _flow.fires ADD COLUMN IF NOT EXISTS closed_at timestamptz;
+ALTER TABLE _flow.runs ADD COLUMN IF NOT EXISTS vars text NOT NULL DEFAULT '';
 ";
 
 /// A schedule's fire as recorded: `registered` (when the scheduler first saw
@@ -111,6 +112,17 @@ pub struct StepRecord {
     pub bytes: i64,
     pub note: Option<String>,
     pub error: Option<String>,
+}
+
+/// The run's values as one text, the key of a fan-out item's history.
+pub fn vars_key(vars: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = vars.iter().collect();
+    sorted.sort();
+    sorted
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The last success of a step: what skip-unchanged compares against.
@@ -206,14 +218,15 @@ impl Records {
         environment: &str,
         selection: &str,
         selected: &[String],
+        vars: &str,
     ) -> Result<i64, DbError> {
         let client = self.database.client().await?;
         let pid = i32::try_from(std::process::id()).unwrap_or(0);
         let row = client
             .query_one(
-                "INSERT INTO _flow.runs (flow, file, environment, selection, selected, status, host, pid)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) RETURNING id",
-                &[&flow, &file, &environment, &selection, &selected, &hostname(), &pid],
+                "INSERT INTO _flow.runs (flow, file, environment, selection, selected, status, host, pid, vars)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) RETURNING id",
+                &[&flow, &file, &environment, &selection, &selected, &hostname(), &pid, &vars],
             )
             .await?;
         let id: i64 = row.get(0);
@@ -491,15 +504,21 @@ impl Records {
 
     /// For every step of a flow, its latest success with fingerprints (a skip
     /// carries the same ones, so it adds nothing).
-    pub async fn successes(&self, flow: &str) -> Result<HashMap<String, Success>, DbError> {
+    /// The last success of each step of a flow among the runs with the same
+    /// values (`vars_key`): a fan-out job's item has a history of its own.
+    pub async fn successes(
+        &self,
+        flow: &str,
+        vars_key: &str,
+    ) -> Result<HashMap<String, Success>, DbError> {
         let client = self.database.client().await?;
         let rows = client
             .query(
                 "SELECT DISTINCT ON (s.step) s.step, s.run_id, s.input_fingerprint, s.output_fingerprint
                  FROM _flow.steps s JOIN _flow.runs r ON r.id = s.run_id
-                 WHERE r.flow = $1 AND s.status = 'succeeded' AND s.output_fingerprint IS NOT NULL
+                 WHERE r.flow = $1 AND r.vars = $2 AND s.status = 'succeeded' AND s.output_fingerprint IS NOT NULL
                  ORDER BY s.step, s.run_id DESC",
-                &[&flow],
+                &[&flow, &vars_key],
             )
             .await?;
         Ok(rows

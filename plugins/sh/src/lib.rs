@@ -28,7 +28,11 @@ static RUN: OperationSpec = OperationSpec {
             ParamType::Path,
             "the working directory (default: the flow's)",
         ),
-        ParamSpec::optional("reads", ParamType::Strings, "file globs it reads"),
+        ParamSpec::optional(
+            "reads",
+            ParamType::Strings,
+            "file globs it reads; without it the step runs every time, since flow cannot tell what changed",
+        ),
         ParamSpec::optional("writes", ParamType::Strings, "file globs it writes"),
     ],
 };
@@ -51,6 +55,11 @@ impl Operation for Run {
             }]);
         }
         let mut prepared = Prepared::default();
+        if !step.params.contains("reads") {
+            prepared = prepared.always_runs(
+                "its command's reads are not declared (`reads = [...]`, or `reads = []` for none)",
+            );
+        }
         for glob in step.params.list("reads") {
             prepared = prepared.reads(Resource::file(glob));
         }
