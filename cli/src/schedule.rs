@@ -219,17 +219,10 @@ async fn service(flow: Flow, tick: Duration, stop: CancellationToken) {
                 }
                 running.retain(|_, task| !task.is_finished());
                 for schedule in &flow.pipeline.schedules {
-                    for (job, item) in schedule.jobs() {
-                        let fired = fire_due(
-                            &flow,
-                            schedule,
-                            &job,
-                            item.as_deref(),
-                            records,
-                            &mut running,
-                            &stop,
-                        )
-                        .await;
+                    for (job, values) in schedule.jobs() {
+                        let fired =
+                            fire_due(&flow, schedule, &job, &values, records, &mut running, &stop)
+                                .await;
                         if let Err(error) = fired {
                             output::note(&format!("{name}: schedule `{job}`: {error}"));
                         }
@@ -256,7 +249,7 @@ async fn fire_due(
     flow: &Flow,
     schedule: &Schedule,
     job: &str,
-    item: Option<&str>,
+    values: &[(String, String)],
     records: &Records,
     running: &mut HashMap<String, JoinHandle<()>>,
     stop: &CancellationToken,
@@ -349,7 +342,7 @@ async fn fire_due(
             records.clone(),
             stop.clone(),
         );
-        let (job, item) = (job.to_owned(), item.map(str::to_owned));
+        let (job, values) = (job.to_owned(), values.to_vec());
         tokio::spawn(async move {
             for fire in claimed {
                 if late(&fire) {
@@ -362,16 +355,8 @@ async fn fire_due(
                     "{}: schedule `{job}` fires ({fire})",
                     pipeline.name
                 ));
-                let (status, run_id) = run_once(
-                    &pipeline,
-                    &file,
-                    &base,
-                    &schedule,
-                    &job,
-                    item.as_deref(),
-                    &stop,
-                )
-                .await;
+                let (status, run_id) =
+                    run_once(&pipeline, &file, &base, &schedule, &job, &values, &stop).await;
                 if let Err(error) = records
                     .finish_fire(&pipeline.name, &job, micros(fire), status, run_id)
                     .await
@@ -458,7 +443,7 @@ async fn run_once(
     base: &Path,
     schedule: &Schedule,
     job: &str,
-    item: Option<&str>,
+    values: &[(String, String)],
     stop: &CancellationToken,
 ) -> (&'static str, Option<i64>) {
     let mut select = SelectArgs::default();
@@ -489,10 +474,7 @@ async fn run_once(
         force: false,
         json: false,
         plain: true,
-        vars: item
-            .map(|item| ("item".to_owned(), item.to_owned()))
-            .into_iter()
-            .collect(),
+        vars: values.to_vec(),
     };
     let text = format!("schedule {job}");
     let (exit, run_id) = crate::run::execute(

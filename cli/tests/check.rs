@@ -149,3 +149,36 @@ step shp:convert {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_fan_out_with_an_empty_list_is_refused_and_named_lists_format() {
+    let dir = std::env::temp_dir().join(format!("flow-check-fanout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let text = "flow fan\n\ndatabase flow = \"embedded\"\n\ngroups work\n\nstep sql:flow:run {\n  group = work\n  sql = \"*.flow\"\n}\n\nschedule daily {\n  cron = \"0 2 * * *\"\n  run = [work]\n  for_each = {vendor = [\"a\", \"b\"],   year = []}\n}\n";
+    std::fs::write(dir.join("fan.flow"), text).expect("flow");
+    let output = Flow::new(["check", "fan.flow"]).dir(&dir).expect(2);
+    let flat = support::flat(&output.stderr);
+    assert!(
+        flat.contains("this list is empty: no job would run"),
+        "{flat}"
+    );
+    assert!(flat.contains("fan.flow:15:"), "{flat}");
+    std::fs::write(
+        dir.join("fan.flow"),
+        text.replace("year = []", "year = [\"2024\"]"),
+    )
+    .expect("flow");
+    Flow::new(["check", "fan.flow"]).dir(&dir).expect(0);
+    let formatted = Flow::new(["fmt", "--stdout", "fan.flow"])
+        .dir(&dir)
+        .expect(0);
+    assert!(
+        formatted
+            .stdout
+            .contains("  for_each = { vendor = [\"a\", \"b\"], year = [\"2024\"] }\n"),
+        "{}",
+        formatted.stdout
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

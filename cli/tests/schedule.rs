@@ -449,3 +449,61 @@ async fn a_dead_leaders_fire_is_closed_and_its_commands_die_with_it() {
         "no fire left started: {fires:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn for_each_over_named_lists_makes_one_job_per_combination() {
+    let project = Project::new(
+        "fanout2",
+        "  every = 2s\n  for_each = { vendor = [\"hallmark\", \"ornaments\"], year = [\"2024\", \"2025\"] }\n",
+        "echo $FLOW_VENDOR-$FLOW_YEAR >> items.txt",
+    )
+    .await;
+    let child = project.spawn();
+    let client = project.db.client().await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the jobs never all ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let done: Option<i64> = client
+            .query_one(
+                "SELECT count(DISTINCT schedule) FROM _flow.fires WHERE status = 'succeeded'",
+                &[],
+            )
+            .await
+            .ok()
+            .map(|r| r.get(0));
+        if done == Some(4) {
+            break;
+        }
+    }
+    terminate(&child);
+    stopped_within(child, Duration::from_secs(10));
+    let jobs: Vec<String> = client
+        .query(
+            "SELECT DISTINCT schedule FROM _flow.fires WHERE status = 'succeeded' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("fires")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            "tick[hallmark,2024]",
+            "tick[hallmark,2025]",
+            "tick[ornaments,2024]",
+            "tick[ornaments,2025]"
+        ]
+    );
+    let items = std::fs::read_to_string(project.dir.join("items.txt")).expect("items");
+    for expected in [
+        "hallmark-2024",
+        "hallmark-2025",
+        "ornaments-2024",
+        "ornaments-2025",
+    ] {
+        assert!(items.lines().any(|l| l == expected), "{expected}: {items}");
+    }
+}

@@ -135,6 +135,8 @@ pub enum ValueKind {
         unit: DurationUnit,
     },
     List(Vec<Value>),
+    /// Named values: `{ vendor = [a, b], year = ["2024"] }`.
+    Map(Vec<(Ident, Value)>),
     /// `env("NAME", default)`: read from the environment when the flow is resolved.
     Env {
         name: String,
@@ -209,6 +211,7 @@ impl Value {
             ValueKind::Bool(_) => "a boolean",
             ValueKind::Duration { .. } => "a duration",
             ValueKind::List(_) => "a list",
+            ValueKind::Map(_) => "a map",
             ValueKind::Env { .. } => "an `env(...)` value",
             ValueKind::Reference {
                 suffix: Some(_), ..

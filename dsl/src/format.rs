@@ -234,6 +234,35 @@ fn value(value: &Value, column: usize, indent: &str) -> String {
             }
             text
         }
+        ValueKind::Map(entries) => {
+            let inner = format!("{indent}{INDENT}");
+            let parts: Vec<String> = entries
+                .iter()
+                .map(|(name, item)| {
+                    format!(
+                        "{} = {}",
+                        name.name,
+                        self::value(item, inner.len() + name.name.len() + 3, &inner)
+                    )
+                })
+                .collect();
+            let one_line = format!("{{ {} }}", parts.join(", "));
+            if parts.is_empty() {
+                "{}".into()
+            } else if column + one_line.len() <= WIDTH && !one_line.contains('\n') {
+                one_line
+            } else {
+                let mut text = String::from("{\n");
+                for part in parts {
+                    text.push_str(&inner);
+                    text.push_str(&part);
+                    text.push('\n');
+                }
+                text.push_str(indent);
+                text.push('}');
+                text
+            }
+        }
         ValueKind::List(items) => {
             let inner = format!("{indent}{INDENT}");
             let parts: Vec<String> = items

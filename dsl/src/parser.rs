@@ -342,6 +342,15 @@ impl Builder {
                     .map(|p| self.value(p))
                     .collect::<Result<_, _>>()?,
             ),
+            Rule::map => {
+                let mut entries = Vec::new();
+                let mut inner = children(pair);
+                while let Some(name) = inner.next() {
+                    let value = self.value(next(&mut inner)?)?;
+                    entries.push((self.ident(&name), value));
+                }
+                ValueKind::Map(entries)
+            }
             Rule::env_call => {
                 let mut inner = children(pair);
                 let name = unescape(next(&mut children(next(&mut inner)?))?.as_str());
@@ -530,6 +539,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::ident | Rule::step_name => "a name",
         Rule::value
         | Rule::list
+        | Rule::map
         | Rule::env_call
         | Rule::string
         | Rule::duration

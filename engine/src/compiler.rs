@@ -56,8 +56,8 @@ const SCHEDULE_PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::optional(
         "for_each",
-        ParamType::Strings,
-        "one job per item, each run with `item` set",
+        ParamType::Fanout,
+        "one job per item, each run with `item` set; or named lists, one job per combination, each run with every name set",
     ),
 ];
 
@@ -719,11 +719,7 @@ impl Compiler<'_> {
                 env: params.str("env").map(str::to_owned),
                 missed: params.str("missed").unwrap_or("latest").to_owned(),
                 max_missed: params.count("max_missed").unwrap_or(10),
-                items: params
-                    .list("for_each")
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
+                items: fan_out(&params),
                 span: block.span,
             });
         }
@@ -867,6 +863,34 @@ fn step_refs(block: &Block) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// The jobs of a schedule's `for_each`: each a set of named values. A list
+/// gives one job per item (named `item`); named lists give one job per
+/// combination, in the order written.
+fn fan_out(params: &Params) -> Vec<Vec<(String, String)>> {
+    let named = params.map("for_each");
+    if named.is_empty() {
+        return params
+            .list("for_each")
+            .into_iter()
+            .map(|item| vec![("item".to_owned(), item.to_owned())])
+            .collect();
+    }
+    let mut jobs: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (name, values) in named {
+        jobs = jobs
+            .into_iter()
+            .flat_map(|job| {
+                values.iter().map(move |value| {
+                    let mut next = job.clone();
+                    next.push((name.to_owned(), (*value).to_owned()));
+                    next
+                })
+            })
+            .collect();
+    }
+    jobs
 }
 
 fn duration(value: &Value) -> Option<Duration> {

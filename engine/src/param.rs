@@ -58,6 +58,9 @@ pub enum ParamType {
     Names,
     /// A list of strings.
     Strings,
+    /// A list of strings, or named lists: `{ vendor = [a, b], year = [...] }`
+    /// (one item per combination).
+    Fanout,
     /// A declared database.
     Database,
     /// A declared storage, optionally followed by a path: `spaces "shapefiles/"`.
@@ -90,6 +93,9 @@ impl ParamType {
             }
             ParamType::Names => "a list of names, like `[a, b]`".into(),
             ParamType::Strings => "a list of strings, like `[\"a\", \"b\"]`".into(),
+            ParamType::Fanout => {
+                "a list of strings, or named lists like `{ vendor = [\"a\", \"b\"], year = [\"2024\"] }`".into()
+            }
             ParamType::Database => "a database name".into(),
             ParamType::Storage => "a storage with an optional path, like `spaces \"dir/\"`".into(),
             ParamType::Schema => "a database and schema, like `api.public`".into(),
@@ -185,6 +191,23 @@ impl Params {
                 Some((path.iter().map(|p| p.as_str()).collect(), suffix.as_deref()))
             }
             _ => None,
+        }
+    }
+
+    /// The named lists of a map, each item as text, in the order written.
+    pub fn map(&self, key: &str) -> Vec<(&str, Vec<&str>)> {
+        match self.get(key).map(|v| &v.kind) {
+            Some(ValueKind::Map(entries)) => entries
+                .iter()
+                .map(|(name, value)| {
+                    let items = match &value.kind {
+                        ValueKind::List(items) => items.iter().filter_map(text_of).collect(),
+                        _ => Vec::new(),
+                    };
+                    (name.name.as_str(), items)
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -337,6 +360,23 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
                 })
             }
         }
+        ParamType::Fanout => match kind {
+            ValueKind::List(_) => check(value, ParamType::Strings, scope),
+            ValueKind::Map(entries) if !entries.is_empty() => {
+                for (_, list) in entries {
+                    check(list, ParamType::Strings, scope)?;
+                    if matches!(&list.kind, ValueKind::List(items) if items.is_empty()) {
+                        return Err(Mismatch::Value {
+                            message: "this list is empty: no job would run".into(),
+                            help: Some("give each name at least one value".into()),
+                            span: list.span,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(Mismatch::Type),
+        },
         ParamType::Names | ParamType::Strings => {
             let ValueKind::List(items) = kind else {
                 return Err(Mismatch::Type);

@@ -143,21 +143,28 @@ pub struct Schedule {
     pub missed: String,
     /// With `missed = all`, at most this many missed fires run.
     pub max_missed: u64,
-    /// `for_each`: one job per item; empty for a single job.
-    pub items: Vec<String>,
+    /// `for_each`: one job per item, each a set of named values (`item`
+    /// for a plain list); empty for a single job.
+    pub items: Vec<Vec<(String, String)>>,
     pub span: Span,
 }
 
 impl Schedule {
-    /// The schedule's jobs: their names (`nightly`, or `nightly[2024]` per
-    /// item) and items.
-    pub fn jobs(&self) -> Vec<(String, Option<String>)> {
+    /// The schedule's jobs: their names (`nightly`, `nightly[2024]` for an
+    /// item, `nightly[hallmark,2024]` for a combination) and values.
+    pub fn jobs(&self) -> Vec<(String, Vec<(String, String)>)> {
         if self.items.is_empty() {
-            vec![(self.name.clone(), None)]
+            vec![(self.name.clone(), Vec::new())]
         } else {
             self.items
                 .iter()
-                .map(|item| (format!("{}[{item}]", self.name), Some(item.clone())))
+                .map(|values| {
+                    let shown: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
+                    (
+                        format!("{}[{}]", self.name, shown.join(",")),
+                        values.clone(),
+                    )
+                })
                 .collect()
         }
     }
