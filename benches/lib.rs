@@ -68,6 +68,15 @@ pub fn psql() -> String {
         .to_owned()
 }
 
+/// Whether a tool is on PATH.
+pub fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Runs a shell command; its time.
 pub fn timed(command: &str) -> std::time::Duration {
     let started = std::time::Instant::now();

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -115,14 +114,6 @@ fn generate(dir: &Path, points: usize, polygons: usize) {
     }
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::main]
 async fn main() {
     let Some(full) = flow_benches::mode() else {
@@ -161,8 +152,8 @@ async fn main() {
             .display()
             .to_string()
     };
-    let gdal = have("ogr2ogr");
-    let shp2pgsql = have("shp2pgsql");
+    let gdal = flow_benches::have("ogr2ogr");
+    let shp2pgsql = flow_benches::have("shp2pgsql");
 
     // Shapefile to CSV (WKT), both files.
     flow_benches::run_step(&pipeline, "shp:convert", &databases, &dir).await;

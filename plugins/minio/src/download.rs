@@ -149,8 +149,11 @@ pub async fn list(storage: &Storage) -> Result<Vec<Listed>, StepError> {
 }
 
 /// Downloads one object to `target`, verified, under a temporary name first.
+/// `client` is the storage's S3 client, made once for the step so that its
+/// connections are kept and reused from object to object.
 pub async fn fetch(
     storage: &Storage,
+    client: Option<&Bucket>,
     object: &Listed,
     target: &Path,
     context: &RunContext,
@@ -172,7 +175,14 @@ pub async fn fetch(
         }
         Storage::S3 { prefix, .. } => {
             let key = format!("{prefix}{}", object.key);
-            let bucket = bucket(storage)?;
+            let made;
+            let bucket = match client {
+                Some(client) => client,
+                None => {
+                    made = bucket(storage)?;
+                    &made
+                }
+            };
             let mut response = bucket
                 .get_object_stream(&key)
                 .await

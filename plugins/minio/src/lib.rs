@@ -227,13 +227,19 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
     let permits = Arc::new(Semaphore::new(
         context.params.count("jobs").unwrap_or(8).max(1) as usize,
     ));
+    let client: Option<Arc<s3::Bucket>> = match &*storage {
+        Storage::S3 { .. } => Some(Arc::from(download::bucket(&storage)?)),
+        Storage::Folder { .. } => None,
+    };
     let mut tasks = Vec::new();
     for (object, target) in pending {
         let permits = Arc::clone(&permits);
         let storage = Arc::clone(&storage);
+        let client = client.clone();
         tasks.push(async move {
             let _permit = permits.acquire_owned().await;
-            let result = download::fetch(&storage, &object, &target, context).await;
+            let result =
+                download::fetch(&storage, client.as_deref(), &object, &target, context).await;
             (object, result)
         });
     }
