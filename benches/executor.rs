@@ -166,6 +166,7 @@ fn main() {
         databases: Default::default(),
         storages: Default::default(),
         vars: Default::default(),
+        run: None,
     });
     let options = Options {
         jobs: 2,

@@ -7,11 +7,19 @@ use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
     name = "flow",
     version,
     about = "A declarative data-flow engine for PostGIS pipelines",
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Exit codes:\n  0    success\n  1    a step failed (or `fmt --check` found a file to reformat, or `diff` found a change populate would refuse)\n  2    the flow, its environment or the command line is invalid\n  130  Ctrl-C or SIGTERM stopped the run"
 )]
 pub struct Args {
     #[command(subcommand)]
     pub command: Command,
+    /// More detail on stderr: `-v` for info, `-vv` for debug, `-vvv` for trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The level of detail on stderr (`error`, `warn`, `info`, `debug`,
+    /// `trace`, or a filter like `flow_engine=debug`); `RUST_LOG` works too.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +28,31 @@ pub enum Command {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print one JSON object per file: its steps, or its problems.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a flow in a folder: a starter `.flow` file that runs, its SQL,
+    /// and a `.gitignore` for flow's state and data.
+    Init {
+        /// The folder (default: the current one); the flow is named after it.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the completion script of a shell: `flow completions bash > /etc/bash_completion.d/flow`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the log a step wrote in a run (`sh:run` output).
+    Logs {
+        file: PathBuf,
+        /// A run number, or `latest`.
+        run: String,
+        /// The step, like `sh:run/fetch`.
+        step: String,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
     },
     /// Show what would run, in what order, what can run at the same time, and why.
     Plan {
@@ -78,7 +111,8 @@ pub enum Command {
     /// Show one recorded run: each step with its status, time, rows, bytes and error.
     Show {
         file: PathBuf,
-        run: i64,
+        /// A run number, or `latest`.
+        run: String,
         #[arg(long)]
         json: bool,
         #[arg(long = "env", short = 'e', value_name = "NAME")]
@@ -109,6 +143,9 @@ pub enum Command {
         step: Option<String>,
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
+        /// Print each populate step's report as JSON (for CI).
+        #[arg(long)]
+        json: bool,
     },
     /// Put back the tables a `mode = swap` populate replaced last.
     Rollback {
@@ -191,6 +228,9 @@ pub enum ScheduleCommand {
         files: Vec<PathBuf>,
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
+        /// Print the jobs as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -25,4 +25,31 @@ pub enum CliError {
     #[error("cannot write `{path}`: {reason}")]
     #[diagnostic(code(flow::cli::write))]
     Write { path: String, reason: String },
+
+    #[error("`{text}` is not a run")]
+    #[diagnostic(
+        code(flow::cli::bad_run),
+        help("give a run's number (`flow runs FILE` lists them) or `latest`")
+    )]
+    BadRun { text: String },
+
+    #[error("step `{step}` left no log in run {run}")]
+    #[diagnostic(
+        code(flow::cli::no_log),
+        help(
+            "steps that run commands keep their output, in `{path}`; `flow show FILE RUN` shows what each step did"
+        )
+    )]
+    NoLog {
+        step: String,
+        run: i64,
+        path: String,
+    },
+
+    #[error("`{path}` is there already")]
+    #[diagnostic(
+        code(flow::cli::exists),
+        help("`flow init` starts a new flow and changes no file; pick an empty folder")
+    )]
+    Exists { path: String },
 }

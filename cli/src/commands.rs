@@ -11,7 +11,37 @@ use crate::{load, output};
 pub fn run(args: Args) -> Exit {
     let registry = Registry::installed();
     match args.command {
-        Command::Check { files } => check(&files, &registry),
+        Command::Check { files, json } => check(&files, json, &registry),
+        Command::Init { dir } => crate::init::init(&dir),
+        Command::Completions { shell } => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "flow", &mut script);
+            output::out(&String::from_utf8_lossy(&script));
+            Exit::Success
+        }
+        Command::Logs {
+            file,
+            run,
+            step,
+            env,
+        } => match crate::history::parse_run(&run) {
+            Ok(run) => crate::history::history(
+                &file,
+                env.as_deref(),
+                &crate::history::Query::Logs {
+                    run,
+                    step,
+                    base: crate::run::base_dir(&file),
+                },
+                false,
+                &registry,
+            ),
+            Err(error) => {
+                output::error(error);
+                Exit::Invalid
+            }
+        },
         Command::Plan {
             file,
             select,
@@ -58,11 +88,16 @@ pub fn run(args: Args) -> Exit {
             }
             None => Exit::Invalid,
         },
-        Command::Diff { file, step, env } => crate::populate::command(
+        Command::Diff {
+            file,
+            step,
+            env,
+            json,
+        } => crate::populate::command(
             &file,
             env.as_deref(),
             step.as_deref(),
-            crate::populate::Action::Diff,
+            crate::populate::Action::Diff { json },
             &registry,
         ),
         Command::Rollback { file, step, env } => crate::populate::command(
@@ -75,9 +110,9 @@ pub fn run(args: Args) -> Exit {
         Command::Run { file, select, run } => crate::run::run(&file, &select, &run, &registry),
         Command::Db { action } => crate::db::db(&action),
         Command::Schedule {
-            list: Some(crate::args::ScheduleCommand::List { files, env }),
+            list: Some(crate::args::ScheduleCommand::List { files, env, json }),
             ..
-        } => crate::schedule::list(&files, env.as_deref(), &registry),
+        } => crate::schedule::list(&files, env.as_deref(), json, &registry),
         Command::Schedule {
             list: None,
             files,
@@ -101,13 +136,19 @@ pub fn run(args: Args) -> Exit {
             run,
             json,
             env,
-        } => crate::history::history(
-            &file,
-            env.as_deref(),
-            &crate::history::Query::Show { run },
-            json,
-            &registry,
-        ),
+        } => match crate::history::parse_run(&run) {
+            Ok(run) => crate::history::history(
+                &file,
+                env.as_deref(),
+                &crate::history::Query::Show { run },
+                json,
+                &registry,
+            ),
+            Err(error) => {
+                output::error(error);
+                Exit::Invalid
+            }
+        },
         Command::Graph {
             file,
             select,
@@ -135,7 +176,10 @@ pub fn run(args: Args) -> Exit {
     }
 }
 
-fn check(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
+fn check(files: &[std::path::PathBuf], json: bool, registry: &Registry) -> Exit {
+    if json {
+        return check_json(files, registry);
+    }
     let mut exit = Exit::Success;
     for file in files {
         let Some(pipeline) = load::load(file, registry) else {
@@ -162,6 +206,28 @@ fn check(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
             file.display(),
             if steps == 1 { "step" } else { "steps" }
         ));
+    }
+    exit
+}
+
+/// `flow check --json`: one JSON object per file, on one line each, with
+/// its steps or its problems (code, message, line, column).
+fn check_json(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
+    let mut exit = Exit::Success;
+    for file in files {
+        let result = load::problems(file, registry);
+        let value = match result {
+            Ok(steps) => serde_json::json!({
+                "file": file.display().to_string(), "ok": true, "steps": steps
+            }),
+            Err(problems) => {
+                exit = Exit::Invalid;
+                serde_json::json!({
+                    "file": file.display().to_string(), "ok": false, "problems": problems
+                })
+            }
+        };
+        output::out(&format!("{value}\n"));
     }
     exit
 }

@@ -249,14 +249,20 @@ impl Display {
             Mode::Terminal(bar) => bar.finish_and_clear(),
             Mode::Plain => {}
         }
+        // In the flow's order (the plan's), whatever ran or was skipped:
+        // the same summary from run to run.
+        let position: HashMap<StepIndex, usize> = self
+            .pipeline
+            .order
+            .iter()
+            .enumerate()
+            .filter_map(|(at, node)| match self.pipeline.graph[*node] {
+                flow_engine::Node::Step(step) => Some((step, at)),
+                flow_engine::Node::GroupDone(_) => None,
+            })
+            .collect();
         let mut rows: Vec<(&StepIndex, &StepResult)> = results.iter().collect();
-        rows.sort_by_key(|(i, r)| {
-            (
-                r.started.is_none(),
-                r.started,
-                self.pipeline.steps[**i].id.to_string(),
-            )
-        });
+        rows.sort_by_key(|(i, _)| (position.get(*i).copied().unwrap_or(usize::MAX), **i));
         let width = rows
             .iter()
             .map(|(i, _)| self.pipeline.steps[**i].id.to_string().len())

@@ -12,8 +12,49 @@ use crate::session::Session;
 use crate::{load, output};
 
 pub enum Query {
-    Runs { limit: i64 },
-    Show { run: i64 },
+    Runs {
+        limit: i64,
+    },
+    /// A run by number, or the latest.
+    Show {
+        run: Option<i64>,
+    },
+    /// The log of a step in a run (by number, or the latest).
+    Logs {
+        run: Option<i64>,
+        step: String,
+        base: std::path::PathBuf,
+    },
+}
+
+/// A run as written on the command line: a number or `latest`.
+pub fn parse_run(text: &str) -> Result<Option<i64>, CliError> {
+    if text == "latest" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| CliError::BadRun {
+        text: text.to_owned(),
+    })
+}
+
+/// The run asked for: its number, or the number of the flow's latest.
+async fn resolve_run(records: &Records, flow: &str, run: Option<i64>) -> Result<i64, Exit> {
+    if let Some(run) = run {
+        return Ok(run);
+    }
+    match records.runs(Some(flow), 1).await {
+        Ok(runs) => match runs.first() {
+            Some(run) => Ok(run.id),
+            None => {
+                output::note(&format!("`{flow}` has no recorded run yet"));
+                Err(Exit::Invalid)
+            }
+        },
+        Err(error) => {
+            output::error(error);
+            Err(Exit::Failure)
+        }
+    }
 }
 
 pub fn history(
@@ -98,7 +139,43 @@ async fn show(records: &Records, flow: &str, query: &Query, json: bool) -> Exit 
                 Exit::Failure
             }
         },
-        Query::Show { run } => match records.run(*run).await {
+        Query::Logs { run, step, base } => {
+            let run = match resolve_run(records, flow, *run).await {
+                Ok(run) => run,
+                Err(exit) => return exit,
+            };
+            let path = base
+                .join(".flow/logs")
+                .join(run.to_string())
+                .join(format!("{}.log", flow_engine::log_name(step)));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    output::out(&text);
+                    Exit::Success
+                }
+                Err(_) => {
+                    output::error(CliError::NoLog {
+                        step: step.clone(),
+                        run,
+                        path: path.display().to_string(),
+                    });
+                    Exit::Invalid
+                }
+            }
+        }
+        Query::Show { run } => {
+            let run = &match resolve_run(records, flow, *run).await {
+                Ok(run) => run,
+                Err(exit) => return exit,
+            };
+            show_run(records, flow, run, json).await
+        }
+    }
+}
+
+async fn show_run(records: &Records, flow: &str, run: &i64, json: bool) -> Exit {
+    {
+        match records.run(*run).await {
             Ok(Some((record, _))) if record.flow != flow => {
                 output::error(CliError::UnknownRun {
                     flow: flow.to_owned(),
@@ -171,7 +248,7 @@ async fn show(records: &Records, flow: &str, query: &Query, json: bool) -> Exit 
                 output::error(error);
                 Exit::Failure
             }
-        },
+        }
     }
 }
 

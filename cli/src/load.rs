@@ -48,3 +48,56 @@ fn summary(path: &str, count: usize) {
     let problems = if count == 1 { "problem" } else { "problems" };
     output::note(&format!("{path}: {count} {problems}"));
 }
+
+/// The problems of a flow file as JSON values (code, message, line, column,
+/// help), with the missing files `flow check` looks for; its step ids when
+/// there are none.
+pub fn problems(path: &Path, registry: &Registry) -> Result<Vec<String>, Vec<serde_json::Value>> {
+    let source = match std::fs::read_to_string(path) {
+        Ok(source) => source,
+        Err(error) => {
+            return Err(vec![serde_json::json!({
+                "code": "flow::cli::read", "message": format!("cannot read `{}`: {error}", path.display())
+            })]);
+        }
+    };
+    let parsed = flow_dsl::parse(&source);
+    if !parsed.errors.is_empty() {
+        return Err(parsed.errors.iter().map(|e| problem(&source, e)).collect());
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pipeline = flow_engine::compile(&parsed.flow, registry, &stem).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| problem(&source, e))
+            .collect::<Vec<_>>()
+    })?;
+    let missing = flow_engine::missing_files(&pipeline, &crate::run::base_dir(path));
+    if !missing.is_empty() {
+        return Err(missing.iter().map(|e| problem(&source, e)).collect());
+    }
+    Ok(pipeline.steps.iter().map(|s| s.id.to_string()).collect())
+}
+
+fn problem(source: &str, error: &dyn miette::Diagnostic) -> serde_json::Value {
+    let offset = error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    let (line, column) = offset.map_or((None, None), |offset| {
+        let before = &source[..offset.min(source.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (Some(line), Some(column))
+    });
+    serde_json::json!({
+        "code": error.code().map(|c| c.to_string()),
+        "message": error.to_string(),
+        "line": line,
+        "column": column,
+        "help": error.help().map(|h| h.to_string()),
+    })
+}

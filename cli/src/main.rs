@@ -16,6 +16,7 @@ mod db;
 mod display;
 mod exit;
 mod history;
+mod init;
 mod load;
 mod output;
 mod populate;
@@ -33,6 +34,27 @@ fn main() -> ExitCode {
     }
     output::install_report_handler();
     let args = args::Args::parse();
+    install_tracing(args.verbose, args.log_level.as_deref());
     let code = commands::run(args);
     ExitCode::from(code as u8)
+}
+
+/// Prints the events of every crate at the level asked for (`-v`,
+/// `--log-level`, else `RUST_LOG`, else warnings) on stderr.
+fn install_tracing(verbose: u8, level: Option<&str>) {
+    let filter = match (level, verbose) {
+        (Some(level), _) => level.to_owned(),
+        (None, 0) => std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        (None, 1) => "info".into(),
+        (None, 2) => "debug".into(),
+        (None, _) => "trace".into(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .without_time()
+        .try_init();
 }

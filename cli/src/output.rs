@@ -22,7 +22,8 @@ pub fn install_report_handler() {
         } else {
             GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(80)
         };
-        Box::new(handler.with_links(false))
+        // A URL or a path is never cut across lines.
+        Box::new(handler.with_links(false).with_break_words(false))
     }));
 }
 
@@ -48,8 +49,9 @@ where
 /// A diagnostic as plain text, for records and JSON events.
 pub fn render(report: &Report) -> String {
     let mut text = String::new();
-    let handler =
-        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
+    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .with_break_words(false);
     if handler.render_report(&mut text, report.as_ref()).is_err() {
         text = report.to_string();
     }

@@ -14,7 +14,10 @@ use crate::{load, output};
 /// What to do with each populate step.
 #[derive(Clone, Copy)]
 pub enum Action {
-    Diff,
+    /// `json`: the reports as one JSON array.
+    Diff {
+        json: bool,
+    },
     Rollback,
 }
 
@@ -76,6 +79,7 @@ pub fn command(
         };
         let databases = Arc::new(session.databases.clone());
         let mut exit = Exit::Success;
+        let mut reports = Vec::new();
         for step in &steps {
             let context = RunContext::for_step(
                 step,
@@ -84,13 +88,20 @@ pub fn command(
                 Arc::clone(&pipeline.checks),
             );
             let result = match action {
-                Action::Diff => flow_plugin_pg::target_populate::populate(&context, true)
+                Action::Diff { json } => flow_plugin_pg::target_populate::populate(&context, true)
                     .await
                     .map(|report| {
                         if report.would_fail() {
                             exit = Exit::Failure;
                         }
-                        format!("{}\n{}", step.key, report.render(true))
+                        if json {
+                            let mut value = report.to_json();
+                            value["step"] = serde_json::json!(step.key);
+                            reports.push(value);
+                            String::new()
+                        } else {
+                            format!("{}\n{}", step.key, report.render(true))
+                        }
                     }),
                 Action::Rollback => flow_plugin_pg::target_populate::rollback(&context)
                     .await
@@ -103,6 +114,12 @@ pub fn command(
                     exit = Exit::Failure;
                 }
             }
+        }
+        if matches!(action, Action::Diff { json: true }) {
+            output::out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&reports).unwrap_or_default()
+            ));
         }
         session.close().await;
         exit

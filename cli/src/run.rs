@@ -265,6 +265,7 @@ async fn with_session(
         databases: Arc::new(session.databases.clone()),
         storages: Arc::new(environment.storages.clone()),
         vars: Arc::new(args.vars.iter().cloned().collect()),
+        run: Some(run_id),
     };
     let options = Options {
         jobs: args.jobs,

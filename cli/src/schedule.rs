@@ -91,7 +91,7 @@ async fn records(flow: &Flow) -> Result<(Session, Records), String> {
     Ok((session, records))
 }
 
-pub fn list(files: &[PathBuf], env: Option<&str>, registry: &Registry) -> Exit {
+pub fn list(files: &[PathBuf], env: Option<&str>, json: bool, registry: &Registry) -> Exit {
     let Some(flows) = load_all(files, env, registry) else {
         return Exit::Invalid;
     };
@@ -101,6 +101,7 @@ pub fn list(files: &[PathBuf], env: Option<&str>, registry: &Registry) -> Exit {
             "{:<12} {:<16} {:<26} {:<12} {:<26}\n",
             "flow", "schedule", "last fire (UTC)", "result", "next fire (UTC)"
         );
+        let mut jobs_json = Vec::new();
         for flow in &flows {
             let last = match records(flow).await {
                 Ok((session, records)) => {
@@ -123,6 +124,13 @@ pub fn list(files: &[PathBuf], env: Option<&str>, registry: &Registry) -> Exit {
                 let next = schedule.trigger().and_then(|t| t.next_after(now));
                 for (job, _) in schedule.jobs() {
                     let fire = last.iter().find(|f| f.schedule == job);
+                    jobs_json.push(serde_json::json!({
+                        "flow": flow.pipeline.name,
+                        "job": job,
+                        "last_fire": fire.map(|f| from_micros(f.fire_at).to_string()),
+                        "result": fire.map(|f| f.status.clone()),
+                        "next_fire": next.map(|n| n.to_string()),
+                    }));
                     text.push_str(&format!(
                         "{:<12} {:<16} {:<26} {:<12} {:<26}\n",
                         flow.pipeline.name,
@@ -137,7 +145,14 @@ pub fn list(files: &[PathBuf], env: Option<&str>, registry: &Registry) -> Exit {
                 }
             }
         }
-        output::out(&text);
+        if json {
+            output::out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&jobs_json).unwrap_or_default()
+            ));
+        } else {
+            output::out(&text);
+        }
         Exit::Success
     })
 }

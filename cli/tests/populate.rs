@@ -244,6 +244,18 @@ async fn a_destructive_change_is_refused_until_allowed_by_name() {
 
     // `flow diff` shows every change with its class, and the SQL; it exits
     // with 1 as populate would refuse.
+    let json = project.flow(&["diff", "release.flow", "--json"]).expect(1);
+    let reports: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(reports[0]["would_fail"], true);
+    let refused: Vec<&serde_json::Value> = reports[0]["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["refused"] == true)
+        .collect();
+    assert_eq!(refused.len(), 1, "{}", json.stdout);
+    assert_eq!(refused[0]["change"], "drop column parcels.old_id");
+    assert_eq!(refused[0]["class"], "destructive");
     let diff = project.flow(&["diff", "release.flow"]).expect(1);
     for line in [
         "safe create table zoning",

@@ -545,3 +545,98 @@ async fn each_item_of_a_fan_out_has_its_own_history() {
         statuses(&project, 2)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_logs_latest_json_and_verbosity() {
+    // `flow init` writes a starter that checks, formats and runs.
+    let dir = std::env::temp_dir().join(format!("flow-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("starter")).expect("dir");
+    let starter = dir.join("starter");
+    support::Flow::new(["init"]).dir(&starter).expect(0);
+    assert!(
+        std::fs::read_to_string(starter.join(".gitignore"))
+            .expect("gitignore")
+            .contains(".flow/")
+    );
+    support::Flow::new(["check", "starter.flow"])
+        .dir(&starter)
+        .expect(0);
+    support::Flow::new(["fmt", "--check", "starter.flow"])
+        .dir(&starter)
+        .expect(0);
+    let db = flow_db::testing::TestDatabase::create("initstarter")
+        .await
+        .expect("database");
+    support::Flow::new(["run", "starter.flow"])
+        .dir(&starter)
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(0);
+    let greeting: String = db
+        .client()
+        .await
+        .expect("connect")
+        .query_one("SELECT greeting FROM hello", &[])
+        .await
+        .expect("hello")
+        .get(0);
+    assert!(greeting.starts_with("hello from"), "{greeting}");
+    // A second init changes nothing.
+    support::Flow::new(["init"]).dir(&starter).expect(2);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Logs per run, `latest`, JSON from check, help with exit codes.
+    let project = project("extras").await;
+    project.flow(&["run"]).expect(0);
+    project.flow(&["run", "--force"]).expect(0);
+    let logs = project.flow(&["logs", "latest", "sh:run/c"]).expect(0);
+    assert_eq!(logs.stdout.trim(), "all good");
+    assert!(project.dir.join(".flow/logs/1/sh_run_c.log").exists());
+    assert!(project.dir.join(".flow/logs/2/sh_run_c.log").exists());
+    project.flow(&["logs", "7", "sh:run/c"]).expect(2);
+    let latest = project.flow(&["show", "latest", "--json"]).expect(0);
+    let latest: serde_json::Value = serde_json::from_str(&latest.stdout).expect("json");
+    assert_eq!(latest["run"]["id"], 2);
+    project.flow(&["show", "soon"]).expect(2);
+    let check = project.flow(&["check", "--json"]).expect(0);
+    let check: serde_json::Value = serde_json::from_str(check.stdout.trim()).expect("json");
+    assert_eq!(check["ok"], true);
+    assert_eq!(check["steps"].as_array().map(Vec::len), Some(3));
+    project.write("nightly.flow", "step sql:flow:rn {}\n");
+    let broken = project.flow(&["check", "--json"]).expect(2);
+    let broken: serde_json::Value = serde_json::from_str(broken.stdout.trim()).expect("json");
+    assert_eq!(
+        broken["problems"][0]["code"],
+        "flow::compile::unknown_operation"
+    );
+    assert_eq!(broken["problems"][0]["line"], 1);
+    let help = support::Flow::new(["--help"]).expect(0);
+    assert!(
+        help.stdout.contains("Exit codes:") && help.stdout.contains("130"),
+        "{}",
+        help.stdout
+    );
+    let completions = support::Flow::new(["completions", "bash"]).expect(0);
+    assert!(
+        completions.stdout.contains("_flow()"),
+        "{}",
+        completions.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verbosity_shows_the_engine_events() {
+    let project = project("verbose").await;
+    let quiet = project.flow(&["run"]).expect(0);
+    assert!(
+        !quiet.stderr.contains("input fingerprint"),
+        "{}",
+        quiet.stderr
+    );
+    let verbose = project.flow(&["run", "--force", "-vv"]).expect(0);
+    assert!(
+        verbose.stderr.contains("DEBUG") && verbose.stderr.contains("input fingerprint"),
+        "{}",
+        verbose.stderr
+    );
+}

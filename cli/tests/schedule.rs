@@ -283,6 +283,13 @@ async fn list_shows_last_and_next_fires() {
         .find(|l| l.starts_with("ticks"))
         .expect("a line for the schedule");
     assert!(line.contains("tick"), "{line}");
+    let json = Flow::new(["schedule", "list", "ticks.flow", "--json"])
+        .dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .expect(0);
+    let jobs: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(jobs[0]["job"], "tick");
+    assert!(jobs[0]["next_fire"].is_string(), "{}", json.stdout);
     // 02:00 in Berlin is 00:00 or 01:00 UTC.
     assert!(
         line.contains(" 00:00:00") || line.contains(" 01:00:00"),

@@ -139,6 +139,8 @@ pub struct Shared {
     pub storages: Arc<std::collections::BTreeMap<String, String>>,
     /// Values of this run that steps may use (a scheduled job's `item`).
     pub vars: Arc<std::collections::BTreeMap<String, String>>,
+    /// The run's id, when it is recorded.
+    pub run: Option<i64>,
 }
 
 /// Runs the selected steps; returns each selected step's result, by index.
@@ -220,6 +222,7 @@ pub async fn execute(
                 release(pipeline, node, &mut waiting, &position, &mut ready);
                 continue;
             }
+            tracing::debug!(step = %pipeline.steps[index].id, input = %input, "input fingerprint");
             inputs.insert(index, input);
             let progress = Arc::new(Progress::default());
             on_event(Event::Started {
@@ -366,6 +369,7 @@ fn attempts(
         databases: Arc::clone(&shared.databases),
         storages: Arc::clone(&shared.storages),
         vars: Arc::clone(&shared.vars),
+        run: shared.run,
         checks: Arc::clone(&pipeline.checks),
         cancel,
         progress,

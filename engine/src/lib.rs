@@ -50,7 +50,9 @@ pub use records::{FireRecord, Records, RunRecord, StepEnd, StepRecord, Success, 
 pub use registry::Registry;
 pub use render::{GraphFormat, render_graph};
 pub use resource::{Access, Resource, check_glob, table_ref};
-pub use run_context::{Outcome, Progress, RunContext, StepError, files, write_atomically};
+pub use run_context::{
+    Outcome, Progress, RunContext, StepError, files, log_name, write_atomically,
+};
 pub use selection::{Selection, SelectionError};
 pub use step_id::{StepId, StepPattern};
 pub use trigger::Trigger;

@@ -26,6 +26,8 @@ pub struct RunContext {
     /// `sh:run` passes them as `FLOW_<NAME>` environment variables and
     /// `sql:<db>:run` as `flow.<name>` settings (`current_setting('flow.item')`).
     pub vars: Arc<BTreeMap<String, String>>,
+    /// The run this step belongs to, when it is recorded.
+    pub run: Option<i64>,
     /// The flow's `check` blocks: `pg:target:populate` runs those of the
     /// tables it writes before it commits.
     pub checks: Arc<Vec<crate::Check>>,
@@ -33,6 +35,11 @@ pub struct RunContext {
     /// a step checks it between units of work and returns promptly.
     pub cancel: CancellationToken,
     pub progress: Arc<Progress>,
+}
+
+/// A step's id as a file name: `sh:run/c` is `sh_run_c`.
+pub fn log_name(step: &str) -> String {
+    step.replace([':', '/'], "_")
 }
 
 impl RunContext {
@@ -52,9 +59,21 @@ impl RunContext {
             databases,
             storages: Arc::default(),
             vars: Arc::default(),
+            run: None,
             checks,
             cancel: CancellationToken::new(),
             progress: Arc::new(Progress::default()),
+        }
+    }
+
+    /// Where the step keeps its log: `.flow/logs/<run>/<step>.log` (see
+    /// `flow logs`), or `.flow/logs/<step>.log` outside a recorded run.
+    pub fn log_path(&self) -> PathBuf {
+        let name = format!("{}.log", log_name(&self.step));
+        let logs = self.base_dir.join(".flow/logs");
+        match self.run {
+            Some(run) => logs.join(run.to_string()).join(name),
+            None => logs.join(name),
         }
     }
 

@@ -111,6 +111,7 @@ async fn run(
         databases: Arc::default(),
         storages: Arc::default(),
         vars: Arc::default(),
+        run: None,
     };
     let memory = executor::Memory::default();
     let results = executor::execute(

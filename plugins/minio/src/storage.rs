@@ -44,7 +44,7 @@ impl Storage {
             joined
         };
         if let Some(path) = text.strip_prefix("file://") {
-            let root = base.join(path);
+            let root = lexical(&base.join(path));
             return Ok(Storage::Folder {
                 root,
                 prefix: join(""),
@@ -121,6 +121,25 @@ impl Storage {
     }
 }
 
+/// `path` with `.` and `name/..` taken out, without looking at the disk:
+/// `flows/../fixtures/spaces` is `fixtures/spaces`.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The local path of an object's key below the download folder, or why the
 /// key has none: a key that is empty, absolute, has `.` or `..` or empty
 /// segments, backslashes, NUL or a drive letter could land outside the
@@ -184,6 +203,15 @@ mod tests {
         ] {
             assert!(local_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn folder_paths_are_shown_without_dot_dot() {
+        assert_eq!(
+            lexical(Path::new("flows/../fixtures/./spaces")),
+            PathBuf::from("fixtures/spaces")
+        );
+        assert_eq!(lexical(Path::new("../up")), PathBuf::from("../up"));
     }
 
     #[test]
@@ -253,7 +281,7 @@ mod tests {
         else {
             panic!("folder")
         };
-        assert_eq!(root, Path::new("/flows/../fixtures"));
+        assert_eq!(root, Path::new("/fixtures"));
         assert_eq!(prefix, "shp/");
     }
 

@@ -73,7 +73,9 @@ impl Operation for Configure {
                 created.push(*extension);
             }
             let unchanged = created.is_empty();
-            Ok(Outcome::note(if unchanged {
+            Ok(Outcome::note(if extensions.is_empty() {
+                "no extensions asked for".to_owned()
+            } else if unchanged {
                 format!("{} already there", extensions.join(", "))
             } else {
                 format!("created {}", created.join(", "))

@@ -141,6 +141,40 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report as JSON, for `flow diff --json`: what a CI job reads to
+    /// decide.
+    pub fn to_json(&self) -> serde_json::Value {
+        let changes: Vec<serde_json::Value> = self
+            .changes
+            .iter()
+            .filter(|c| !c.name.is_empty())
+            .map(|c| {
+                serde_json::json!({
+                    "change": c.name,
+                    "class": match c.class {
+                        Class::Safe => "safe",
+                        Class::DataDependent => "data_dependent",
+                        Class::Destructive => "destructive",
+                    },
+                    "table": c.table,
+                    "breaking_rows": c.broken.as_ref().map(|(n, _)| n),
+                    "samples": c.broken.as_ref().map(|(_, s)| s),
+                    "refused": c.refused,
+                    "sql": c.before.iter().chain(&c.after).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "target": self.target,
+            "mode": self.mode,
+            "rows": self.rows,
+            "would_fail": self.would_fail(),
+            "changes": changes,
+            "failed_checks": self.failed_checks,
+            "swap_sql": self.swap_sql,
+        })
+    }
+
     /// One line: what moved and what changed.
     pub fn summary(&self) -> String {
         let mut line = format!("{} rows into {} ({})", self.rows, self.target, self.mode);

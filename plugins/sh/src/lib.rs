@@ -95,10 +95,7 @@ impl Operation for Run {
             group.disarm();
             let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
             log.push_str(&String::from_utf8_lossy(&output.stderr));
-            let log_file = context.path(&format!(
-                ".flow/logs/{}.log",
-                context.step.replace([':', '/'], "_")
-            ));
+            let log_file = context.log_path();
             write_atomically(&log_file, log.as_bytes()).await?;
             let tail: Vec<&str> = log
                 .lines()
