@@ -158,6 +158,18 @@ async fn include_and_exclude_globs_pick_keys() {
         files(&project.raw()),
         [".flow-manifest.json", "a.dbf", "a.shp"]
     );
+    // A download always runs: the plan says why.
+    let plan = Flow::new(["plan", "downloads.flow"])
+        .dir(&project.dir)
+        .env("BUCKET_URL", server.url(&bucket, ""))
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(0);
+    assert!(
+        plan.stdout
+            .contains("runs: it reads objects `bucket/shp/`, which can change outside the flow"),
+        "{}",
+        plan.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

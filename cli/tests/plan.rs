@@ -200,3 +200,13 @@ fn graphs_in_dot_and_mermaid() {
     let mermaid = flow(["graph", PARCELS, "--format", "mermaid"]).expect(0);
     insta::assert_snapshot!("graph_parcels_mermaid", mermaid.stdout);
 }
+
+#[test]
+fn an_environment_the_flow_does_not_have_is_refused() {
+    let output = flow(["plan", PARCELS, "--env", "nowhere"]).expect(2);
+    assert!(
+        output.stderr.contains("unknown environment `nowhere`"),
+        "{}",
+        output.stderr
+    );
+}
