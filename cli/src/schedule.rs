@@ -299,20 +299,26 @@ async fn fire_due(
             ));
         }
     }
-    let busy = running.get(job).is_some_and(|t| !t.is_finished());
-    if busy {
-        for fire in &to_run {
-            if records
-                .claim_fire(name, job, micros(*fire), "skipped")
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                output::note(&format!(
-                    "{name}: schedule `{job}` fire at {fire} skipped: its previous run is still going"
-                ));
+    // Records each fire as skipped, saying why.
+    let skip = |why: &'static str| {
+        let to_run = &to_run;
+        async move {
+            for fire in to_run {
+                if records
+                    .claim_fire(name, job, micros(*fire), "skipped")
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    output::note(&format!(
+                        "{name}: schedule `{job}` fire at {fire} skipped: {why}"
+                    ));
+                }
             }
+            Ok::<(), String>(())
         }
-        return Ok(());
+    };
+    if running.get(job).is_some_and(|t| !t.is_finished()) {
+        return skip("its previous run is still going").await;
     }
     // Held until the run ends; a live process elsewhere still holding it
     // (a leader cut off from the lock's connection, say) keeps it from
@@ -322,18 +328,7 @@ async fn fire_due(
         .await
         .map_err(|e| e.to_string())?
     else {
-        for fire in &to_run {
-            if records
-                .claim_fire(name, job, micros(*fire), "skipped")
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                output::note(&format!(
-                    "{name}: schedule `{job}` fire at {fire} skipped: a run of it by another scheduler may still be going"
-                ));
-            }
-        }
-        return Ok(());
+        return skip("a run of it by another scheduler may still be going").await;
     };
     let mut claimed = Vec::new();
     for fire in to_run {
