@@ -387,10 +387,17 @@ async fn key_and_type_changes_are_counted_on_the_rows_after_the_load() {
     let refused = project.run(1);
     let text = flat(&refused.stderr);
     assert!(
-        text.contains("change primary key parcels from (id) to (code): 1 row would break"),
+        text.contains(
+            "change primary key parcels from (id) to (code): 1 key value shared by 2 rows would break"
+        ),
         "{text}"
     );
     assert!(text.contains("{\"code\":\"C\",\"rows\":2}"), "{text}");
+    // Under `append` the API's rows stay: the help says where to look.
+    assert!(
+        text.contains("with `mode = append` the API table keeps its rows"),
+        "{text}"
+    );
     assert_eq!(
         project.parcels().await,
         ["1:residential:A", "2:industrial:B", "3:commercial:C"]

@@ -62,6 +62,10 @@ pub struct Change {
     pub breaking: Option<(CountAt, String)>,
     /// Filled when counted: how many rows break, and a few of them.
     pub broken: Option<(i64, Vec<String>)>,
+    /// For a key or a unique constraint, the query lists key values (with
+    /// the number of their rows in `rows`); filled with how many values
+    /// are shared or null, `broken` counting their rows.
+    pub grouped: Option<i64>,
     /// Destructive and not allowed by the flow.
     pub refused: bool,
 }
@@ -76,6 +80,7 @@ impl Change {
             after: Vec::new(),
             breaking: None,
             broken: None,
+            grouped: None,
             refused: false,
         }
     }
@@ -92,6 +97,12 @@ impl Change {
 
     fn breaking(mut self, at: CountAt, sql: String) -> Self {
         self.breaking = Some((at, sql));
+        self
+    }
+
+    /// The breaking query lists key values with their `rows`.
+    fn by_key(mut self) -> Self {
+        self.grouped = Some(0);
         self
     }
 }
@@ -571,6 +582,7 @@ pub fn tighten_key(name: &str, target: &str, key: &[String], was: &[String]) -> 
                 "SELECT {columns}, count(*) AS rows FROM {{t}} GROUP BY {columns} HAVING count(*) > 1 OR {nulls}"
             ),
         )
+        .by_key()
 }
 
 /// A new unique or check constraint, applied after the load.
@@ -603,7 +615,11 @@ pub fn tighten_constraint(
         quote_ident(&constraint.name)
     ));
     if let Some(query) = breaking {
+        let grouped = query.contains("GROUP BY");
         change = change.breaking(CountAt::After, query);
+        if grouped {
+            change = change.by_key();
+        }
     }
     change
 }

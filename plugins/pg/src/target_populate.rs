@@ -210,11 +210,15 @@ impl Report {
             match &change.broken {
                 Some((0, _)) => text.push_str(": no row breaks"),
                 Some((n, samples)) => {
-                    let _ = write!(
-                        text,
-                        ": {n} row{} would break",
-                        if *n == 1 { "" } else { "s" }
-                    );
+                    let rows = format!("{n} row{}", if *n == 1 { "" } else { "s" });
+                    let _ = match change.grouped {
+                        Some(values) => write!(
+                            text,
+                            ": {values} key value{} shared by {rows} would break",
+                            if values == 1 { "" } else { "s" }
+                        ),
+                        None => write!(text, ": {rows} would break"),
+                    };
                     for sample in samples {
                         let _ = write!(text, "\n                    {sample}");
                     }
@@ -420,10 +424,22 @@ async fn count_breaking(
             "{t}",
             &table_of(change.table.as_deref().unwrap_or_default()),
         );
-        let count: i64 = client
-            .query_one(&format!("SELECT count(*) FROM ({query}) b"), &[])
-            .await?
-            .get(0);
+        // By key: how many values, and how many rows share them.
+        let count: i64 = if change.grouped.is_some() {
+            let row = client
+                .query_one(
+                    &format!("SELECT count(*), coalesce(sum(rows), 0)::bigint FROM ({query}) b"),
+                    &[],
+                )
+                .await?;
+            change.grouped = Some(row.get(0));
+            row.get(1)
+        } else {
+            client
+                .query_one(&format!("SELECT count(*) FROM ({query}) b"), &[])
+                .await?
+                .get(0)
+        };
         let samples = if count > 0 {
             client
                 .query(
@@ -449,6 +465,17 @@ fn any_broken(changes: &[Change]) -> bool {
 }
 
 const BREAK_HELP: &str = "fix the rows in the model (or its transforms) so they fit the new schema; nothing was written to the API database";
+
+/// What to do about rows that break, by mode: under `append` and `upsert`
+/// the API's own rows stay, and may be the ones that break.
+fn break_help(mode: &str) -> String {
+    match mode {
+        "append" | "upsert" => format!(
+            "with `mode = {mode}` the API table keeps its rows, and the rows that break may be those (the samples show them): fix them in the API database, fix the model, or load with `mode = replace`; nothing was written to the API database"
+        ),
+        _ => BREAK_HELP.to_owned(),
+    }
+}
 
 /// Moves the model tables into the API database. With `dry_run`, does all of
 /// it (the load too, so that breaking rows are counted on real data) and
@@ -685,7 +712,7 @@ async fn in_place(
         return Err(refused(
             "rows of the API database would not fit the new schema; nothing was written",
             report,
-            BREAK_HELP,
+            break_help(&settings.mode),
         ));
     }
     count_breaking(&*transaction, &mut report.changes, CountAt::After, |t| {
@@ -700,7 +727,7 @@ async fn in_place(
         return Err(refused(
             "the rows after the load would break the new schema; nothing was written",
             report,
-            BREAK_HELP,
+            break_help(&settings.mode),
         ));
     }
     let (table_afters, enum_afters): (Vec<&Change>, Vec<&Change>) =
