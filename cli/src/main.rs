@@ -40,11 +40,13 @@ fn main() -> ExitCode {
 }
 
 /// Prints the events of every crate at the level asked for (`-v`,
-/// `--log-level`, else `RUST_LOG`, else warnings) on stderr.
+/// `--log-level`, else `RUST_LOG`, else flow's warnings) on stderr.
 fn install_tracing(verbose: u8, level: Option<&str>) {
     let filter = match (level, verbose) {
         (Some(level), _) => level.to_owned(),
-        (None, 0) => std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        // Without a flag, flow's own warnings; other crates' only errors
+        // (the pool warns about every connection a stopping cluster drops).
+        (None, 0) => std::env::var("RUST_LOG").unwrap_or_else(|_| "error,flow=warn".into()),
         (None, 1) => "info".into(),
         (None, 2) => "debug".into(),
         (None, _) => "trace".into(),

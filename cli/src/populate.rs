@@ -103,9 +103,14 @@ pub fn command(
                             format!("{}\n{}", step.key, report.render(true))
                         }
                     }),
-                Action::Rollback => flow_plugin_pg::target_populate::rollback(&context)
-                    .await
-                    .map(|line| format!("{}: {line}\n", step.key)),
+                Action::Rollback => {
+                    let done = flow_plugin_pg::target_populate::rollback(&context).await;
+                    if let Ok(line) = &done {
+                        record_rollback(&session, &pipeline, file, &environment.name, step, line)
+                            .await;
+                    }
+                    done.map(|line| format!("{}: {line}\n", step.key))
+                }
             };
             match result {
                 Ok(text) => output::out(&text),
@@ -124,4 +129,50 @@ pub fn command(
         session.close().await;
         exit
     })
+}
+
+/// A rollback is a run of its own in the records (`flow runs` shows it), its
+/// populate step `rolled_back`: the next run does not take the API for the
+/// release that step last loaded, and runs it again.
+async fn record_rollback(
+    session: &Session,
+    pipeline: &Pipeline,
+    file: &Path,
+    environment: &str,
+    step: &StepNode,
+    line: &str,
+) {
+    let Some(database) = session.databases.get("flow") else {
+        return;
+    };
+    let recorded = async {
+        let records = flow_engine::Records::open(database).await?;
+        let id = step.id.to_string();
+        let run = records
+            .start_run(
+                &pipeline.name,
+                &file.display().to_string(),
+                environment,
+                "rollback",
+                std::slice::from_ref(&id),
+                "",
+            )
+            .await?;
+        records
+            .step_finished(
+                run,
+                &id,
+                &flow_engine::StepEnd {
+                    status: "rolled_back",
+                    note: Some(line.to_owned()),
+                    ..flow_engine::StepEnd::default()
+                },
+            )
+            .await?;
+        records.finish_run(run, "succeeded").await
+    }
+    .await;
+    if let Err(error) = recorded {
+        output::note(&format!("warning: the rollback was not recorded: {error}"));
+    }
 }

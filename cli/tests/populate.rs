@@ -532,7 +532,12 @@ async fn swap_switches_whole_releases_and_rollback_puts_the_last_back() {
     assert_eq!(kept, 3, "the previous release is kept");
 
     let rolled = project.flow(&["rollback", "release.flow"]).expect(0);
-    assert!(rolled.stdout.contains("parcels"), "{}", rolled.stdout);
+    let said = flat(&rolled.stdout);
+    assert!(
+        said.contains("parcels back from the previous release")
+            && said.contains("zoning was new with the release, removed"),
+        "{said}"
+    );
     assert_eq!(project.parcels().await, BEFORE);
     assert_eq!(
         project.labels().await,
@@ -552,6 +557,51 @@ async fn swap_switches_whole_releases_and_rollback_puts_the_last_back() {
         .get(0);
     assert!(!exists, "zoning was new in the release, so it went with it");
     project.flow(&["rollback", "release.flow"]).expect(1);
+
+    // The rollback is a run of its own, and the next run loads the release
+    // again instead of taking the API for up to date.
+    let runs = project.flow(&["runs", "release.flow", "--json"]).expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    assert_eq!(runs[0]["selection"], "rollback", "{runs}");
+    let again = project.flow(&["run", "release.flow"]).expect(0);
+    assert!(
+        flat(&again.stderr).contains("done pg:target:populate"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        project.parcels().await,
+        ["1:residential:A", "4:agricultural:D"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_back_a_first_swap_says_there_was_no_previous_release() {
+    let project = Project::new("firstswap").await;
+    project
+        .api()
+        .await
+        .batch_execute("DROP TABLE public.parcels; DROP TYPE zoning_class")
+        .await
+        .expect("empty api");
+    project.flow_file("parcels, zoning", "  mode = swap", "");
+    project.run(0);
+    let rolled = project.flow(&["rollback", "release.flow"]).expect(0);
+    let said = flat(&rolled.stdout);
+    assert!(
+        said.contains(
+            "there was no previous release; parcels, zoning were new with the release, removed"
+        ),
+        "{said}"
+    );
+    let exists: bool = project
+        .api()
+        .await
+        .query_one("SELECT to_regclass('public.parcels') IS NOT NULL", &[])
+        .await
+        .expect("parcels")
+        .get(0);
+    assert!(!exists);
 }
 
 #[tokio::test(flavor = "multi_thread")]

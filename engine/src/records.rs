@@ -517,6 +517,10 @@ impl Records {
                 "SELECT DISTINCT ON (s.step) s.step, s.run_id, s.input_fingerprint, s.output_fingerprint
                  FROM _flow.steps s JOIN _flow.runs r ON r.id = s.run_id
                  WHERE r.flow = $1 AND r.vars = $2 AND s.status = 'succeeded' AND s.output_fingerprint IS NOT NULL
+                   -- a rollback since undoes what the success did
+                   AND NOT EXISTS (SELECT FROM _flow.steps u JOIN _flow.runs ur ON ur.id = u.run_id
+                                   WHERE ur.flow = $1 AND u.step = s.step AND u.status = 'rolled_back'
+                                     AND u.run_id > s.run_id)
                  ORDER BY s.step, s.run_id DESC",
                 &[&flow, &vars_key],
             )

@@ -1128,6 +1128,24 @@ pub async fn rollback(context: &RunContext) -> Result<String, StepError> {
             .unwrap_or_default()
     };
     let (names, types) = (listed("tables="), listed("types="));
+    // Which tables the previous release had: those come back; the others
+    // were new with the release, and go.
+    let mut back = Vec::new();
+    let mut removed = Vec::new();
+    for name in &names {
+        let existed: bool = transaction
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("{}.{}", q(&previous), q(name))],
+            )
+            .await?
+            .get(0);
+        if existed {
+            back.push(name.clone());
+        } else {
+            removed.push(name.clone());
+        }
+    }
     let undone = previous.replace("__flow_prev_", "__flow_undone_");
     let mut moves = format!("CREATE SCHEMA {};\n", q(&undone));
     for (kind, list) in [("TABLE", &names), ("TYPE", &types)] {
@@ -1155,11 +1173,26 @@ END $flow$;",
     let _ = writeln!(moves, "DROP SCHEMA {};", q(&previous));
     transaction.batch_execute(&moves).await?;
     transaction.commit().await?;
-    Ok(format!(
-        "{}.{schema}: {} back from {previous}; the replaced tables are in {undone}",
-        settings.to_db,
-        names.join(", ")
-    ))
+    let mut message = format!("{}.{schema}: ", settings.to_db);
+    if back.is_empty() {
+        message.push_str("there was no previous release; ");
+    } else {
+        let _ = write!(
+            message,
+            "{} back from the previous release; ",
+            back.join(", ")
+        );
+    }
+    if !removed.is_empty() {
+        let _ = write!(
+            message,
+            "{} {} new with the release, removed; ",
+            removed.join(", "),
+            if removed.len() == 1 { "was" } else { "were" }
+        );
+    }
+    let _ = write!(message, "the tables taken out are kept in {undone}");
+    Ok(message)
 }
 
 /// A `check` block that failed, with what it found.
