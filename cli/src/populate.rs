@@ -81,12 +81,30 @@ pub fn command(
         let mut exit = Exit::Success;
         let mut reports = Vec::new();
         for step in &steps {
-            let context = RunContext::for_step(
+            let mut context = RunContext::for_step(
                 step,
                 base.clone(),
                 Arc::clone(&databases),
                 Arc::clone(&pipeline.checks),
             );
+            // `flow diff` compares the release on disk: the model is made
+            // again, in a scratch schema, from the files as they are now.
+            let scratch = match action {
+                Action::Diff { .. } => {
+                    match fresh_model(&pipeline, step, &base, &databases).await {
+                        Ok(scratch) => scratch,
+                        Err(error) => {
+                            output::report(error.report);
+                            exit = Exit::Failure;
+                            continue;
+                        }
+                    }
+                }
+                Action::Rollback => None,
+            };
+            if let Some((schema, _)) = &scratch {
+                context.params = Arc::new(step.params.with_name("from", schema));
+            }
             let result = match action {
                 Action::Diff { json } => flow_plugin_pg::target_populate::populate(&context, true)
                     .await
@@ -112,6 +130,17 @@ pub fn command(
                     done.map(|line| format!("{}: {line}\n", step.key))
                 }
             };
+            if let Some((schema, database)) = &scratch
+                && let Some(database) = databases.get(database)
+                && let Ok(client) = database.client().await
+            {
+                let _ = client
+                    .batch_execute(&format!(
+                        "DROP SCHEMA IF EXISTS {} CASCADE",
+                        flow_db::quote_ident(schema)
+                    ))
+                    .await;
+            }
             match result {
                 Ok(text) => output::out(&text),
                 Err(error) => {
@@ -175,4 +204,58 @@ async fn record_rollback(
     if let Err(error) = recorded {
         output::note(&format!("warning: the rollback was not recorded: {error}"));
     }
+}
+
+/// Makes the model a populate step reads again, from the release and the
+/// transforms as they are on disk, in a scratch schema of the flow database
+/// (`<model>__flow_diff`); returns the schema and its database, or `None`
+/// when no step of the flow makes that model.
+async fn fresh_model(
+    pipeline: &Pipeline,
+    populate: &StepNode,
+    base: &Path,
+    databases: &Arc<std::collections::BTreeMap<String, flow_db::Database>>,
+) -> Result<Option<(String, String)>, flow_engine::StepError> {
+    let from = populate.params.str("from").unwrap_or("model").to_owned();
+    let database = populate.params.str("database").unwrap_or("flow").to_owned();
+    let of = |operation: &'static str| -> Vec<&StepNode> {
+        pipeline
+            .steps
+            .iter()
+            .filter(|s| {
+                let spec = s.operation.spec();
+                spec.tool == "pg"
+                    && spec.target == flow_engine::Target::Fixed("model")
+                    && spec.operation == operation
+                    && s.params.str("schema").unwrap_or("model") == from
+                    && s.params.str("database").unwrap_or("flow") == database
+            })
+            .collect()
+    };
+    let creates = of("create");
+    if creates.is_empty() {
+        return Ok(None);
+    }
+    let scratch = flow_db::names::fit_with(&from, "__flow_diff");
+    if let Some(db) = databases.get(&database) {
+        db.client()
+            .await?
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                flow_db::quote_ident(&scratch)
+            ))
+            .await
+            .map_err(flow_db::DbError::from)?;
+    }
+    for step in creates.into_iter().chain(of("transform")) {
+        let mut context = RunContext::for_step(
+            step,
+            base.to_path_buf(),
+            Arc::clone(databases),
+            Arc::default(),
+        );
+        context.params = Arc::new(step.params.with_name("schema", &scratch));
+        step.operation.run(&context).await?;
+    }
+    Ok(Some((scratch, database)))
 }

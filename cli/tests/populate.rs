@@ -870,3 +870,54 @@ INSERT INTO parcels (id, zoning, code, area, geom)
     assert!(text.contains("transform/parcels.sql:4:1"), "{text}");
     assert!(text.contains("the statement at line 4 failed"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_diff_compares_the_release_as_it_is_on_disk() {
+    let project = Project::new("diffdisk").await;
+    project.flow_file(
+        "parcels, zoning",
+        "  allow = [\"drop column parcels.old_id\"]",
+        "",
+    );
+    project.run(0);
+    project.flow(&["diff", "release.flow"]).expect(0);
+    // The next release drops `code`: nothing has run since the edit.
+    project.write(
+        "schemas/release.sql",
+        &RELEASE_0_9.replace("  code text,\n", ""),
+    );
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, area, geom) VALUES
+           (1, 'residential', 100, 'SRID=4326;POINT(1 1)');",
+    );
+    let diff = project.flow(&["diff", "release.flow"]).expect(1);
+    let text = flat(&diff.stdout);
+    assert!(
+        text.contains("destructive drop column parcels.code: refused unless allowed by name"),
+        "{text}\n{}",
+        diff.stderr
+    );
+    // Nothing was written: the API keeps `code`, the model its old shape,
+    // and no scratch schema is left.
+    assert!(
+        project
+            .columns("public.parcels")
+            .await
+            .iter()
+            .any(|c| c.starts_with("code"))
+    );
+    let scratch: i64 = project
+        .flow
+        .client()
+        .await
+        .expect("flow")
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '%flow_diff%'",
+            &[],
+        )
+        .await
+        .expect("schemas")
+        .get(0);
+    assert_eq!(scratch, 0);
+}

@@ -123,6 +123,26 @@ impl Params {
         }
     }
 
+    /// These parameters with `key` set to the bare name `name` (for `flow
+    /// diff`, which builds a step's model in a scratch schema).
+    pub fn with_name(&self, key: &str, name: &str) -> Self {
+        let mut values = self.values.clone();
+        values.insert(
+            key.to_owned(),
+            Value {
+                kind: ValueKind::Reference {
+                    path: vec![flow_dsl::ast::Ident {
+                        name: name.to_owned(),
+                        span: flow_dsl::Span::default(),
+                    }],
+                    suffix: None,
+                },
+                span: flow_dsl::Span::default(),
+            },
+        );
+        Self { values }
+    }
+
     /// Every parameter in canonical form, in key order: what a step's
     /// fingerprint is made of.
     pub fn canonical(&self) -> String {
