@@ -921,3 +921,119 @@ async fn flow_diff_compares_the_release_as_it_is_on_disk() {
         .get(0);
     assert_eq!(scratch, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swap_keeps_what_the_apis_readers_depend_on() {
+    let project = Project::new("dependents").await;
+    let reader = format!("flow_reader_{}", std::process::id());
+    project
+        .api()
+        .await
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {reader}; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT USAGE ON SCHEMA public TO {reader};
+             GRANT SELECT ON public.parcels TO {reader};
+             COMMENT ON TABLE public.parcels IS 'the parcels';
+             COMMENT ON COLUMN public.parcels.code IS 'the cadastral code';
+             CREATE INDEX parcels_geom ON public.parcels USING gist (geom);
+             CREATE INDEX parcels_code ON public.parcels (code);
+             CREATE VIEW public.parcel_codes AS SELECT id, code FROM public.parcels;
+             GRANT SELECT ON public.parcel_codes TO {reader};
+             CREATE MATERIALIZED VIEW public.parcel_count AS SELECT count(*) AS n FROM public.parcels;
+             GRANT SELECT ON public.parcel_count TO {reader};
+             CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS
+               'BEGIN NEW.code := coalesce(NEW.code, ''?''); RETURN NEW; END';
+             CREATE TRIGGER parcels_touch BEFORE INSERT ON public.parcels
+               FOR EACH ROW EXECUTE FUNCTION public.touch();
+             ALTER TABLE public.parcels ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY readers ON public.parcels FOR SELECT TO {reader} USING (id < 100);
+             CREATE TABLE public.visits (parcel_id integer REFERENCES public.parcels (id));
+             INSERT INTO public.visits VALUES (1);"
+        ))
+        .await
+        .expect("a product's API");
+    project.flow_file(
+        "parcels, zoning",
+        "  mode = swap\n  allow = [\"drop column parcels.old_id\"]",
+        "",
+    );
+    project.run(0);
+    assert_eq!(
+        project.parcels().await,
+        ["1:residential:A", "4:agricultural:D"]
+    );
+    let api = project.api().await;
+    let one = |sql: String| {
+        let api = &api;
+        async move {
+            api.query_one(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get::<_, Option<String>>(0)
+        }
+    };
+    // The reader role reads the new rows, through the view and the table.
+    api.batch_execute(&format!("SET ROLE {reader}"))
+        .await
+        .expect("role");
+    assert_eq!(
+        one("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcel_codes".into()).await,
+        Some("1,4".into())
+    );
+    assert_eq!(
+        one("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcels".into()).await,
+        Some("1,4".into())
+    );
+    assert_eq!(
+        one("SELECT n::text FROM public.parcel_count".into()).await,
+        Some("2".into()),
+        "the materialized view was made again on the new rows"
+    );
+    api.batch_execute("RESET ROLE").await.expect("role");
+    for (what, sql, expected) in [
+        (
+            "comment",
+            "SELECT obj_description('public.parcels'::regclass, 'pg_class')",
+            "the parcels",
+        ),
+        (
+            "column comment",
+            "SELECT col_description('public.parcels'::regclass, (SELECT attnum FROM pg_attribute WHERE attrelid = 'public.parcels'::regclass AND attname = 'code'))",
+            "the cadastral code",
+        ),
+        (
+            "indexes",
+            "SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'public.parcels'::regclass",
+            "parcels_code,parcels_geom,parcels_pkey",
+        ),
+        (
+            "trigger",
+            "SELECT string_agg(tgname::text, ',') FROM pg_trigger WHERE tgrelid = 'public.parcels'::regclass AND NOT tgisinternal",
+            "parcels_touch",
+        ),
+        (
+            "row-level security",
+            "SELECT relrowsecurity::text FROM pg_class WHERE oid = 'public.parcels'::regclass",
+            "true",
+        ),
+        (
+            "policy",
+            "SELECT string_agg(policyname::text, ',') FROM pg_policies WHERE schemaname = 'public' AND tablename = 'parcels'",
+            "readers",
+        ),
+        (
+            "foreign key",
+            "SELECT confrelid::regclass::text FROM pg_constraint WHERE conrelid = 'public.visits'::regclass AND contype = 'f'",
+            "parcels",
+        ),
+    ] {
+        assert_eq!(one(sql.into()).await.as_deref(), Some(expected), "{what}");
+    }
+    assert_eq!(
+        one(format!(
+            "SELECT has_table_privilege('{reader}', 'public.parcels', 'SELECT')::text"
+        ))
+        .await,
+        Some("true".into())
+    );
+}

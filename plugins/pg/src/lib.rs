@@ -12,6 +12,7 @@
 
 mod configure;
 mod csv_schema;
+mod dependents;
 mod migrate;
 mod model_create;
 mod model_transform;

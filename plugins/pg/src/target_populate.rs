@@ -983,6 +983,14 @@ async fn switch(
         .await?
         .get(0);
     let previous = format!("{schema}__flow_prev_{stamp}");
+    // What the API's readers depend on moves to the new tables.
+    let replaced: Vec<String> = settings
+        .tables
+        .iter()
+        .filter(|name| shapes.target.contains_key(*name) && shapes.model.contains_key(*name))
+        .cloned()
+        .collect();
+    let carried = crate::dependents::capture(&transaction, schema, &replaced).await?;
     let mut moves = format!(
         "CREATE SCHEMA {0};\nCOMMENT ON SCHEMA {0} IS {1};\n",
         q(&previous),
@@ -1037,6 +1045,10 @@ async fn switch(
     let _ = writeln!(moves, "DROP SCHEMA {};", q(next));
     transaction.batch_execute(&moves).await?;
     report.swap_sql.push(moves);
+    crate::dependents::restore(&transaction, schema, &carried).await?;
+    if !carried.is_empty() {
+        report.swap_sql.push(carried.join("\n"));
+    }
     let failures = run_checks(&*transaction, &context.checks, settings, &|t| {
         format!("{}.{}", q(schema), q(t))
     })

@@ -1,0 +1,273 @@
+//! What an API table's readers depend on, carried over to the table that
+//! replaces it in a `swap`.
+//!
+//! A swap puts new tables in place of the API's by moving schemas, so what
+//! refers to the old tables by their identity would stay with them: views
+//! would go on reading the previous release, the API role would lose its
+//! grants, indexes and triggers would be gone. Inside the switch
+//! transaction, before the move, this reads all of that from the catalog as
+//! SQL (with the API schema alone on the search path, so that names come out
+//! unqualified), and after the move runs it again on the new tables: owner,
+//! comments, grants, row-level security and its policies, secondary
+//! indexes, triggers, views and materialized views (made again, their own
+//! indexes and grants too), and the foreign keys of other tables that point
+//! at a swapped table (made again, so every row is checked). A statement
+//! that no longer fits the new table (an index on a column the release
+//! dropped) fails the switch, and the API stays as it was.
+
+use flow_engine::StepError;
+use flow_engine::flow_db::tokio_postgres::Transaction;
+use flow_engine::flow_db::{DbError, quote_ident, quote_literal};
+
+/// The statements that give the new tables what the old ones had, in the
+/// order they run after the move.
+pub async fn capture(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    tables: &[String],
+) -> Result<Vec<String>, StepError> {
+    let q = quote_ident;
+    transaction
+        .batch_execute(&format!("SET LOCAL search_path = {}", q(schema)))
+        .await
+        .map_err(DbError::from)?;
+    let me: String = transaction
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(DbError::from)?
+        .get(0);
+    let mut statements = Vec::new();
+    let mut later = Vec::new();
+    for table in tables {
+        let name = format!("{}.{}", q(schema), q(table));
+        let Some(row) = transaction
+            .query_opt(
+                "SELECT c.oid, pg_get_userbyid(c.relowner)::text, c.relrowsecurity, c.relforcerowsecurity,
+                        obj_description(c.oid, 'pg_class')
+                 FROM pg_class c WHERE c.oid = to_regclass($1)",
+                &[&name],
+            )
+            .await
+            .map_err(DbError::from)?
+        else {
+            continue;
+        };
+        let oid: u32 = row.get(0);
+        let owner: String = row.get(1);
+        if owner != me {
+            statements.push(format!("ALTER TABLE {name} OWNER TO {};", q(&owner)));
+        }
+        if let Some(comment) = row.get::<_, Option<String>>(4) {
+            statements.push(format!(
+                "COMMENT ON TABLE {name} IS {};",
+                quote_literal(&comment)
+            ));
+        }
+        for row in transaction
+            .query(
+                "SELECT a.attname::text, col_description(a.attrelid, a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                   AND col_description(a.attrelid, a.attnum) IS NOT NULL",
+                &[&oid],
+            )
+            .await
+            .map_err(DbError::from)?
+        {
+            statements.push(format!(
+                "COMMENT ON COLUMN {name}.{} IS {};",
+                q(&row.get::<_, String>(0)),
+                quote_literal(&row.get::<_, String>(1))
+            ));
+        }
+        statements.extend(grants(transaction, oid, &name, "TABLE").await?);
+        if row.get::<_, bool>(2) {
+            statements.push(format!("ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;"));
+        }
+        if row.get::<_, bool>(3) {
+            statements.push(format!("ALTER TABLE {name} FORCE ROW LEVEL SECURITY;"));
+        }
+        for row in transaction
+            .query(
+                "SELECT policyname::text, permissive, cmd, roles::text[], qual, with_check
+                 FROM pg_policies WHERE schemaname = $1 AND tablename = $2",
+                &[&schema, table],
+            )
+            .await
+            .map_err(DbError::from)?
+        {
+            let roles: Vec<String> = row.get(3);
+            let mut policy = format!(
+                "CREATE POLICY {} ON {name} AS {} FOR {} TO {}",
+                q(&row.get::<_, String>(0)),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2),
+                roles
+                    .iter()
+                    .map(|r| if r == "public" {
+                        "PUBLIC".to_owned()
+                    } else {
+                        q(r)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if let Some(using) = row.get::<_, Option<String>>(4) {
+                policy.push_str(&format!(" USING ({using})"));
+            }
+            if let Some(check) = row.get::<_, Option<String>>(5) {
+                policy.push_str(&format!(" WITH CHECK ({check})"));
+            }
+            statements.push(format!("{policy};"));
+        }
+        // Secondary indexes: those no constraint of the table makes.
+        for row in transaction
+            .query(
+                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+                 WHERE i.indrelid = $1
+                   AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
+                &[&oid],
+            )
+            .await
+            .map_err(DbError::from)?
+        {
+            statements.push(format!("{};", row.get::<_, String>(0)));
+        }
+        for row in transaction
+            .query(
+                "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = $1 AND NOT t.tgisinternal",
+                &[&oid],
+            )
+            .await
+            .map_err(DbError::from)?
+        {
+            statements.push(format!("{};", row.get::<_, String>(0)));
+        }
+        // Views and materialized views that read the table.
+        for row in transaction
+            .query(
+                "SELECT DISTINCT v.oid, quote_ident(n.nspname) || '.' || quote_ident(v.relname), v.relkind::text,
+                        pg_get_viewdef(v.oid)
+                 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+                 JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace
+                 WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND v.oid <> $1",
+                &[&oid],
+            )
+            .await
+            .map_err(DbError::from)?
+        {
+            let view_oid: u32 = row.get(0);
+            let view: String = row.get(1);
+            let definition: String = row.get(3);
+            let definition = definition.trim_end().trim_end_matches(';');
+            if row.get::<_, String>(2) == "m" {
+                later.push(format!("DROP MATERIALIZED VIEW {view};"));
+                later.push(format!("CREATE MATERIALIZED VIEW {view} AS {definition};"));
+                for index in transaction
+                    .query(
+                        "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = $1",
+                        &[&view_oid],
+                    )
+                    .await
+                    .map_err(DbError::from)?
+                {
+                    later.push(format!("{};", index.get::<_, String>(0)));
+                }
+                later.extend(grants(transaction, view_oid, &view, "TABLE").await?);
+            } else {
+                later.push(format!("CREATE OR REPLACE VIEW {view} AS {definition};"));
+            }
+        }
+        // Foreign keys of other tables that point at this one.
+        for row in transaction
+            .query(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), k.conname::text,
+                        pg_get_constraintdef(k.oid)
+                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE k.contype = 'f' AND k.confrelid = $1 AND k.conrelid <> $1",
+                &[&oid],
+            )
+            .await
+            .map_err(DbError::from)?
+        {
+            let (other, constraint, definition): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            if tables
+                .iter()
+                .any(|t| other == format!("{}.{}", q(schema), q(t)))
+            {
+                continue;
+            }
+            later.push(format!(
+                "ALTER TABLE {other} DROP CONSTRAINT {0}, ADD CONSTRAINT {0} {definition};",
+                q(&constraint)
+            ));
+        }
+    }
+    statements.extend(later);
+    transaction
+        .batch_execute("SET LOCAL search_path TO DEFAULT")
+        .await
+        .map_err(DbError::from)?;
+    Ok(statements)
+}
+
+/// The grants on a relation to others than its owner, as `GRANT` statements.
+async fn grants(
+    transaction: &Transaction<'_>,
+    oid: u32,
+    name: &str,
+    kind: &str,
+) -> Result<Vec<String>, StepError> {
+    Ok(transaction
+        .query(
+            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                    a.privilege_type, a.is_grantable
+             FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.oid = $1 AND a.grantee <> c.relowner",
+            &[&oid],
+        )
+        .await
+        .map_err(DbError::from)?
+        .iter()
+        .map(|row| {
+            format!(
+                "GRANT {} ON {kind} {name} TO {}{};",
+                row.get::<_, String>(1),
+                row.get::<_, String>(0),
+                if row.get::<_, bool>(2) {
+                    " WITH GRANT OPTION"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect())
+}
+
+/// Runs the captured statements, with the API schema on the search path as
+/// when they were read.
+pub async fn restore(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    statements: &[String],
+) -> Result<(), StepError> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SET LOCAL search_path = {};\n{}\nSET LOCAL search_path TO DEFAULT;",
+        quote_ident(schema),
+        statements.join("\n")
+    );
+    transaction.batch_execute(&sql).await.map_err(|error| {
+        StepError::message(
+            format!(
+                "what readers of the API depend on cannot move to the new tables: {}",
+                DbError::from(error)
+            ),
+            Some("nothing was switched: a view, index, trigger, policy or foreign key uses what the release changes; change it in the API first, or the release".into()),
+        )
+    })?;
+    Ok(())
+}
