@@ -1037,3 +1037,134 @@ async fn a_swap_keeps_what_the_apis_readers_depend_on() {
         Some("true".into())
     );
 }
+
+/// The API 0.8 release as the model: the in-place modes change no schema.
+const RELEASE_0_8: &str = "
+CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'industrial');
+CREATE TABLE parcels (
+  id integer PRIMARY KEY,
+  zoning zoning_class,
+  code text,
+  old_id integer,
+  geom geometry(Point, 4326)
+);
+";
+
+/// Makes the API of `project` look like a product's: a reader role with
+/// grants, a view and a materialized view, two indexes, comments, a
+/// trigger, row-level security, and a table whose foreign key points at
+/// `parcels`.
+async fn product_api(project: &Project, reader: &str) {
+    project
+        .api()
+        .await
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {reader}; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT USAGE ON SCHEMA public TO {reader};
+             GRANT SELECT ON public.parcels TO {reader};
+             COMMENT ON TABLE public.parcels IS 'the parcels';
+             CREATE INDEX parcels_geom ON public.parcels USING gist (geom);
+             CREATE INDEX parcels_code ON public.parcels (code);
+             CREATE VIEW public.parcel_codes AS SELECT id, code FROM public.parcels;
+             GRANT SELECT ON public.parcel_codes TO {reader};
+             CREATE MATERIALIZED VIEW public.parcel_count AS SELECT count(*) AS n FROM public.parcels;
+             GRANT SELECT ON public.parcel_count TO {reader};
+             CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS
+               'BEGIN NEW.code := coalesce(NEW.code, ''?''); RETURN NEW; END';
+             CREATE TRIGGER parcels_touch BEFORE INSERT ON public.parcels
+               FOR EACH ROW EXECUTE FUNCTION public.touch();
+             ALTER TABLE public.parcels ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY readers ON public.parcels FOR SELECT TO {reader} USING (id < 100);
+             CREATE TABLE public.visits (parcel_id integer REFERENCES public.parcels (id));
+             INSERT INTO public.visits VALUES (1);"
+        ))
+        .await
+        .expect("a product's API");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_in_place_mode_keeps_what_the_apis_readers_depend_on() {
+    for (mode, ids, expected) in [
+        ("replace", "1, 4", "1,4"),
+        ("upsert", "1, 4", "1,2,3,4"),
+        ("append", "4, 5", "1,2,3,4,5"),
+    ] {
+        let project = Project::new(&format!("inplace{mode}")).await;
+        let reader = format!("flow_reader_{mode}_{}", std::process::id());
+        product_api(&project, &reader).await;
+        project.release(
+            RELEASE_0_8,
+            &format!(
+                "INSERT INTO parcels (id, zoning, code, geom)
+                 SELECT i, 'commercial', 'N' || i, 'SRID=4326;POINT(4 4)' FROM unnest(ARRAY[{ids}]) i;"
+            ),
+        );
+        project.flow_file("parcels", &format!("  mode = {mode}"), "");
+        project.run(0);
+        let api = project.api().await;
+        api.batch_execute(&format!("SET ROLE {reader}"))
+            .await
+            .expect("role");
+        let read = |sql: &'static str| {
+            let api = &api;
+            async move {
+                api.query_one(sql, &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .get::<_, Option<String>>(0)
+            }
+        };
+        assert_eq!(
+            read("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcel_codes").await,
+            Some(expected.to_owned()),
+            "{mode}: the view reads the new rows"
+        );
+        assert_eq!(
+            read("SELECT n::text FROM public.parcel_count").await,
+            Some(expected.split(',').count().to_string()),
+            "{mode}: the materialized view is refreshed"
+        );
+        api.batch_execute("RESET ROLE").await.expect("role");
+        assert_eq!(
+            read("SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'public.parcels'::regclass").await,
+            Some("parcels_code,parcels_geom,parcels_pkey".to_owned()),
+            "{mode}"
+        );
+        assert_eq!(
+            read("SELECT obj_description('public.parcels'::regclass, 'pg_class')").await,
+            Some("the parcels".to_owned()),
+            "{mode}"
+        );
+        assert_eq!(
+            read(
+                "SELECT relrowsecurity::text FROM pg_class WHERE oid = 'public.parcels'::regclass"
+            )
+            .await,
+            Some("true".to_owned()),
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replace_that_would_orphan_rows_of_another_table_writes_nothing() {
+    let project = Project::new("orphans").await;
+    product_api(
+        &project,
+        &format!("flow_reader_orphans_{}", std::process::id()),
+    )
+    .await;
+    project.release(
+        RELEASE_0_8,
+        "INSERT INTO parcels (id, zoning, code) VALUES (4, 'commercial', 'D');",
+    );
+    project.flow_file("parcels", "  mode = replace", "");
+    let failed = project.run(1);
+    let text = flat(&failed.stderr);
+    assert!(
+        text.contains("does not fit the new tables or rows"),
+        "{text}"
+    );
+    assert!(text.contains("visits_parcel_id_fkey"), "{text}");
+    assert_eq!(project.parcels().await, BEFORE);
+}

@@ -177,6 +177,31 @@ pub async fn capture(
                 later.push(format!("CREATE OR REPLACE VIEW {view} AS {definition};"));
             }
         }
+        // Identity and serial columns go on from where the old table was,
+        // so that the product's own inserts do not meet taken keys.
+        for row in transaction
+            .query(
+                "SELECT a.attname::text, s.last_value
+                 FROM pg_attribute a
+                 JOIN pg_sequences s ON quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename)
+                                        = pg_get_serial_sequence($2, a.attname)
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                   AND pg_get_serial_sequence($2, a.attname) IS NOT NULL",
+                &[&oid, &name],
+            )
+            .await
+            .map_err(DbError::from)?
+        {
+            let column: String = row.get(0);
+            let last: Option<i64> = row.get(1);
+            later.push(format!(
+                "SELECT setval(pg_get_serial_sequence({0}, {1}), greatest({2}, (SELECT max({3}) FROM {name})), true) WHERE pg_get_serial_sequence({0}, {1}) IS NOT NULL AND greatest({2}, (SELECT max({3}) FROM {name})) IS NOT NULL;",
+                quote_literal(&name),
+                quote_literal(&column),
+                last.map_or_else(|| "NULL".to_owned(), |l| l.to_string()),
+                q(&column)
+            ));
+        }
         // Foreign keys of other tables that point at this one.
         for row in transaction
             .query(
@@ -263,11 +288,96 @@ pub async fn restore(
     transaction.batch_execute(&sql).await.map_err(|error| {
         StepError::message(
             format!(
-                "what readers of the API depend on cannot move to the new tables: {}",
+                "what the API's readers depend on does not fit the new tables or rows: {}",
                 DbError::from(error)
             ),
-            Some("nothing was switched: a view, index, trigger, policy or foreign key uses what the release changes; change it in the API first, or the release".into()),
+            Some("nothing was written: a view, index, trigger, policy or foreign key of the API uses what the release changes, or a row of another table points at one that is gone; change the API or the release".into()),
         )
     })?;
     Ok(())
+}
+
+/// Refreshes the materialized views that read `tables` (of `schema`), so
+/// that they show the rows just loaded.
+pub async fn refresh_materialized(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    tables: &[String],
+) -> Result<(), StepError> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{}.{}", quote_ident(schema), quote_ident(t)))
+        .collect();
+    let views: Vec<String> = transaction
+        .query(
+            "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(v.relname)
+             FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+             JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace
+             WHERE d.classid = 'pg_rewrite'::regclass AND v.relkind = 'm'
+               AND d.refobjid IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)",
+            &[&names],
+        )
+        .await
+        .map_err(DbError::from)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for view in views {
+        transaction
+            .batch_execute(&format!("REFRESH MATERIALIZED VIEW {view}"))
+            .await
+            .map_err(DbError::from)?;
+    }
+    Ok(())
+}
+
+/// Drops the foreign keys of other tables that point at `tables` (of
+/// `schema`), and returns the statements that make them again, as they were
+/// (names unqualified, for [`restore`] with the schema on the search path).
+pub async fn release_foreign_keys(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    tables: &[String],
+) -> Result<Vec<String>, StepError> {
+    let q = quote_ident;
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{}.{}", q(schema), q(t)))
+        .collect();
+    transaction
+        .batch_execute(&format!("SET LOCAL search_path = {}", q(schema)))
+        .await
+        .map_err(DbError::from)?;
+    let keys: Vec<(String, String, String)> = transaction
+        .query(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), k.conname::text,
+                    pg_get_constraintdef(k.oid)
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE k.contype = 'f'
+               AND k.confrelid IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+               AND k.conrelid NOT IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)",
+            &[&names],
+        )
+        .await
+        .map_err(DbError::from)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    transaction
+        .batch_execute("SET LOCAL search_path TO DEFAULT")
+        .await
+        .map_err(DbError::from)?;
+    let mut again = Vec::new();
+    for (other, name, definition) in keys {
+        transaction
+            .batch_execute(&format!("ALTER TABLE {other} DROP CONSTRAINT {}", q(&name)))
+            .await
+            .map_err(DbError::from)?;
+        again.push(format!(
+            "ALTER TABLE {other} ADD CONSTRAINT {} {definition};",
+            q(&name)
+        ));
+    }
+    Ok(again)
 }

@@ -597,6 +597,13 @@ async fn in_place(
             transaction.batch_execute(sql).await?;
         }
     }
+    // Foreign keys of other API tables into these let go while the rows are
+    // replaced, and come back (every row checked) before the commit.
+    let outside_keys = if settings.mode == "append" {
+        Vec::new()
+    } else {
+        crate::dependents::release_foreign_keys(&transaction, schema, &settings.tables).await?
+    };
     // Tables their foreign keys point at are loaded first, and emptied last.
     let order = parents_first(&settings.tables, shapes);
     if settings.mode == "replace" {
@@ -737,6 +744,10 @@ async fn in_place(
             transaction.batch_execute(sql).await?;
         }
     }
+    crate::dependents::restore(&transaction, schema, &outside_keys).await?;
+    // Materialized views over the tables read the new rows.
+    crate::dependents::refresh_materialized(&transaction, &settings.schema, &settings.tables)
+        .await?;
     let failures = run_checks(&*transaction, &context.checks, settings, &|t| qualified(t)).await?;
     if dry_run {
         report.failed_checks = failures;
