@@ -247,6 +247,23 @@ async fn fresh_model(
             .await
             .map_err(flow_db::DbError::from)?;
     }
+    // The flow database's extensions first (PostGIS for geometry columns):
+    // `configure` is idempotent.
+    for step in pipeline.steps.iter().filter(|s| {
+        let spec = s.operation.spec();
+        spec.tool == "pg"
+            && spec.operation == "configure"
+            && s.id.target.as_deref() == Some(database.as_str())
+    }) {
+        let mut context = RunContext::for_step(
+            step,
+            base.to_path_buf(),
+            Arc::clone(databases),
+            Arc::default(),
+        );
+        context.target = Some(database.clone());
+        step.operation.run(&context).await?;
+    }
     for step in creates.into_iter().chain(of("transform")) {
         let mut context = RunContext::for_step(
             step,

@@ -1168,3 +1168,99 @@ async fn a_replace_that_would_orphan_rows_of_another_table_writes_nothing() {
     assert!(text.contains("visits_parcel_id_fkey"), "{text}");
     assert_eq!(project.parcels().await, BEFORE);
 }
+
+/// Release 0.9 with `owners`, and a foreign key from `parcels` to it.
+const RELEASE_0_9_KEYED: &str = "
+CREATE TYPE zoning_class AS ENUM ('residential', 'commercial', 'agricultural');
+CREATE TABLE owners (id integer PRIMARY KEY, name text);
+CREATE TABLE parcels (
+  id integer PRIMARY KEY,
+  zoning zoning_class NOT NULL,
+  code text,
+  area double precision NOT NULL,
+  geom geometry(Point, 4326),
+  owner_id integer REFERENCES owners (id)
+);
+CREATE TABLE zoning (
+  class zoning_class PRIMARY KEY,
+  parcels integer NOT NULL CHECK (parcels >= 0)
+);
+";
+
+/// The transforms of the keyed release: `people.sql` fills `owners`, and
+/// must run before `parcels.sql` (parcels point at owners), though its name
+/// sorts after.
+fn keyed_release(project: &Project) {
+    project.write("schemas/release.sql", RELEASE_0_9_KEYED);
+    project.write(
+        "transform/people.sql",
+        "INSERT INTO owners VALUES (1, 'Ada');",
+    );
+    project.write(
+        "transform/parcels.sql",
+        "INSERT INTO parcels (id, zoning, code, area, geom, owner_id) VALUES
+           (1, 'residential', 'A', 100, 'SRID=4326;POINT(1 1)', 1),
+           (4, 'agricultural', 'D', 400, 'SRID=4326;POINT(4 4)', 1);",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_keys_are_schema_compared_counted_and_made_in_every_mode() {
+    for mode in ["replace", "swap"] {
+        let project = Project::new(&format!("fk{mode}")).await;
+        keyed_release(&project);
+        project.flow_file(
+            "owners, parcels, zoning",
+            &format!("  mode = {mode}\n  allow = [\"drop column parcels.old_id\"]"),
+            "",
+        );
+        let diff = flat(&project.flow(&["diff", "release.flow"]).run().stdout);
+        if mode == "replace" {
+            assert!(
+                diff.contains("add constraint parcels.parcels_owner_id_fkey: no row breaks"),
+                "{diff}"
+            );
+        }
+        project.run(0);
+        let key: Option<String> = project
+            .api()
+            .await
+            .query_one(
+                "SELECT confrelid::regclass::text FROM pg_constraint
+                 WHERE conrelid = 'public.parcels'::regclass AND contype = 'f'",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .ok();
+        assert_eq!(key.as_deref(), Some("owners"), "{mode}: the key was made");
+    }
+
+    // Under upsert, an API row that stays and points at no owner breaks
+    // the key: counted, with a sample, and refused.
+    let project = Project::new("fkorphans").await;
+    keyed_release(&project);
+    project.flow_file(
+        "owners, parcels, zoning",
+        "  allow = [\"drop column parcels.old_id\"]",
+        "",
+    );
+    project.run(0);
+    project
+        .api()
+        .await
+        .batch_execute(
+            "ALTER TABLE public.parcels DROP CONSTRAINT parcels_owner_id_fkey;
+             INSERT INTO public.parcels (id, zoning, code, area, owner_id) VALUES (7, 'residential', 'G', 7, 99);",
+        )
+        .await
+        .expect("an orphan");
+    project.flow_file("owners, parcels, zoning", "  mode = upsert", "");
+    let refused = project.run(1);
+    let text = flat(&refused.stderr);
+    assert!(
+        text.contains("add constraint parcels.parcels_owner_id_fkey: 1 row would break"),
+        "{text}"
+    );
+    assert!(text.contains("\"owner_id\":99"), "{text}");
+}

@@ -68,6 +68,8 @@ pub struct Change {
     pub grouped: Option<i64>,
     /// Destructive and not allowed by the flow.
     pub refused: bool,
+    /// For a foreign key, the table it points at: `{ref}` in `breaking`.
+    pub references: Option<String>,
 }
 
 impl Change {
@@ -81,6 +83,7 @@ impl Change {
             breaking: None,
             broken: None,
             grouped: None,
+            references: None,
             refused: false,
         }
     }
@@ -585,12 +588,90 @@ pub fn tighten_key(name: &str, target: &str, key: &[String], was: &[String]) -> 
         .by_key()
 }
 
-/// A new unique or check constraint, applied after the load.
+/// A foreign key's parts as `pg_get_constraintdef` prints it: columns, the
+/// table it points at (unqualified), its columns, and the rest (actions).
+pub struct ForeignKey<'a> {
+    pub columns: Vec<&'a str>,
+    pub table: &'a str,
+    pub referenced: Vec<&'a str>,
+    pub rest: &'a str,
+}
+
+pub fn foreign_key<'a>(definition: &'a str) -> Option<ForeignKey<'a>> {
+    let rest = definition.strip_prefix("FOREIGN KEY (")?;
+    let (columns, rest) = rest.split_once(") REFERENCES ")?;
+    let (table, rest) = rest.split_once('(')?;
+    let (referenced, rest) = rest.split_once(')')?;
+    let split = |list: &'a str| -> Vec<&'a str> { list.split(',').map(str::trim).collect() };
+    Some(ForeignKey {
+        columns: split(columns),
+        table,
+        referenced: split(referenced),
+        rest,
+    })
+}
+
+/// A foreign key's definition pointing at `table` in `schema` (quoted).
+pub fn qualify_foreign_key(definition: &str, schema: &str) -> String {
+    match foreign_key(definition) {
+        Some(key) => format!(
+            "FOREIGN KEY ({}) REFERENCES {schema}.{}({}){}",
+            key.columns.join(", "),
+            key.table,
+            key.referenced.join(", "),
+            key.rest
+        ),
+        None => definition.to_owned(),
+    }
+}
+
+/// A new unique, check or foreign key constraint, applied after the load;
+/// a new foreign key counts the rows it would orphan.
 pub fn tighten_constraint(
     name: &str,
     target: &str,
     constraint: &crate::shape::Constraint,
 ) -> Change {
+    if let Some(key) = foreign_key(&constraint.definition) {
+        let schema = target.rsplit_once('.').map_or("", |(s, _)| s);
+        let present = key
+            .columns
+            .iter()
+            .map(|c| format!("c.{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let matching = key
+            .columns
+            .iter()
+            .zip(&key.referenced)
+            .map(|(c, r)| format!("r.{r} = c.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let shown = key
+            .columns
+            .iter()
+            .map(|c| format!("c.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut change = Change::new(
+            Class::DataDependent,
+            format!("add constraint {name}.{}", constraint.name),
+            Some(name),
+        )
+        .after(format!(
+            "ALTER TABLE {target} ADD CONSTRAINT {} {};",
+            quote_ident(&constraint.name),
+            qualify_foreign_key(&constraint.definition, schema)
+        ))
+        .breaking(
+            CountAt::After,
+            format!(
+                "SELECT {shown} FROM {{t}} c WHERE {present} AND NOT EXISTS (SELECT FROM {{ref}} r WHERE {matching})"
+            ),
+        );
+        change.references = Some(key.table.trim_matches('"').to_owned());
+        return change;
+    }
     let definition = &constraint.definition;
     let breaking = if let Some(columns) = definition
         .strip_prefix("UNIQUE (")

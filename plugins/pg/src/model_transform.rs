@@ -116,6 +116,17 @@ fn qualify(name: &str, schema: &str) -> String {
 /// table runs after the files that write it, and after those it names in
 /// `-- flow: after other.sql`; otherwise by name.
 pub fn ordered(params: &Params, base_dir: &Path) -> Result<Vec<SqlFile>, StepError> {
+    ordered_with_keys(params, base_dir, &[])
+}
+
+/// [`ordered`], where also a file that writes a table whose foreign key
+/// points at another (`keys`: child, parent, qualified) runs after the files
+/// that write the parent.
+pub fn ordered_with_keys(
+    params: &Params,
+    base_dir: &Path,
+    keys: &[(String, String)],
+) -> Result<Vec<SqlFile>, StepError> {
     let schema = params.str("schema").unwrap_or("model");
     let mut files = Vec::new();
     for path in flow_engine::files(base_dir, params.str("sql").unwrap_or_default())? {
@@ -167,6 +178,12 @@ pub fn ordered(params: &Params, base_dir: &Path) -> Result<Vec<SqlFile>, StepErr
                 && let Some(table) = file.reads.intersection(&other.writes).next()
             {
                 after[i].push((j, format!("reads {table}")));
+            } else if i != j
+                && let Some((child, parent)) = keys
+                    .iter()
+                    .find(|(c, p)| file.writes.contains(c) && other.writes.contains(p))
+            {
+                after[i].push((j, format!("{child} points at {parent}")));
             }
         }
     }
@@ -215,7 +232,25 @@ fn found_name(files: &[SqlFile], index: usize) -> String {
 /// failed run leaves the model as it was.
 async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
     let schema = context.params.str("schema").unwrap_or("model").to_owned();
-    let files = ordered(&context.params, &context.base_dir)?;
+    // Foreign keys between model tables order the files too: parents first.
+    let keys: Vec<(String, String)> = context
+        .database(context.params.str("database").unwrap_or("flow"))?
+        .client()
+        .await?
+        .query(
+            "SELECT n.nspname || '.' || c.relname, n.nspname || '.' || p.relname
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+             JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE k.contype = 'f' AND n.nspname = $1 AND p.relnamespace = c.relnamespace
+               AND k.conrelid <> k.confrelid",
+            &[&context.params.str("schema").unwrap_or("model")],
+        )
+        .await
+        .map_err(DbError::from)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let files = ordered_with_keys(&context.params, &context.base_dir, &keys)?;
     let mut client = context
         .database(context.params.str("database").unwrap_or("flow"))?
         .client()

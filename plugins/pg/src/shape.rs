@@ -213,7 +213,23 @@ pub async fn read(
                 table.primary_key = row.get(4);
                 table.primary_key_name = Some(row.get(1));
             }
-            "f" => table.references.extend(row.get::<_, Option<String>>(5)),
+            "f" => {
+                // A key into a table of the same schema is compared (and
+                // made) without the schema: the model's lives in another.
+                if let Some(parent) = row.get::<_, Option<String>>(5) {
+                    table.references.push(parent);
+                    let definition: String = row.get(3);
+                    let definition = [format!("{}.", quote_ident(schema)), format!("{schema}.")]
+                        .iter()
+                        .fold(definition, |d, prefix| {
+                            d.replace(&format!("REFERENCES {prefix}"), "REFERENCES ")
+                        });
+                    table.constraints.push(Constraint {
+                        name: row.get(1),
+                        definition,
+                    });
+                }
+            }
             _ => table.constraints.push(Constraint {
                 name: row.get(1),
                 definition: row.get(3),

@@ -424,6 +424,10 @@ async fn count_breaking(
             "{t}",
             &table_of(change.table.as_deref().unwrap_or_default()),
         );
+        let query = match &change.references {
+            Some(parent) => query.replace("{ref}", &table_of(parent)),
+            None => query,
+        };
         // By key: how many values, and how many rows share them.
         let count: i64 = if change.grouped.is_some() {
             let row = client
@@ -976,11 +980,24 @@ async fn switch(
             );
         }
         for constraint in &table.constraints {
+            // A foreign key points at the new table when that is swapped
+            // too, else at the API's.
+            let definition = match migrate::foreign_key(&constraint.definition) {
+                Some(key) => {
+                    let parent = key.table.trim_matches('"');
+                    let home = if tables.iter().any(|t| t.name == parent) {
+                        q(next)
+                    } else {
+                        q(schema)
+                    };
+                    migrate::qualify_foreign_key(&constraint.definition, &home)
+                }
+                None => constraint.definition.clone(),
+            };
             let _ = writeln!(
                 constrain,
-                "ALTER TABLE {name} ADD CONSTRAINT {} {};",
+                "ALTER TABLE {name} ADD CONSTRAINT {} {definition};",
                 q(&constraint.name),
-                constraint.definition
             );
         }
     }
