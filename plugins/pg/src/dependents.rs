@@ -381,3 +381,43 @@ pub async fn release_foreign_keys(
     }
     Ok(again)
 }
+
+/// Moves the sequences of the identity and serial columns of `tables` past
+/// the largest key they hold, where the rows loaded went beyond them.
+pub async fn advance_sequences(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    tables: &[String],
+) -> Result<(), StepError> {
+    for table in tables {
+        let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
+        let columns: Vec<String> = transaction
+            .query(
+                "SELECT a.attname::text FROM pg_attribute a
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                   AND pg_get_serial_sequence($1, a.attname) IS NOT NULL",
+                &[&name],
+            )
+            .await
+            .map_err(DbError::from)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for column in columns {
+            transaction
+                .batch_execute(&format!(
+                    "SELECT setval(pg_get_serial_sequence({0}, {1}), m) FROM (SELECT max({2}) AS m FROM {name}) x
+                     WHERE m IS NOT NULL AND m > (SELECT coalesce(last_value, 0)
+                                                  FROM pg_sequences s
+                                                  WHERE quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename)
+                                                        = pg_get_serial_sequence({0}, {1}))",
+                    quote_literal(&name),
+                    quote_literal(&column),
+                    quote_ident(&column)
+                ))
+                .await
+                .map_err(DbError::from)?;
+        }
+    }
+    Ok(())
+}
