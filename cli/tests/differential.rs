@@ -82,44 +82,20 @@ fn ogr2ogr(
     encoding: Option<&str>,
     precision: bool,
 ) -> Result<(), String> {
-    let mut command = std::process::Command::new("ogr2ogr");
+    let mut options = vec![
+        "-lco",
+        "GEOM_TYPE=geometry",
+        "--config",
+        "SHAPE_RESTORE_SHX",
+        "YES",
+    ];
     if let Some(encoding) = encoding {
-        command.args(["--config", "SHAPE_ENCODING", encoding]);
+        options.extend(["--config", "SHAPE_ENCODING", encoding]);
     }
     if !precision {
-        command.args(["-lco", "PRECISION=NO"]);
+        options.extend(["-lco", "PRECISION=NO"]);
     }
-    let output = command
-        .args([
-            "-f",
-            "PostgreSQL",
-            gdal,
-            &shp.display().to_string(),
-            "-nln",
-            table,
-            "-nlt",
-            "PROMOTE_TO_MULTI",
-            "-lco",
-            "LAUNDER=NO",
-            "-lco",
-            "GEOMETRY_NAME=geom",
-            "-lco",
-            "FID=ogr_fid",
-            "-lco",
-            "SPATIAL_INDEX=NONE",
-            "-lco",
-            "GEOM_TYPE=geometry",
-            "--config",
-            "SHAPE_RESTORE_SHX",
-            "YES",
-        ])
-        .output()
-        .expect("ogr2ogr runs (gdal-bin is installed by scripts/prerequisites)");
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
+    support::ogr2ogr(gdal, shp, table, &options)
 }
 
 /// How the rows of `ours` differ from ogr2ogr's `theirs`, at most a few.

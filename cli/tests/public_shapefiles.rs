@@ -59,39 +59,21 @@ const FILES: &[&str] = &[
 ];
 
 fn ogr2ogr(gdal: &str, shp: &std::path::Path, table: &str, encoding: Option<&str>) {
-    let mut command = std::process::Command::new("ogr2ogr");
-    command.args([
-        "-f",
-        "PostgreSQL",
-        gdal,
-        &shp.display().to_string(),
-        "-nln",
-        table,
-        "-nlt",
-        "PROMOTE_TO_MULTI",
-        "-lco",
-        "LAUNDER=NO",
-        "-lco",
-        "GEOMETRY_NAME=geom",
-        "-lco",
-        "FID=ogr_fid",
-        "-lco",
-        "SPATIAL_INDEX=NONE",
-    ]);
-    if let Some(encoding) = encoding {
-        command.args(["--config", "SHAPE_ENCODING", encoding]);
-        // pyshp's latin1 file comes without its .shx.
-        command.args(["--config", "SHAPE_RESTORE_SHX", "YES"]);
+    // pyshp's latin1 file comes without its .shx.
+    let options: &[&str] = match encoding {
+        Some(encoding) => &[
+            "--config",
+            "SHAPE_ENCODING",
+            encoding,
+            "--config",
+            "SHAPE_RESTORE_SHX",
+            "YES",
+        ],
+        None => &[],
+    };
+    if let Err(error) = support::ogr2ogr(gdal, shp, table, options) {
+        panic!("ogr2ogr {}: {error}", shp.display());
     }
-    let output = command
-        .output()
-        .expect("ogr2ogr runs (gdal-bin is installed by scripts/prerequisites)");
-    assert!(
-        output.status.success(),
-        "ogr2ogr {}: {}",
-        shp.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Rows of `ours` that differ from ogr2ogr's table, row by row in file order:

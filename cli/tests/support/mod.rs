@@ -24,6 +24,41 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Loads a shapefile into `table` of a PostGIS database with `ogr2ogr`, the
+/// reference the shapefile tests compare with: multi-geometries, names as
+/// written, the geometry in `geom`, the feature id in `ogr_fid`; `options`
+/// go on the command line too. The error is what ogr2ogr printed.
+#[allow(dead_code)]
+pub fn ogr2ogr(gdal: &str, shp: &Path, table: &str, options: &[&str]) -> Result<(), String> {
+    let output = Command::new("ogr2ogr")
+        .args([
+            "-f",
+            "PostgreSQL",
+            gdal,
+            &shp.display().to_string(),
+            "-nln",
+            table,
+            "-nlt",
+            "PROMOTE_TO_MULTI",
+            "-lco",
+            "LAUNDER=NO",
+            "-lco",
+            "GEOMETRY_NAME=geom",
+            "-lco",
+            "FID=ogr_fid",
+            "-lco",
+            "SPATIAL_INDEX=NONE",
+        ])
+        .args(options)
+        .output()
+        .expect("ogr2ogr runs (gdal-bin is installed by scripts/prerequisites)");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
 /// The repository's root, where `flows/` lives.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
