@@ -926,32 +926,7 @@ async fn flow_diff_compares_the_release_as_it_is_on_disk() {
 async fn a_swap_keeps_what_the_apis_readers_depend_on() {
     let project = Project::new("dependents").await;
     let reader = format!("flow_reader_{}", std::process::id());
-    project
-        .api()
-        .await
-        .batch_execute(&format!(
-            "DO $$ BEGIN CREATE ROLE {reader}; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-             GRANT USAGE ON SCHEMA public TO {reader};
-             GRANT SELECT ON public.parcels TO {reader};
-             COMMENT ON TABLE public.parcels IS 'the parcels';
-             COMMENT ON COLUMN public.parcels.code IS 'the cadastral code';
-             CREATE INDEX parcels_geom ON public.parcels USING gist (geom);
-             CREATE INDEX parcels_code ON public.parcels (code);
-             CREATE VIEW public.parcel_codes AS SELECT id, code FROM public.parcels;
-             GRANT SELECT ON public.parcel_codes TO {reader};
-             CREATE MATERIALIZED VIEW public.parcel_count AS SELECT count(*) AS n FROM public.parcels;
-             GRANT SELECT ON public.parcel_count TO {reader};
-             CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS
-               'BEGIN NEW.code := coalesce(NEW.code, ''?''); RETURN NEW; END';
-             CREATE TRIGGER parcels_touch BEFORE INSERT ON public.parcels
-               FOR EACH ROW EXECUTE FUNCTION public.touch();
-             ALTER TABLE public.parcels ENABLE ROW LEVEL SECURITY;
-             CREATE POLICY readers ON public.parcels FOR SELECT TO {reader} USING (id < 100);
-             CREATE TABLE public.visits (parcel_id integer REFERENCES public.parcels (id));
-             INSERT INTO public.visits VALUES (1);"
-        ))
-        .await
-        .expect("a product's API");
+    product_api(&project, &reader).await;
     project.flow_file(
         "parcels, zoning",
         "  mode = swap\n  allow = [\"drop column parcels.old_id\"]",
@@ -1063,6 +1038,7 @@ async fn product_api(project: &Project, reader: &str) {
              GRANT USAGE ON SCHEMA public TO {reader};
              GRANT SELECT ON public.parcels TO {reader};
              COMMENT ON TABLE public.parcels IS 'the parcels';
+             COMMENT ON COLUMN public.parcels.code IS 'the cadastral code';
              CREATE INDEX parcels_geom ON public.parcels USING gist (geom);
              CREATE INDEX parcels_code ON public.parcels (code);
              CREATE VIEW public.parcel_codes AS SELECT id, code FROM public.parcels;

@@ -120,28 +120,24 @@ pub async fn capture(
             statements.push(format!("{policy};"));
         }
         // Secondary indexes: those no constraint of the table makes.
-        for row in transaction
-            .query(
+        statements.extend(
+            definitions(
+                transaction,
                 "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
                  WHERE i.indrelid = $1
                    AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
-                &[&oid],
+                oid,
             )
-            .await
-            .map_err(DbError::from)?
-        {
-            statements.push(format!("{};", row.get::<_, String>(0)));
-        }
-        for row in transaction
-            .query(
+            .await?,
+        );
+        statements.extend(
+            definitions(
+                transaction,
                 "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = $1 AND NOT t.tgisinternal",
-                &[&oid],
+                oid,
             )
-            .await
-            .map_err(DbError::from)?
-        {
-            statements.push(format!("{};", row.get::<_, String>(0)));
-        }
+            .await?,
+        );
         // Views and materialized views that read the table.
         for row in transaction
             .query(
@@ -162,16 +158,14 @@ pub async fn capture(
             if row.get::<_, String>(2) == "m" {
                 later.push(format!("DROP MATERIALIZED VIEW {view};"));
                 later.push(format!("CREATE MATERIALIZED VIEW {view} AS {definition};"));
-                for index in transaction
-                    .query(
+                later.extend(
+                    definitions(
+                        transaction,
                         "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = $1",
-                        &[&view_oid],
+                        view_oid,
                     )
-                    .await
-                    .map_err(DbError::from)?
-                {
-                    later.push(format!("{};", index.get::<_, String>(0)));
-                }
+                    .await?,
+                );
                 later.extend(grants(transaction, view_oid, &view, "TABLE").await?);
             } else {
                 later.push(format!("CREATE OR REPLACE VIEW {view} AS {definition};"));
@@ -203,20 +197,9 @@ pub async fn capture(
             ));
         }
         // Foreign keys of other tables that point at this one.
-        for row in transaction
-            .query(
-                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), k.conname::text,
-                        pg_get_constraintdef(k.oid)
-                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE k.contype = 'f' AND k.confrelid = $1 AND k.conrelid <> $1",
-                &[&oid],
-            )
-            .await
-            .map_err(DbError::from)?
+        for (other, constraint, definition) in
+            foreign_keys_into(transaction, std::slice::from_ref(&name)).await?
         {
-            let (other, constraint, definition): (String, String, String) =
-                (row.get(0), row.get(1), row.get(2));
             if tables
                 .iter()
                 .any(|t| other == format!("{}.{}", q(schema), q(t)))
@@ -348,22 +331,7 @@ pub async fn release_foreign_keys(
         .batch_execute(&format!("SET LOCAL search_path = {}", q(schema)))
         .await
         .map_err(DbError::from)?;
-    let keys: Vec<(String, String, String)> = transaction
-        .query(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), k.conname::text,
-                    pg_get_constraintdef(k.oid)
-             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE k.contype = 'f'
-               AND k.confrelid IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)
-               AND k.conrelid NOT IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)",
-            &[&names],
-        )
-        .await
-        .map_err(DbError::from)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let keys = foreign_keys_into(transaction, &names).await?;
     transaction
         .batch_execute("SET LOCAL search_path TO DEFAULT")
         .await
@@ -420,4 +388,44 @@ pub async fn advance_sequences(
         }
     }
     Ok(())
+}
+
+/// One definition a row, each made a statement.
+async fn definitions(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    oid: u32,
+) -> Result<Vec<String>, StepError> {
+    Ok(transaction
+        .query(sql, &[&oid])
+        .await
+        .map_err(DbError::from)?
+        .iter()
+        .map(|row| format!("{};", row.get::<_, String>(0)))
+        .collect())
+}
+
+/// The foreign keys that point at the tables `names` (qualified) from
+/// tables not among them: the table (qualified), the key's name, its definition
+/// as the search path prints it.
+async fn foreign_keys_into(
+    transaction: &Transaction<'_>,
+    names: &[String],
+) -> Result<Vec<(String, String, String)>, StepError> {
+    Ok(transaction
+        .query(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), k.conname::text,
+                    pg_get_constraintdef(k.oid)
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE k.contype = 'f'
+               AND k.confrelid IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+               AND k.conrelid NOT IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)",
+            &[&names],
+        )
+        .await
+        .map_err(DbError::from)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
