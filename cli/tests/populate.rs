@@ -938,29 +938,28 @@ async fn a_swap_keeps_what_the_apis_readers_depend_on() {
         ["1:residential:A", "4:agricultural:D"]
     );
     let api = project.api().await;
-    let one = |sql: String| {
-        let api = &api;
-        async move {
-            api.query_one(&sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .get::<_, Option<String>>(0)
-        }
-    };
     // The reader role reads the new rows, through the view and the table.
     api.batch_execute(&format!("SET ROLE {reader}"))
         .await
         .expect("role");
     assert_eq!(
-        one("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcel_codes".into()).await,
+        text(
+            &api,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcel_codes"
+        )
+        .await,
         Some("1,4".into())
     );
     assert_eq!(
-        one("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcels".into()).await,
+        text(
+            &api,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcels"
+        )
+        .await,
         Some("1,4".into())
     );
     assert_eq!(
-        one("SELECT n::text FROM public.parcel_count".into()).await,
+        text(&api, "SELECT n::text FROM public.parcel_count").await,
         Some("2".into()),
         "the materialized view was made again on the new rows"
     );
@@ -1002,12 +1001,13 @@ async fn a_swap_keeps_what_the_apis_readers_depend_on() {
             "parcels",
         ),
     ] {
-        assert_eq!(one(sql.into()).await.as_deref(), Some(expected), "{what}");
+        assert_eq!(text(&api, sql).await.as_deref(), Some(expected), "{what}");
     }
     assert_eq!(
-        one(format!(
-            "SELECT has_table_privilege('{reader}', 'public.parcels', 'SELECT')::text"
-        ))
+        text(
+            &api,
+            &format!("SELECT has_table_privilege('{reader}', 'public.parcels', 'SELECT')::text")
+        )
         .await,
         Some("true".into())
     );
@@ -1081,38 +1081,38 @@ async fn every_in_place_mode_keeps_what_the_apis_readers_depend_on() {
         api.batch_execute(&format!("SET ROLE {reader}"))
             .await
             .expect("role");
-        let read = |sql: &'static str| {
-            let api = &api;
-            async move {
-                api.query_one(sql, &[])
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                    .get::<_, Option<String>>(0)
-            }
-        };
         assert_eq!(
-            read("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcel_codes").await,
+            text(
+                &api,
+                "SELECT string_agg(id::text, ',' ORDER BY id) FROM public.parcel_codes"
+            )
+            .await,
             Some(expected.to_owned()),
             "{mode}: the view reads the new rows"
         );
         assert_eq!(
-            read("SELECT n::text FROM public.parcel_count").await,
+            text(&api, "SELECT n::text FROM public.parcel_count").await,
             Some(expected.split(',').count().to_string()),
             "{mode}: the materialized view is refreshed"
         );
         api.batch_execute("RESET ROLE").await.expect("role");
         assert_eq!(
-            read("SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'public.parcels'::regclass").await,
+            text(&api, "SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'public.parcels'::regclass").await,
             Some("parcels_code,parcels_geom,parcels_pkey".to_owned()),
             "{mode}"
         );
         assert_eq!(
-            read("SELECT obj_description('public.parcels'::regclass, 'pg_class')").await,
+            text(
+                &api,
+                "SELECT obj_description('public.parcels'::regclass, 'pg_class')"
+            )
+            .await,
             Some("the parcels".to_owned()),
             "{mode}"
         );
         assert_eq!(
-            read(
+            text(
+                &api,
                 "SELECT relrowsecurity::text FROM pg_class WHERE oid = 'public.parcels'::regclass"
             )
             .await,
@@ -1289,4 +1289,12 @@ async fn a_swapped_identity_goes_on_from_where_the_api_was() {
         .expect("the product inserts")
         .get(0);
     assert_eq!(next, 502, "the identity goes on after the keys loaded");
+}
+
+/// The one text value `sql` reads on `api`.
+async fn text(api: &flow_db::tokio_postgres::Client, sql: &str) -> Option<String> {
+    api.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get::<_, Option<String>>(0)
 }
