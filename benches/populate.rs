@@ -97,15 +97,11 @@ async fn main() {
     );
     // A first populate fills the API table, so that every measured round,
     // flow's and psql's alike, replaces a full table.
-    flow_plugin_pg::target_populate::populate(&context, false)
-        .await
-        .expect("populate");
+    step.operation.run(&context).await.expect("populate");
     let (mut flow_times, mut psql_times) = (Vec::new(), Vec::new());
     for round in 1..=3 {
         let started = Instant::now();
-        let report = flow_plugin_pg::target_populate::populate(&context, false)
-            .await
-            .expect("populate");
+        let report = step.operation.run(&context).await.expect("populate");
         flow_times.push(started.elapsed());
         assert_eq!(report.rows, rows);
 

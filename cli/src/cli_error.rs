@@ -11,13 +11,6 @@ pub enum CliError {
     )]
     Read { path: String, reason: String },
 
-    #[error("there is no run of `{flow}` to resume")]
-    #[diagnostic(
-        code(flow::cli::nothing_to_resume),
-        help("run it first with `flow run FILE`")
-    )]
-    NothingToResume { flow: String },
-
     #[error("there is no run {run} of `{flow}`")]
     #[diagnostic(code(flow::cli::unknown_run), help("`flow runs FILE` lists the runs"))]
     UnknownRun { flow: String, run: i64 },

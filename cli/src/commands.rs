@@ -1,17 +1,13 @@
-use std::collections::BTreeMap;
-use std::path::Path;
+use flow_engine::Registry;
 
-use flow_engine::{GraphFormat, Plan, Registry};
-
-use crate::args::{Args, Command, Format, SelectArgs};
+use crate::args::{Args, Command};
 use crate::cli_error::CliError;
 use crate::exit::Exit;
 use crate::{load, output};
 
-pub fn run(args: Args) -> Exit {
-    let registry = Registry::installed();
+pub fn run(args: Args, registry: &Registry) -> Exit {
     match args.command {
-        Command::Check { files, json } => check(&files, json, &registry),
+        Command::Check { files, json } => check(&files, json, registry),
         Command::Init { dir } => crate::init::init(&dir),
         Command::Completions { shell } => {
             let mut command = <Args as clap::CommandFactory>::command();
@@ -32,10 +28,10 @@ pub fn run(args: Args) -> Exit {
                 &crate::history::Query::Logs {
                     run,
                     step,
-                    base: crate::run::base_dir(&file),
+                    base: flow_engine::base_dir(&file),
                 },
                 false,
-                &registry,
+                registry,
             ),
             Err(error) => {
                 output::error(error);
@@ -47,78 +43,28 @@ pub fn run(args: Args) -> Exit {
             select,
             env,
             json,
-        } => match load_and_plan(&file, &select, &registry) {
-            Some((pipeline, selected, mut plan)) => {
-                let base = crate::run::base_dir(&file);
-                // An environment the flow does not have is a mistake, as for
-                // `run`; a variable not set only shows in the plan.
-                if let Err(error @ flow_engine::EnvironmentError::Unknown { .. }) =
-                    crate::run::resolve_environment(&pipeline, &base, env.as_deref())
-                {
-                    output::error(error);
-                    return Exit::Invalid;
-                }
-                let note =
-                    crate::history::predict(&pipeline, &selected, &mut plan, &base, env.as_deref());
-                let connections = connections(&pipeline, &file, env.as_deref());
-                if json {
-                    let mut value = serde_json::to_value(&plan).unwrap_or_default();
-                    value["environment"] = serde_json::json!(connections.0);
-                    value["databases"] = serde_json::json!(connections.1);
-                    value["storages"] = serde_json::json!(connections.2);
-                    output::out(&format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&value).unwrap_or_default()
-                    ));
-                } else {
-                    let mut header = format!("environment `{}`\n", connections.0);
-                    for (kind, entries) in
-                        [("database", &connections.1), ("storage", &connections.2)]
-                    {
-                        for (name, location) in entries {
-                            header.push_str(&format!("  {kind} {name}: {location}\n"));
-                        }
-                    }
-                    output::out(&format!("{header}\n{}", plan.render()));
-                    if let Some(note) = note {
-                        output::out(&format!("\n{note}\n"));
-                    }
-                }
-                Exit::Success
-            }
-            None => Exit::Invalid,
-        },
+        } => crate::plan::plan(&file, &select, env.as_deref(), json, registry),
         Command::Diff {
             file,
             step,
             env,
             json,
-        } => crate::populate::command(
-            &file,
-            env.as_deref(),
-            step.as_deref(),
-            crate::populate::Action::Diff { json },
-            &registry,
-        ),
-        Command::Rollback { file, step, env } => crate::populate::command(
-            &file,
-            env.as_deref(),
-            step.as_deref(),
-            crate::populate::Action::Rollback,
-            &registry,
-        ),
-        Command::Run { file, select, run } => crate::run::run(&file, &select, &run, &registry),
+        } => crate::diff::diff(&file, env.as_deref(), step.as_deref(), json, registry),
+        Command::Rollback { file, step, env } => {
+            crate::rollback::rollback(&file, env.as_deref(), step.as_deref(), registry)
+        }
+        Command::Run { file, select, run } => crate::run::run(&file, &select, &run, registry),
         Command::Db { action } => crate::db::db(&action),
         Command::Schedule {
             list: Some(crate::args::ScheduleCommand::List { files, env, json }),
             ..
-        } => crate::schedule::list(&files, env.as_deref(), json, &registry),
+        } => crate::schedule::list(&files, env.as_deref(), json, registry),
         Command::Schedule {
             list: None,
             files,
             tick_ms,
             env,
-        } => crate::schedule::serve(&files, tick_ms, env.as_deref(), &registry),
+        } => crate::schedule::serve(&files, tick_ms, env.as_deref(), registry),
         Command::Runs {
             file,
             limit,
@@ -129,7 +75,7 @@ pub fn run(args: Args) -> Exit {
             env.as_deref(),
             &crate::history::Query::Runs { limit },
             json,
-            &registry,
+            registry,
         ),
         Command::Show {
             file,
@@ -142,7 +88,7 @@ pub fn run(args: Args) -> Exit {
                 env.as_deref(),
                 &crate::history::Query::Show { run },
                 json,
-                &registry,
+                registry,
             ),
             Err(error) => {
                 output::error(error);
@@ -153,24 +99,14 @@ pub fn run(args: Args) -> Exit {
             file,
             select,
             format,
-        } => match plan(&file, &select, &registry) {
-            Some(plan) => {
-                let format = match format {
-                    Format::Dot => GraphFormat::Dot,
-                    Format::Mermaid => GraphFormat::Mermaid,
-                };
-                output::out(&flow_engine::render_graph(&plan, format));
-                Exit::Success
-            }
-            None => Exit::Invalid,
-        },
+        } => crate::plan::graph(&file, &select, format, registry),
         Command::Fmt {
             files,
             check,
             stdout,
         } => fmt(&files, check, stdout),
         Command::Operations => {
-            output::out(&operations(&registry));
+            output::out(&operations(registry));
             Exit::Success
         }
     }
@@ -186,7 +122,7 @@ fn check(files: &[std::path::PathBuf], json: bool, registry: &Registry) -> Exit 
             exit = Exit::Invalid;
             continue;
         };
-        let missing = flow_engine::missing_files(&pipeline, &crate::run::base_dir(file));
+        let missing = flow_engine::missing_files(&pipeline, &flow_engine::base_dir(file));
         if !missing.is_empty() {
             let count = missing.len();
             if let Some(source) = load::read(file) {
@@ -230,64 +166,6 @@ fn check_json(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
         output::out(&format!("{value}\n"));
     }
     exit
-}
-
-fn plan(file: &Path, select: &SelectArgs, registry: &Registry) -> Option<Plan> {
-    load_and_plan(file, select, registry).map(|(_, _, plan)| plan)
-}
-
-fn load_and_plan(
-    file: &Path,
-    select: &SelectArgs,
-    registry: &Registry,
-) -> Option<(flow_engine::Pipeline, Vec<bool>, Plan)> {
-    let pipeline = load::load(file, registry)?;
-    match select.selection().apply(&pipeline) {
-        Ok(selected) => {
-            let mut plan = Plan::new(&pipeline, &selected);
-            let base = crate::run::base_dir(file);
-            for step in &mut plan.steps {
-                let node = &pipeline.steps[step.index];
-                step.parts = node.operation.parts(&node.params, &base);
-            }
-            Some((pipeline, selected, plan))
-        }
-        Err(errors) => {
-            for error in errors {
-                output::error(error);
-            }
-            None
-        }
-    }
-}
-
-type Connections = (String, BTreeMap<String, String>, BTreeMap<String, String>);
-
-/// The environment and its connections, passwords hidden; a variable that is
-/// not set shows as such instead of failing the plan.
-fn connections(pipeline: &flow_engine::Pipeline, file: &Path, env: Option<&str>) -> Connections {
-    let base = crate::run::base_dir(file);
-    let name = flow_engine::environment_name(env);
-    match crate::run::resolve_environment(pipeline, &base, env) {
-        Ok(environment) => (
-            environment.name,
-            environment
-                .databases
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
-            environment
-                .storages
-                .iter()
-                .map(|(k, v)| (k.clone(), flow_db::redact(v)))
-                .collect(),
-        ),
-        Err(error) => (
-            name,
-            BTreeMap::from([("error".to_owned(), error.to_string())]),
-            BTreeMap::new(),
-        ),
-    }
 }
 
 fn fmt(files: &[std::path::PathBuf], check: bool, stdout: bool) -> Exit {

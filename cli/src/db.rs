@@ -77,7 +77,7 @@ pub fn db(action: &DbAction) -> Exit {
 fn state_dir(path: Option<&Path>) -> PathBuf {
     match path {
         Some(path) if path.is_dir() => path.join(".flow"),
-        Some(path) => crate::run::base_dir(path).join(".flow"),
+        Some(path) => flow_engine::base_dir(path).join(".flow"),
         None => PathBuf::from(".flow"),
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flow_engine::executor::{Event, Status, StepResult, humanize};
+use flow_engine::run::{Observer, RunStatus};
 use flow_engine::{Pipeline, Progress, StepIndex};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -71,13 +72,26 @@ fn progress_line(running: &Running) -> String {
     }
 }
 
+impl Observer for Display {
+    fn started(&mut self, run: i64, environment: &str, steps: usize) {
+        self.run_started(run, environment, steps);
+    }
+
+    fn event(&mut self, event: &Event<'_>) {
+        self.step_event(event);
+    }
+
+    fn finished(&mut self, run: i64, status: RunStatus, results: &HashMap<StepIndex, StepResult>) {
+        self.finish(run, status.as_str(), results);
+    }
+}
+
 impl Display {
-    pub fn new(pipeline: Arc<Pipeline>, json: bool, plain: bool, total: usize) -> Self {
+    pub fn new(pipeline: Arc<Pipeline>, json: bool, plain: bool) -> Self {
         let mode = if json {
             Mode::Json
         } else if !plain && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -105,7 +119,7 @@ impl Display {
         Self {
             pipeline,
             mode,
-            total,
+            total: 0,
             finished: 0,
             running,
             started: Instant::now(),
@@ -124,7 +138,11 @@ impl Display {
         output::out(&format!("{value}\n"));
     }
 
-    pub fn run_started(&self, run: i64, environment: &str) {
+    fn run_started(&mut self, run: i64, environment: &str, steps: usize) {
+        self.total = steps;
+        if let Mode::Terminal(bar) = &self.mode {
+            bar.set_length(steps as u64);
+        }
         match &self.mode {
             Mode::Json => Self::emit(&json!({
                 "event": "run_started", "run": run, "flow": self.pipeline.name,
@@ -139,7 +157,7 @@ impl Display {
         }
     }
 
-    pub fn event(&mut self, event: &Event<'_>) {
+    fn step_event(&mut self, event: &Event<'_>) {
         match event {
             Event::Started { step, progress, .. } => {
                 let id = self.id(*step);
@@ -237,9 +255,9 @@ impl Display {
         self.pipeline.steps[step].id.to_string()
     }
 
-    pub fn finish(self, run: i64, status: &str, results: &HashMap<StepIndex, StepResult>) {
+    fn finish(&mut self, run: i64, status: &str, results: &HashMap<StepIndex, StepResult>) {
         let elapsed = self.started.elapsed();
-        match self.mode {
+        match std::mem::replace(&mut self.mode, Mode::Plain) {
             Mode::Json => {
                 Self::emit(
                     &json!({"event": "run_finished", "run": run, "status": status, "seconds": elapsed.as_secs_f64()}),

@@ -3,12 +3,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use flow_engine::{Records, Registry};
+use flow_engine::{Records, Registry, Session};
 
 use crate::cli_error::CliError;
 use crate::exit::Exit;
-use crate::run::{base_dir, block_on, resolve_environment};
-use crate::session::Session;
+use crate::run::block_on;
 use crate::{load, output};
 
 pub enum Query {
@@ -64,20 +63,16 @@ pub fn history(
     json: bool,
     registry: &Registry,
 ) -> Exit {
-    let Some(pipeline) = load::load(file, registry) else {
+    let Some(flow) = load::flow(file, registry) else {
         return Exit::Invalid;
     };
-    let base = base_dir(file);
-    let environment = match resolve_environment(&pipeline, &base, env) {
-        Ok(environment) => environment,
-        Err(error) => {
-            output::error(error);
-            return Exit::Invalid;
-        }
+    let Some(environment) = load::environment(&flow, env) else {
+        return Exit::Invalid;
     };
+    let pipeline = &flow.pipeline;
     block_on(async move {
         let needed = BTreeSet::from(["flow".to_owned()]);
-        let session = match Session::open(&environment, &base, &needed, 2, &[]).await {
+        let session = match Session::open(&environment, &flow.base, &needed, 2, &[]).await {
             Ok(session) => session,
             Err(error) => {
                 output::error(error);
@@ -250,78 +245,4 @@ async fn show_run(records: &Records, flow: &str, run: &i64, json: bool) -> Exit 
             }
         }
     }
-}
-
-/// Says for each planned step whether a run would skip it, when the run
-/// records can be read without starting anything: the flow database is a
-/// server, or the embedded cluster is already up. Otherwise says why not.
-pub fn predict(
-    pipeline: &flow_engine::Pipeline,
-    selected: &[bool],
-    plan: &mut flow_engine::Plan,
-    base: &Path,
-    env: Option<&str>,
-) -> Option<String> {
-    use flow_engine::executor::{self, Memory};
-
-    let environment = resolve_environment(pipeline, base, env).ok()?;
-    let needed = crate::session::databases_needed(pipeline, selected);
-    let embedded = needed.iter().any(|db| {
-        environment
-            .databases
-            .get(db)
-            .is_some_and(flow_db::Location::is_embedded)
-    });
-    // A stopped embedded cluster is started for the time it takes to read
-    // the history (and stopped again); one never created has no history.
-    if embedded
-        && flow_db::Cluster::new(&base.join(".flow"))
-            .is_ok_and(|c| matches!(c.status(), flow_db::ClusterStatus::NotCreated))
-    {
-        return Some("(no run is recorded yet: every selected step would run)".into());
-    }
-    let predictions = std::cell::RefCell::new(None);
-    let note = std::cell::RefCell::new(None);
-    block_on(async {
-        let session = match Session::open(&environment, base, &needed, 2, &[]).await {
-            Ok(session) => session,
-            Err(error) => {
-                *note.borrow_mut() = Some(format!("(run history not read: {error})"));
-                return Exit::Success;
-            }
-        };
-        let memory = async {
-            let records = match session.databases.get("flow") {
-                Some(database) => Records::existing(database).await?,
-                None => None,
-            };
-            let history = match &records {
-                Some(records) => records.successes(&pipeline.name, "").await?,
-                None => std::collections::HashMap::new(),
-            };
-            let connections = crate::session::identities(&session, &environment).await?;
-            Ok::<Memory, flow_db::DbError>(Memory {
-                history,
-                connections,
-                run_id: 0,
-                vars: std::collections::BTreeMap::new(),
-            })
-        }
-        .await;
-        match memory {
-            Ok(memory) => {
-                *predictions.borrow_mut() =
-                    Some(executor::predict(pipeline, selected, base, &memory, false))
-            }
-            Err(error) => *note.borrow_mut() = Some(format!("(run history not read: {error})")),
-        }
-        session.close().await;
-        Exit::Success
-    });
-    if let Some(predictions) = predictions.into_inner() {
-        for step in &mut plan.steps {
-            step.prediction = predictions.get(&step.index).map(ToString::to_string);
-        }
-    }
-    note.into_inner()
 }

@@ -2,7 +2,27 @@ use std::path::Path;
 
 use crate::cli_error::CliError;
 use crate::output;
-use flow_engine::{Pipeline, Registry};
+use flow_engine::{Environment, FlowFile, Pipeline, Registry};
+
+/// [`load`], kept with the folder its paths start from.
+pub fn flow(path: &Path, registry: &Registry) -> Option<FlowFile> {
+    load(path, registry).map(|pipeline| FlowFile::new(path, pipeline))
+}
+
+/// The environment `flag` names, its files loaded first (before any thread
+/// starts); `None` when it cannot be resolved, the error printed.
+pub fn environment(flow: &FlowFile, flag: Option<&str>) -> Option<Environment> {
+    match flow
+        .load_env_files(flag)
+        .and_then(|()| flow.environment(flag))
+    {
+        Ok(environment) => Some(environment),
+        Err(error) => {
+            output::error(error);
+            None
+        }
+    }
+}
 
 /// Reads, parses and compiles a flow, printing every diagnostic on the way.
 /// `None` when anything was wrong.
@@ -75,7 +95,7 @@ pub fn problems(path: &Path, registry: &Registry) -> Result<Vec<String>, Vec<ser
             .map(|e| problem(&source, e))
             .collect::<Vec<_>>()
     })?;
-    let missing = flow_engine::missing_files(&pipeline, &crate::run::base_dir(path));
+    let missing = flow_engine::missing_files(&pipeline, &flow_engine::base_dir(path));
     if !missing.is_empty() {
         return Err(missing.iter().map(|e| problem(&source, e)).collect());
     }

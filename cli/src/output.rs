@@ -47,16 +47,7 @@ where
 }
 
 /// A diagnostic as plain text, for records and JSON events.
-pub fn render(report: &Report) -> String {
-    let mut text = String::new();
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .with_break_words(false);
-    if handler.render_report(&mut text, report.as_ref()).is_err() {
-        text = report.to_string();
-    }
-    text.trim_end().to_owned()
-}
+pub use flow_engine::run::render_report as render;
 
 /// Prints a report already made (a step's error).
 pub fn report(report: Report) {

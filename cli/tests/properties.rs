@@ -1,15 +1,8 @@
 //! Properties over generated input: no panic anywhere from text to plan, and
 //! formatting is faithful: `parse(fmt(x)) == parse(x)` and `fmt(fmt(x)) == fmt(x)`.
 
-use flow_engine::{Plan, Registry, Selection};
+use flow_engine::{Plan, Selection};
 use proptest::prelude::*;
-
-use flow_plugin_drizzle as _;
-use flow_plugin_minio as _;
-use flow_plugin_pg as _;
-use flow_plugin_sh as _;
-use flow_plugin_shp as _;
-use flow_plugin_sql as _;
 
 /// Pieces that flows are made of, so that generated text reaches deep into the
 /// grammar and the compiler instead of failing on the first character.
@@ -147,7 +140,7 @@ fn valid_flow() -> impl Strategy<Value = String> {
 
 fn compile_and_plan(text: &str) {
     let parsed = flow_dsl::parse(text);
-    if let Ok(pipeline) = flow_engine::compile(&parsed.flow, &Registry::installed(), "generated")
+    if let Ok(pipeline) = flow_engine::compile(&parsed.flow, &flow_plugins::registry(), "generated")
         && let Ok(selected) = Selection::default().apply(&pipeline)
     {
         let plan = Plan::new(&pipeline, &selected);

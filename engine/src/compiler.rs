@@ -717,7 +717,10 @@ impl Compiler<'_> {
                     .chain(step_refs(block))
                     .collect(),
                 env: params.str("env").map(str::to_owned),
-                missed: params.str("missed").unwrap_or("latest").to_owned(),
+                missed: params
+                    .str("missed")
+                    .and_then(crate::pipeline::Missed::parse)
+                    .unwrap_or(crate::pipeline::Missed::Latest),
                 max_missed: params.count("max_missed").unwrap_or(10),
                 items: fan_out(&params),
                 span: block.span,

@@ -326,7 +326,8 @@ pub async fn execute(
     results
 }
 
-/// The last success a step can be skipped for, if any.
+/// The last success a step can be skipped for, if any (the rule `flow
+/// plan` predicts with: [`crate::predict::verdict`]).
 fn unchanged<'m>(
     pipeline: &Pipeline,
     index: StepIndex,
@@ -335,15 +336,13 @@ fn unchanged<'m>(
     options: &Options,
     memory: &'m Memory,
 ) -> Option<&'m Success> {
-    if options.force || pipeline.external[index].is_some() {
+    if crate::predict::always_runs(pipeline, index, options.force).is_some() {
         return None;
     }
-    memory
-        .history
-        .get(&pipeline.steps[index].key.clone())
-        .filter(|previous| {
-            previous.input == input && fingerprint::outputs_exist(pipeline, index, &shared.base_dir)
-        })
+    match crate::predict::verdict(pipeline, index, input, &shared.base_dir, &memory.history) {
+        crate::predict::Verdict::Unchanged(previous) => Some(previous),
+        crate::predict::Verdict::Runs(_) => None,
+    }
 }
 
 /// One step, with its retries and timeout, as a task of its own.
@@ -360,6 +359,7 @@ fn attempts(
     let context = RunContext {
         step: step.key.clone(),
         params: Arc::clone(&step.params),
+        settings: step.prepared.settings.clone(),
         target: step
             .id
             .target
@@ -501,112 +501,4 @@ pub fn humanize(duration: Duration) -> String {
     } else {
         format!("{}m{:02}s", millis / 60_000, (millis / 1_000) % 60)
     }
-}
-
-/// What `flow plan` says a step will do, from the same fingerprints a run uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prediction {
-    Skipped { since: i64 },
-    Runs(String),
-}
-
-impl std::fmt::Display for Prediction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Prediction::Skipped { since } => write!(f, "skipped: unchanged since run {since}"),
-            Prediction::Runs(reason) => write!(f, "runs: {reason}"),
-        }
-    }
-}
-
-/// Predicts, for each selected step, whether a run would skip it and why.
-/// A step after one that runs may still be skipped, if that one changes
-/// nothing; the prediction says so.
-pub fn predict(
-    pipeline: &Pipeline,
-    selected: &[bool],
-    base: &std::path::Path,
-    memory: &Memory,
-    force: bool,
-) -> HashMap<StepIndex, Prediction> {
-    let mut predictions = HashMap::new();
-    let mut outputs: HashMap<StepIndex, String> = HashMap::new();
-    for &node in &pipeline.order {
-        let Node::Step(index) = pipeline.graph[node] else {
-            continue;
-        };
-        if !selected[index] {
-            continue;
-        }
-        let step = &pipeline.steps[index];
-        let running_upstream = pipeline
-            .graph
-            .neighbors_directed(node, Direction::Incoming)
-            .filter_map(|n| match pipeline.graph[n] {
-                Node::Step(j) if matches!(predictions.get(&j), Some(Prediction::Runs(_))) => {
-                    Some(j)
-                }
-                _ => None,
-            })
-            .min();
-        let history = memory.history.get(&step.key);
-        let prediction = if force {
-            Prediction::Runs("--force".into())
-        } else if let Some(reason) = &pipeline.external[index] {
-            Prediction::Runs(reason.clone())
-        } else if let Some(upstream) = running_upstream {
-            Prediction::Runs(format!(
-                "unless `{}`, which runs first, changes nothing",
-                pipeline.steps[upstream].id
-            ))
-        } else {
-            let input = fingerprint::input(
-                pipeline,
-                index,
-                base,
-                &memory.connections,
-                &outputs,
-                &memory.history,
-                &memory.vars,
-            );
-            match history {
-                Some(previous)
-                    if previous.input == input
-                        && fingerprint::outputs_exist(pipeline, index, base) =>
-                {
-                    outputs.insert(index, previous.output.clone());
-                    Prediction::Skipped {
-                        since: previous.run_id,
-                    }
-                }
-                Some(previous) if previous.input == input => Prediction::Runs(format!(
-                    "files it writes are missing since run {}",
-                    previous.run_id
-                )),
-                Some(previous) => {
-                    let changed = fingerprint::changed(&previous.input, &input);
-                    Prediction::Runs(if changed.is_empty() {
-                        format!(
-                            "its parameters or input files changed since run {}",
-                            previous.run_id
-                        )
-                    } else {
-                        let shown: Vec<&str> = changed.iter().take(3).map(String::as_str).collect();
-                        let more = match changed.len() {
-                            n if n > 3 => format!(" and {} more", n - 3),
-                            _ => String::new(),
-                        };
-                        format!(
-                            "{}{more} changed since run {}",
-                            shown.join(", "),
-                            previous.run_id
-                        )
-                    })
-                }
-                None => Prediction::Runs("it has not succeeded before".into()),
-            }
-        };
-        predictions.insert(index, prediction);
-    }
-    predictions
 }

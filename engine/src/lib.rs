@@ -19,18 +19,24 @@ mod compiler;
 mod environment;
 pub mod executor;
 pub mod fingerprint;
+mod flow_file;
 mod inputs;
 mod operation;
 mod param;
 mod partial_file;
 mod pipeline;
 mod plan;
+pub mod predict;
 mod records;
 mod registry;
 mod render;
 mod resource;
+pub mod review;
+pub mod run;
 mod run_context;
+pub mod scheduler;
 mod selection;
+mod session;
 mod step_id;
 mod suggest;
 mod trigger;
@@ -38,13 +44,17 @@ mod trigger;
 pub use compile_error::CompileError;
 pub use compiler::compile;
 pub use environment::{Environment, EnvironmentError, environment_name, load_env_files};
+pub use flow_file::{FlowFile, base_dir};
 pub use inputs::missing_files;
 pub use operation::{
-    BoxFuture, Operation, OperationSpec, Prepared, Problem, Registration, StepContext, Target,
+    BoxFuture, Operation, OperationSpec, Prepared, Preview, Problem, Registration, Settings,
+    Startup, StepContext, Target, startup,
 };
 pub use param::{ParamSpec, ParamType, Params};
 pub use partial_file::PartialFile;
-pub use pipeline::{Check, Declaration, EdgeReason, Node, Pipeline, Schedule, StepIndex, StepNode};
+pub use pipeline::{
+    Check, Declaration, EdgeReason, Missed, Node, Pipeline, Schedule, StepIndex, StepNode,
+};
 pub use plan::{Plan, PlannedStep};
 pub use records::{FireRecord, Records, RunRecord, StepEnd, StepRecord, Success, vars_key};
 pub use registry::Registry;
@@ -54,6 +64,7 @@ pub use run_context::{
     Outcome, Progress, RunContext, StepError, files, log_name, write_atomically,
 };
 pub use selection::{Selection, SelectionError};
+pub use session::{Session, databases_needed, identities};
 pub use step_id::{StepId, StepPattern};
 pub use trigger::Trigger;
 

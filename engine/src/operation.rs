@@ -1,9 +1,12 @@
 //! The plugin interface: an operation describes itself, prepares (pure), and runs.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::param::{ParamSpec, Params};
+use crate::pipeline::Pipeline;
 use crate::resource::{Access, Resource};
 use crate::run_context::{Outcome, RunContext, StepError};
 
@@ -46,6 +49,45 @@ impl OperationSpec {
     }
 }
 
+/// An operation's parameters as its own type, parsed once by `prepare` when
+/// the flow is compiled, and read by its run with
+/// [`RunContext::settings`](crate::RunContext::settings).
+#[derive(Clone, Default)]
+pub struct Settings(Option<Arc<dyn Any + Send + Sync>>);
+
+impl Settings {
+    pub fn new(value: impl Any + Send + Sync) -> Self {
+        Self(Some(Arc::new(value)))
+    }
+
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.as_deref().and_then(|value| value.downcast_ref())
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Settings(..)"
+        } else {
+            "Settings(none)"
+        })
+    }
+}
+
+/// Settings are equal when they are the same parse (or both absent).
+impl PartialEq for Settings {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Settings {}
+
 /// What a step will touch, declared before anything runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prepared {
@@ -53,9 +95,19 @@ pub struct Prepared {
     /// Why the step runs every time, when what it reads cannot be known (a
     /// command that does not declare its reads): never skipped as unchanged.
     pub always: Option<String>,
+    /// The parameters, typed (see [`Settings`]).
+    pub settings: Settings,
 }
 
 impl Prepared {
+    /// Prepared with the operation's typed parameters.
+    pub fn with_settings(settings: impl Any + Send + Sync) -> Self {
+        Self {
+            settings: Settings::new(settings),
+            ..Self::default()
+        }
+    }
+
     pub fn always_runs(mut self, reason: impl Into<String>) -> Self {
         self.always = Some(reason.into());
         self
@@ -117,6 +169,32 @@ pub trait Operation: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Whether the step has a [`preview`](Operation::preview) (`flow diff`).
+    fn previews(&self) -> bool {
+        false
+    }
+
+    /// What a run of the step would change, found in transactions that are
+    /// rolled back. `pipeline` is the step's flow: a preview may make again,
+    /// in scratch space, what the step reads.
+    fn preview<'a>(
+        &'a self,
+        context: &'a RunContext,
+        _pipeline: &'a Pipeline,
+    ) -> BoxFuture<'a, Result<Preview, StepError>> {
+        unsupported(self.spec(), "a preview", context)
+    }
+
+    /// Whether the step can be [undone](Operation::undo) (`flow rollback`).
+    fn undoes(&self) -> bool {
+        false
+    }
+
+    /// Puts back what the step's last run replaced; says what it did.
+    fn undo<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<String, StepError>> {
+        unsupported(self.spec(), "an undo", context)
+    }
+
     /// Does the work. Observes `context.cancel`; leaves nothing half-done
     /// behind (temporary names, transactions) when it fails or is cancelled.
     fn run<'a>(&'a self, _context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
@@ -130,7 +208,47 @@ pub trait Operation: Send + Sync + 'static {
     }
 }
 
+/// What `flow diff` shows of a step: what a run would change, found without
+/// changing anything.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// For people: the changes, and what would refuse or fail.
+    pub text: String,
+    /// For machines (`flow diff --json`).
+    pub json: serde_json::Value,
+    /// A run of the step would refuse or fail.
+    pub would_fail: bool,
+}
+
+fn unsupported<'a, T: Send + 'a>(
+    spec: &'static OperationSpec,
+    what: &'static str,
+    _context: &'a RunContext,
+) -> BoxFuture<'a, Result<T, StepError>> {
+    Box::pin(async move {
+        Err(StepError::message(
+            format!("`{}` has no {what}", spec.pattern()),
+            None,
+        ))
+    })
+}
+
 /// How a plugin makes an operation known: `inventory::submit!(Registration(&MyOp));`
 pub struct Registration(pub &'static dyn Operation);
 
 inventory::collect!(Registration);
+
+/// A hook a plugin runs when the binary starts, before anything else: it
+/// may take the process over (`sh`'s command supervisor does) and give the
+/// exit code to end with. `inventory::submit!(Startup(my_hook));`
+pub struct Startup(pub fn() -> Option<std::process::ExitCode>);
+
+inventory::collect!(Startup);
+
+/// Runs the startup hooks of the plugins linked; the first that takes the
+/// process over gives its exit code.
+pub fn startup() -> Option<std::process::ExitCode> {
+    inventory::iter::<Startup>
+        .into_iter()
+        .find_map(|hook| (hook.0)())
+}

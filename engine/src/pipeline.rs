@@ -130,6 +130,29 @@ impl StepNode {
     }
 }
 
+/// What a schedule does with the fires it missed while no scheduler ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    /// Records them and runs nothing.
+    Skip,
+    /// Runs only the newest (the default).
+    Latest,
+    /// Runs each, at most `max_missed`, one after another.
+    All,
+}
+
+impl Missed {
+    /// The value of `missed = "..."`; the compiler accepts only these.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "skip" => Some(Missed::Skip),
+            "latest" => Some(Missed::Latest),
+            "all" => Some(Missed::All),
+            _ => None,
+        }
+    }
+}
+
 /// A `schedule` block, checked.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -140,7 +163,7 @@ pub struct Schedule {
     /// Groups and step patterns to run.
     pub run: Vec<String>,
     pub env: Option<String>,
-    pub missed: String,
+    pub missed: Missed,
     /// With `missed = all`, at most this many missed fires run.
     pub max_missed: u64,
     /// `for_each`: one job per item, each a set of named values (`item`

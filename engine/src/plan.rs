@@ -46,6 +46,17 @@ impl Plan {
     /// Plans the selected steps. A step whose upstream is not selected runs
     /// against what is already there; order between selected steps is kept even
     /// when the steps that linked them are not selected.
+    /// The plan with each step's parts (the SQL files of a transform, in
+    /// their order), which the operations read from the files under `base`.
+    pub fn with_parts(pipeline: &Pipeline, selected: &[bool], base: &std::path::Path) -> Self {
+        let mut plan = Self::new(pipeline, selected);
+        for step in &mut plan.steps {
+            let node = &pipeline.steps[step.index];
+            step.parts = node.operation.parts(&node.params, base);
+        }
+        plan
+    }
+
     pub fn new(pipeline: &Pipeline, selected: &[bool]) -> Self {
         let graph = &pipeline.graph;
         let is_selected = |node: NodeIndex| matches!(graph[node], Node::Step(i) if selected[i]);

@@ -16,6 +16,8 @@ pub struct RunContext {
     /// The step's id, for messages.
     pub step: String,
     pub params: Arc<Params>,
+    /// The parameters as the operation's own type, parsed by its `prepare`.
+    pub settings: crate::operation::Settings,
     /// The database named by the operation, for `pg:<db>:...`.
     pub target: Option<String>,
     /// The flow file's directory: relative paths in the flow start here.
@@ -54,7 +56,12 @@ impl RunContext {
         Self {
             step: step.key.clone(),
             params: Arc::clone(&step.params),
-            target: None,
+            settings: step.prepared.settings.clone(),
+            target: step
+                .id
+                .target
+                .clone()
+                .filter(|_| step.operation.spec().target == crate::Target::Database),
             base_dir,
             databases,
             storages: Arc::default(),
@@ -80,6 +87,17 @@ impl RunContext {
     /// A path of the flow, relative to its directory.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.base_dir.join(relative)
+    }
+
+    /// The operation's typed parameters (what its `prepare` put in
+    /// [`Prepared::settings`](crate::Prepared)).
+    pub fn settings<T: std::any::Any>(&self) -> Result<&T, StepError> {
+        self.settings.get().ok_or_else(|| {
+            StepError::message(
+                format!("step `{}` was not prepared with its settings", self.step),
+                None,
+            )
+        })
     }
 
     pub fn database(&self, name: &str) -> Result<&Database, StepError> {

@@ -17,13 +17,13 @@ mod migrate;
 mod model_create;
 mod model_transform;
 mod parallel_copy;
+pub mod populate;
 mod push;
 mod shape;
 mod source;
 mod sql_tables;
-pub mod target_populate;
 
-use flow_engine::{ParamSpec, ParamType, StepContext};
+use flow_engine::{ParamSpec, ParamType, Params, StepContext};
 
 /// The database a `pg:source:*`/`pg:model:*` step works in (the flow database
 /// unless `database` says otherwise).
@@ -34,5 +34,13 @@ const DATABASE: ParamSpec = ParamSpec::optional(
 );
 
 fn database<'a>(step: &'a StepContext<'_>) -> &'a str {
-    step.params.str("database").unwrap_or("flow")
+    database_of(step.params)
 }
+
+/// The database a step's `database` parameter names, `flow` by default.
+fn database_of(params: &Params) -> &str {
+    params.str("database").unwrap_or(DEFAULT_DATABASE)
+}
+
+/// The database of a step that names none: the flow database.
+const DEFAULT_DATABASE: &str = "flow";

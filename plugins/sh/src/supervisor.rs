@@ -161,3 +161,5 @@ mod tests {
         assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
     }
 }
+
+flow_engine::inventory::submit!(flow_engine::Startup(install));

@@ -1,11 +1,13 @@
-//! The databases of a command: the embedded cluster when one is needed, and
+//! The databases of a run or a command: the embedded cluster when one is needed, and
 //! a pool per database.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::environment::Environment;
+use crate::pipeline::Pipeline;
+use crate::resource::Resource;
 use flow_db::{Cluster, Database, DbError, Lease, Location};
-use flow_engine::{Environment, Pipeline, Resource};
 
 /// Open connections, and the lease that keeps the embedded cluster up while
 /// they are in use. Dropping it stops a cluster this process started.
@@ -55,6 +57,14 @@ impl Session {
             );
         }
         Ok(Self { databases, lease })
+    }
+
+    /// An open database by name.
+    pub fn database(&self, name: &str) -> Result<&Database, DbError> {
+        self.databases.get(name).ok_or_else(|| DbError::Command {
+            command: format!("use database `{name}`"),
+            reason: "it is not connected in this session".into(),
+        })
     }
 
     /// Closes the pools, then lets the cluster go (off the async threads, as
