@@ -5,6 +5,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use flow_benches::generated_flow;
 use flow_engine::{Plan, Registry, Selection};
 
+// The allocator of the `flow` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use flow_plugin_sh as _;
 use flow_plugin_sql as _;
 

@@ -4,6 +4,10 @@
 
 use std::time::Instant;
 
+// The allocator of the `flow` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use flow_plugin_sh as _;
 use flow_plugin_sql as _;
 

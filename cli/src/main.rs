@@ -19,6 +19,12 @@ mod schedule;
 
 use std::process::ExitCode;
 
+/// mimalloc: compiling and planning a large flow allocates many small
+/// values, and the system allocator made that twice as slow
+/// (`cargo bench -p flow-benches --bench compile`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser as _;
 
 fn main() -> ExitCode {

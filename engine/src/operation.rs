@@ -156,10 +156,16 @@ pub trait Operation: Send + Sync + 'static {
     /// network, environment or clock, so `flow check` is instant and safe.
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>>;
 
-    /// Whether the step runs the flow's `check` blocks on the tables it
-    /// writes (`pg:target:populate` does, before it commits).
+    /// The parameters of the `check` blocks this operation runs on the
+    /// tables it writes, beside `table` (`pg:target:populate` runs them
+    /// before it commits). None: it runs no check.
+    fn check_params(&self) -> &'static [ParamSpec] {
+        &[]
+    }
+
+    /// Whether the step runs the flow's `check` blocks on the tables it writes.
     fn runs_checks(&self) -> bool {
-        false
+        !self.check_params().is_empty()
     }
 
     /// The units the step will run, in order, for `flow plan` (the SQL

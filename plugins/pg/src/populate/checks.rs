@@ -3,10 +3,32 @@
 
 use flow_engine::flow_db::quote_ident;
 use flow_engine::flow_db::tokio_postgres;
-use flow_engine::{Check, StepError};
+use flow_engine::{Check, ParamSpec, ParamType, StepError};
 
 use super::Settings;
-use crate::shape::{self};
+use crate::shape;
+
+/// What a `check` block may ask of a table populate writes.
+pub(super) const PARAMS: &[ParamSpec] = &[
+    ParamSpec::optional("min_rows", ParamType::Count, "at least this many rows"),
+    ParamSpec::optional("max_rows", ParamType::Count, "at most this many rows"),
+    ParamSpec::optional("not_null", ParamType::Names, "columns without nulls"),
+    ParamSpec::optional(
+        "unique",
+        ParamType::Names,
+        "columns whose values are unique together",
+    ),
+    ParamSpec::optional(
+        "valid_geometry",
+        ParamType::Names,
+        "geometry columns that must be valid (PostGIS's `ST_IsValid`)",
+    ),
+    ParamSpec::optional(
+        "sql",
+        ParamType::String,
+        "a query returning the failing rows",
+    ),
+];
 
 /// A `check` block that failed, with what it found.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -95,8 +95,8 @@ impl Operation for Populate {
         Ok(prepared)
     }
 
-    fn runs_checks(&self) -> bool {
-        true
+    fn check_params(&self) -> &'static [ParamSpec] {
+        checks::PARAMS
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {

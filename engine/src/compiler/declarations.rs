@@ -1,0 +1,191 @@
+//! The declarations of a flow: its name, groups, databases, storages and
+//! environments.
+
+use std::collections::BTreeMap;
+
+use flow_dsl::Span;
+use flow_dsl::ast::{Binding, Flow, Item, Value, ValueKind};
+
+use super::{
+    Compiler,
+    params::{unknown, wrong_type},
+};
+use crate::pipeline::Declaration;
+use crate::{CompileError, DEFAULT_DATABASES, MANUAL_GROUP};
+
+pub(super) fn env_help(value: &Value) -> Option<String> {
+    matches!(value.kind, ValueKind::Env { .. }).then(|| {
+        "`env(...)` is for `database` and `storage` declarations; steps refer to those by name"
+            .into()
+    })
+}
+
+impl Compiler<'_> {
+    pub(super) fn declarations(&mut self, flow: &Flow) {
+        let mut groups_span: Option<Span> = None;
+        let mut env_spans: BTreeMap<String, Span> = BTreeMap::new();
+        for item in &flow.items {
+            match item {
+                Item::Name(name) => self.name.clone_from(&name.name),
+                Item::Database(binding) => self.declare("database", binding),
+                Item::Storage(binding) => self.declare("storage", binding),
+                Item::Groups(groups) => {
+                    if let Some(first) = groups_span {
+                        self.errors.push(CompileError::DuplicateDeclaration {
+                            kind: "the group order",
+                            name: "groups".into(),
+                            span: groups.span.into(),
+                            first: first.into(),
+                        });
+                        continue;
+                    }
+                    groups_span = Some(groups.span);
+                    for group in &groups.groups {
+                        if let Some(first) = self.groups.iter().find(|g| g.name == group.name) {
+                            self.errors.push(CompileError::DuplicateDeclaration {
+                                kind: "group",
+                                name: group.name.clone(),
+                                span: group.span.into(),
+                                first: first.span.into(),
+                            });
+                        } else if group.name == MANUAL_GROUP {
+                            self.errors.push(CompileError::InvalidValue {
+                                message: "`manual` cannot be in the group order".into(),
+                                span: group.span.into(),
+                                help: Some("steps in `group = manual` run only when selected by name, outside the order".into()),
+                            });
+                        } else {
+                            self.groups.push(group.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for item in &flow.items {
+            let Item::Env(env) = item else { continue };
+            if let Some(first) = env_spans.insert(env.name.name.clone(), env.name.span) {
+                self.errors.push(CompileError::DuplicateDeclaration {
+                    kind: "environment",
+                    name: env.name.name.clone(),
+                    span: env.name.span.into(),
+                    first: first.into(),
+                });
+                continue;
+            }
+            let mut overrides = BTreeMap::new();
+            for (kind, bindings) in [("database", &env.databases), ("storage", &env.storages)] {
+                for binding in bindings {
+                    let known = if kind == "database" {
+                        self.database_names()
+                    } else {
+                        self.storage_names()
+                    };
+                    if !known.contains(&binding.name.as_str()) {
+                        self.errors.push(unknown(kind, &binding.name, &known));
+                    }
+                    self.check_connection(kind, binding);
+                    overrides.insert(
+                        binding.name.name.clone(),
+                        Declaration {
+                            value: binding.value.clone(),
+                            span: binding.span,
+                        },
+                    );
+                }
+            }
+            self.environments.insert(env.name.name.clone(), overrides);
+        }
+    }
+
+    pub(super) fn declare(&mut self, kind: &'static str, binding: &Binding) {
+        self.check_connection(kind, binding);
+        let table = if kind == "database" {
+            &mut self.databases
+        } else {
+            &mut self.storages
+        };
+        let declaration = Declaration {
+            value: binding.value.clone(),
+            span: binding.span,
+        };
+        if let Some(first) = table.insert(binding.name.name.clone(), declaration) {
+            self.errors.push(CompileError::DuplicateDeclaration {
+                kind,
+                name: binding.name.name.clone(),
+                span: binding.name.span.into(),
+                first: first.span.into(),
+            });
+        }
+    }
+
+    /// A connection is a string, or `env("NAME")` with an optional string default.
+    pub(super) fn check_connection(&mut self, kind: &str, binding: &Binding) {
+        let value = &binding.value;
+        let literal = match &value.kind {
+            ValueKind::String(text) => Some((text.as_str(), value.span)),
+            ValueKind::Env { default: None, .. } => None,
+            ValueKind::Env {
+                default: Some(default),
+                ..
+            } => match &default.kind {
+                ValueKind::String(text) => Some((text.as_str(), default.span)),
+                _ => {
+                    self.errors
+                        .push(wrong_type("default", "a string", default, None));
+                    None
+                }
+            },
+            _ => {
+                self.errors.push(wrong_type(
+                    &binding.name.name,
+                    "a string or `env(\"NAME\", \"default\")`",
+                    value,
+                    None,
+                ));
+                None
+            }
+        };
+        let Some((text, span)) = literal else { return };
+        let valid = if kind == "database" {
+            text == "embedded"
+                || text.starts_with("postgres://")
+                || text.starts_with("postgresql://")
+        } else {
+            text.starts_with("s3://") || text.starts_with("file://")
+        };
+        if !valid {
+            let help = if kind == "database" {
+                "a database is `\"embedded\"` (a local cluster flow starts itself) or a URL like `\"postgres://user@host:5432/name\"`"
+            } else {
+                "a storage is `\"s3://bucket/prefix\"` or a local folder `\"file://path\"`"
+            };
+            self.errors.push(CompileError::InvalidValue {
+                message: format!("`{text}` is not a {kind} location"),
+                span: span.into(),
+                help: Some(help.into()),
+            });
+        }
+    }
+
+    pub(super) fn database_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.databases.keys().map(String::as_str).collect();
+        for default in DEFAULT_DATABASES {
+            if !names.contains(&default) {
+                names.push(default);
+            }
+        }
+        names.sort_unstable();
+        names
+    }
+
+    pub(super) fn storage_names(&self) -> Vec<&str> {
+        self.storages.keys().map(String::as_str).collect()
+    }
+
+    pub(super) fn group_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.groups.iter().map(|g| g.as_str()).collect();
+        names.push(MANUAL_GROUP);
+        names
+    }
+}
