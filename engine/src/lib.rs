@@ -1,18 +1,25 @@
-//! The engine: what a flow means and in what order it runs.
+//! The engine: what a flow means, in what order it runs, and the run itself.
 //!
-//! A flow goes through three stages, each its own module:
+//! A flow goes through these stages:
 //! 1. [`compile`] checks the syntax tree against the [`Registry`] of operations
 //!    (every parameter of every step, every reference to a database, storage,
 //!    group or step) and asks each operation, in its pure `prepare` phase, what
-//!    it reads and writes;
-//! 2. the compiler links the steps into a DAG whose edges carry their [`Reason`]:
-//!    the group order, an explicit `after`, or a resource one step writes and
-//!    another reads;
+//!    it reads and writes and what its parameters are as its own type;
+//! 2. the compiler links the steps into a DAG whose edges carry their
+//!    [`EdgeReason`]: the group order, an explicit `after`, or a resource one
+//!    step writes and another reads;
 //! 3. a [`Selection`] picks the steps to run and [`Plan`] orders them in waves of
-//!    steps that can run at the same time.
+//!    steps that can run at the same time;
+//! 4. [`run::start`] runs a selection: it opens a [`Session`] (the databases,
+//!    the embedded cluster when one is needed), records the run in `_flow`,
+//!    and drives the [`executor`]; whoever started it watches it through an
+//!    [`run::Observer`] and may cancel it. The CLI, the [`scheduler`] and a
+//!    server are clients of this one API.
 //!
-//! Nothing here does I/O: `flow check` and `flow plan` are instant and need no
-//! database. Plugins bring the effects in their `run` phase.
+//! Compiling and planning do no I/O (`flow check` and `flow plan` need no
+//! database); [`predict`] reads the records to say what a run would skip,
+//! and [`review`] gives the operations' previews and undos (`flow diff`,
+//! `flow rollback`). Plugins bring the effects in their `run` phase.
 
 mod compile_error;
 mod compiler;

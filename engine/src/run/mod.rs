@@ -5,7 +5,7 @@
 //! A run opens the databases its steps touch (starting the embedded cluster
 //! when one of them lives there), records itself and each step in the flow
 //! database's `_flow` schema as it goes, runs the selected steps through the
-//! [executor](crate::executor), and closes everything whatever the end.
+//! [`crate::executor`], and closes everything whatever the end.
 
 mod record;
 mod resume;

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use crate::dbf::Value;
+use crate::open::Options;
 use rayon::prelude::*;
 use shapefile::Shape;
 
@@ -13,12 +14,6 @@ pub struct Converted {
     pub bytes: u64,
     /// What the user should know: SRID, encoding, sidecars, bad values.
     pub warnings: Vec<String>,
-}
-
-pub struct Options {
-    pub wkt: bool,
-    pub srid: Option<u32>,
-    pub encoding: Option<String>,
 }
 
 /// Converts `shp` into the CSV file `out`, written under a temporary name and

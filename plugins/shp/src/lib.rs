@@ -126,7 +126,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
     // file's path below it is kept below `to`.
     let literal = &from[..from.find(['*', '?', '[']).unwrap_or(from.len())];
     let root = base.join(&literal[..literal.rfind('/').map_or(0, |i| i + 1)]);
-    let options = convert::Options {
+    let options = open::Options {
         wkt: context.params.str("geometry") == Some("wkt"),
         srid: context
             .params

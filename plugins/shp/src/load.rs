@@ -19,7 +19,7 @@ use flow_engine::{
 use futures_util::SinkExt as _;
 use shapefile::ShapeType;
 
-use crate::convert::Options;
+use crate::open::Options;
 use crate::dbf::{Column, Value};
 use crate::open::Part;
 

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use crate::convert::Options;
 use crate::dbf::{Field, Table, Value};
 
 /// A shapefile ready to be read record by record.
@@ -37,6 +36,15 @@ pub fn sidecar(shp: &Path, extension: &str) -> Option<std::path::PathBuf> {
         .into_iter()
         .map(|e| shp.with_extension(e))
         .find(|p| p.exists())
+}
+
+/// How to read a shapefile: its SRID and text encoding when its `.prj`
+/// and `.cpg` do not say (or say wrong), and, when converting, whether
+/// geometries are written as WKT rather than EWKB.
+pub struct Options {
+    pub wkt: bool,
+    pub srid: Option<u32>,
+    pub encoding: Option<String>,
 }
 
 /// Opens `shp` with its .dbf (decoded as `options`, the .cpg or the .dbf's
