@@ -19,8 +19,8 @@ use flow_engine::{
 use futures_util::SinkExt as _;
 use shapefile::ShapeType;
 
-use crate::open::Options;
 use crate::dbf::{Column, Value};
+use crate::open::Options;
 use crate::open::Part;
 
 pub struct Load;

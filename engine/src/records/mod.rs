@@ -1,0 +1,183 @@
+//! Run records in the `_flow` schema of the flow database: every run, every
+//! step of it, with status, attempts, timings, rows, bytes, error and
+//! fingerprints. `flow runs`, `flow show`, `--resume` and skip-unchanged read
+//! them back.
+//!
+//! A run that is still `running` but whose process is gone (killed, machine
+//! rebooted) is marked `interrupted` the next time anyone reads the records
+//! on that host.
+
+use flow_db::{Database, DbError};
+
+mod fires;
+mod runs;
+
+pub use fires::FireRecord;
+pub use runs::{RunRecord, StepEnd, StepRecord};
+
+const SCHEMA: &str = "
+CREATE SCHEMA IF NOT EXISTS _flow;
+CREATE TABLE IF NOT EXISTS _flow.runs (
+    id bigserial PRIMARY KEY,
+    flow text NOT NULL,
+    file text NOT NULL,
+    environment text NOT NULL,
+    selection text NOT NULL,
+    selected text[] NOT NULL,
+    status text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    host text NOT NULL,
+    pid integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_flow ON _flow.runs (flow, id DESC);
+CREATE TABLE IF NOT EXISTS _flow.steps (
+    run_id bigint NOT NULL REFERENCES _flow.runs ON DELETE CASCADE,
+    step text NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    started_at timestamptz,
+    finished_at timestamptz,
+    rows bigint NOT NULL DEFAULT 0,
+    bytes bigint NOT NULL DEFAULT 0,
+    note text,
+    error text,
+    input_fingerprint text,
+    output_fingerprint text,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS _flow.units (
+    run_id bigint NOT NULL,
+    step text NOT NULL,
+    unit text NOT NULL,
+    status text NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz,
+    rows bigint NOT NULL DEFAULT 0,
+    bytes bigint NOT NULL DEFAULT 0,
+    error text,
+    PRIMARY KEY (run_id, step, unit),
+    FOREIGN KEY (run_id, step) REFERENCES _flow.steps ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS _flow.fires (
+    flow text NOT NULL,
+    schedule text NOT NULL,
+    fire_at timestamptz NOT NULL,
+    status text NOT NULL,
+    run_id bigint,
+    host text,
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (flow, schedule, fire_at)
+);
+ALTER TABLE _flow.fires ADD COLUMN IF NOT EXISTS closed_at timestamptz;
+ALTER TABLE _flow.runs ADD COLUMN IF NOT EXISTS vars text NOT NULL DEFAULT '';
+";
+
+/// The run's values as one text, the key of a fan-out item's history.
+pub fn vars_key(vars: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = vars.iter().collect();
+    sorted.sort();
+    sorted
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The last success of a step: what skip-unchanged compares against.
+#[derive(Debug, Clone)]
+pub struct Success {
+    pub run_id: i64,
+    pub input: String,
+    pub output: String,
+}
+
+#[derive(Clone)]
+pub struct Records {
+    database: Database,
+}
+
+impl Records {
+    /// Opens the records, creating the schema on first use.
+    pub async fn open(database: &Database) -> Result<Self, DbError> {
+        let mut client = database.client().await?;
+        let transaction = client.transaction().await?;
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext('flow records schema'))",
+                &[],
+            )
+            .await?;
+        transaction.batch_execute(SCHEMA).await?;
+        transaction.commit().await?;
+        let records = Self {
+            database: database.clone(),
+        };
+        records.mark_interrupted().await?;
+        Ok(records)
+    }
+
+    /// The records, if this database has any; creates and changes nothing.
+    pub async fn existing(database: &Database) -> Result<Option<Self>, DbError> {
+        let client = database.client().await?;
+        let present: bool = client
+            .query_one("SELECT to_regclass('_flow.steps') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        Ok(present.then(|| Self {
+            database: database.clone(),
+        }))
+    }
+
+    /// Runs left `running` by a process of this host that no longer exists.
+    async fn mark_interrupted(&self) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        let host = hostname();
+        let rows = client
+            .query(
+                "SELECT id, pid FROM _flow.runs WHERE status = 'running' AND host = $1",
+                &[&host],
+            )
+            .await?;
+        for row in rows {
+            let (id, pid): (i64, i32) = (row.get(0), row.get(1));
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                client
+                    .execute("UPDATE _flow.runs SET status = 'interrupted' WHERE id = $1 AND status = 'running'", &[&id])
+                    .await?;
+                client
+                    .execute(
+                        "UPDATE _flow.steps SET status = 'interrupted' WHERE run_id = $1 AND status IN ('running', 'pending')",
+                        &[&id],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_lock(
+        &self,
+        space: &str,
+        name: &str,
+    ) -> Result<Option<flow_db::ClientWrapper>, DbError> {
+        let client = self.database.client().await?;
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                &[&space, &name],
+            )
+            .await?
+            .get(0);
+        // Taken out of the pool: when it is dropped, the connection closes and
+        // the lock goes with it, for another scheduler to take.
+        Ok(locked.then(|| flow_db::Client::take(client)))
+    }
+}
+
+/// This machine's name, for telling whose runs were interrupted.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
