@@ -1,43 +1,20 @@
 use flow_engine::Registry;
 
 use crate::args::{Args, Command};
-use crate::cli_error::CliError;
 use crate::exit::Exit;
-use crate::{load, output};
+use crate::output;
 
 pub fn run(args: Args, registry: &Registry) -> Exit {
     match args.command {
-        Command::Check { files, json } => check(&files, json, registry),
+        Command::Check { files, json } => crate::check::check(&files, json, registry),
         Command::Init { dir } => crate::init::init(&dir),
-        Command::Completions { shell } => {
-            let mut command = <Args as clap::CommandFactory>::command();
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut command, "flow", &mut script);
-            output::out(&String::from_utf8_lossy(&script));
-            Exit::Success
-        }
+        Command::Completions { shell } => completions(shell),
         Command::Logs {
             file,
             run,
             step,
             env,
-        } => match crate::history::parse_run(&run) {
-            Ok(run) => crate::history::history(
-                &file,
-                env.as_deref(),
-                &crate::history::Query::Logs {
-                    run,
-                    step,
-                    base: flow_engine::base_dir(&file),
-                },
-                false,
-                registry,
-            ),
-            Err(error) => {
-                output::error(error);
-                Exit::Invalid
-            }
-        },
+        } => crate::history::logs(&file, &run, step, env.as_deref(), registry),
         Command::Plan {
             file,
             select,
@@ -70,31 +47,13 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
             limit,
             json,
             env,
-        } => crate::history::history(
-            &file,
-            env.as_deref(),
-            &crate::history::Query::Runs { limit },
-            json,
-            registry,
-        ),
+        } => crate::history::runs(&file, limit, json, env.as_deref(), registry),
         Command::Show {
             file,
             run,
             json,
             env,
-        } => match crate::history::parse_run(&run) {
-            Ok(run) => crate::history::history(
-                &file,
-                env.as_deref(),
-                &crate::history::Query::Show { run },
-                json,
-                registry,
-            ),
-            Err(error) => {
-                output::error(error);
-                Exit::Invalid
-            }
-        },
+        } => crate::history::show(&file, &run, json, env.as_deref(), registry),
         Command::Graph {
             file,
             select,
@@ -104,7 +63,7 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
             files,
             check,
             stdout,
-        } => fmt(&files, check, stdout),
+        } => crate::fmt::fmt(&files, check, stdout),
         Command::Operations => {
             output::out(&operations(registry));
             Exit::Success
@@ -112,98 +71,12 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
     }
 }
 
-fn check(files: &[std::path::PathBuf], json: bool, registry: &Registry) -> Exit {
-    if json {
-        return check_json(files, registry);
-    }
-    let mut exit = Exit::Success;
-    for file in files {
-        let Some(pipeline) = load::load(file, registry) else {
-            exit = Exit::Invalid;
-            continue;
-        };
-        let missing = flow_engine::missing_files(&pipeline, &flow_engine::base_dir(file));
-        if !missing.is_empty() {
-            let count = missing.len();
-            if let Some(source) = load::read(file) {
-                output::diagnostics(&file.display().to_string(), &source, missing);
-            }
-            output::note(&format!(
-                "{}: {count} {}",
-                file.display(),
-                if count == 1 { "problem" } else { "problems" }
-            ));
-            exit = Exit::Invalid;
-            continue;
-        }
-        let steps = pipeline.steps.len();
-        output::note(&format!(
-            "{}: ok, {steps} {}",
-            file.display(),
-            if steps == 1 { "step" } else { "steps" }
-        ));
-    }
-    exit
-}
-
-/// `flow check --json`: one JSON object per file, on one line each, with
-/// its steps or its problems (code, message, line, column).
-fn check_json(files: &[std::path::PathBuf], registry: &Registry) -> Exit {
-    let mut exit = Exit::Success;
-    for file in files {
-        let result = load::problems(file, registry);
-        let value = match result {
-            Ok(steps) => serde_json::json!({
-                "file": file.display().to_string(), "ok": true, "steps": steps
-            }),
-            Err(problems) => {
-                exit = Exit::Invalid;
-                serde_json::json!({
-                    "file": file.display().to_string(), "ok": false, "problems": problems
-                })
-            }
-        };
-        output::out(&format!("{value}\n"));
-    }
-    exit
-}
-
-fn fmt(files: &[std::path::PathBuf], check: bool, stdout: bool) -> Exit {
-    let mut exit = Exit::Success;
-    for file in files {
-        let display = file.display().to_string();
-        let Some(source) = load::read(file) else {
-            exit = Exit::Invalid;
-            continue;
-        };
-        let formatted = match flow_dsl::format(&source) {
-            Ok(formatted) => formatted,
-            Err(errors) => {
-                output::diagnostics(&display, &source, errors);
-                exit = Exit::Invalid;
-                continue;
-            }
-        };
-        if stdout {
-            output::out(&formatted);
-        } else if formatted != source {
-            if check {
-                output::note(&format!(
-                    "{display}: not formatted (run `flow fmt {display}`)"
-                ));
-                if exit == Exit::Success {
-                    exit = Exit::Failure;
-                }
-            } else if let Err(error) = std::fs::write(file, formatted) {
-                output::error(CliError::Write {
-                    path: display,
-                    reason: error.to_string(),
-                });
-                exit = Exit::Invalid;
-            }
-        }
-    }
-    exit
+fn completions(shell: clap_complete::Shell) -> Exit {
+    let mut command = <Args as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "flow", &mut script);
+    output::out(&String::from_utf8_lossy(&script));
+    Exit::Success
 }
 
 fn operations(registry: &Registry) -> String {

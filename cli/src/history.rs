@@ -10,7 +10,7 @@ use crate::exit::Exit;
 use crate::run::block_on;
 use crate::{load, output};
 
-pub enum Query {
+enum Query {
     Runs {
         limit: i64,
     },
@@ -27,13 +27,44 @@ pub enum Query {
 }
 
 /// A run as written on the command line: a number or `latest`.
-pub fn parse_run(text: &str) -> Result<Option<i64>, CliError> {
+fn parse_run(text: &str) -> Result<Option<i64>, CliError> {
     if text == "latest" {
         return Ok(None);
     }
     text.parse().map(Some).map_err(|_| CliError::BadRun {
         text: text.to_owned(),
     })
+}
+
+/// `flow logs FILE RUN STEP`.
+pub fn logs(file: &Path, run: &str, step: String, env: Option<&str>, registry: &Registry) -> Exit {
+    match parse_run(run) {
+        Ok(run) => {
+            let base = flow_engine::base_dir(file);
+            let query = Query::Logs { run, step, base };
+            history(file, env, &query, false, registry)
+        }
+        Err(error) => {
+            output::error(error);
+            Exit::Invalid
+        }
+    }
+}
+
+/// `flow runs FILE`.
+pub fn runs(file: &Path, limit: i64, json: bool, env: Option<&str>, registry: &Registry) -> Exit {
+    history(file, env, &Query::Runs { limit }, json, registry)
+}
+
+/// `flow show FILE RUN`.
+pub fn show(file: &Path, run: &str, json: bool, env: Option<&str>, registry: &Registry) -> Exit {
+    match parse_run(run) {
+        Ok(run) => history(file, env, &Query::Show { run }, json, registry),
+        Err(error) => {
+            output::error(error);
+            Exit::Invalid
+        }
+    }
 }
 
 /// The run asked for: its number, or the number of the flow's latest.
@@ -56,13 +87,7 @@ async fn resolve_run(records: &Records, flow: &str, run: Option<i64>) -> Result<
     }
 }
 
-pub fn history(
-    file: &Path,
-    env: Option<&str>,
-    query: &Query,
-    json: bool,
-    registry: &Registry,
-) -> Exit {
+fn history(file: &Path, env: Option<&str>, query: &Query, json: bool, registry: &Registry) -> Exit {
     let Some(flow) = load::flow(file, registry) else {
         return Exit::Invalid;
     };
@@ -81,7 +106,7 @@ pub fn history(
         };
         let exit = match session.databases.get("flow") {
             Some(database) => match Records::open(database).await {
-                Ok(records) => show(&records, &pipeline.name, query, json).await,
+                Ok(records) => answer(&records, &pipeline.name, query, json).await,
                 Err(error) => {
                     output::error(error);
                     Exit::Failure
@@ -94,7 +119,7 @@ pub fn history(
     })
 }
 
-async fn show(records: &Records, flow: &str, query: &Query, json: bool) -> Exit {
+async fn answer(records: &Records, flow: &str, query: &Query, json: bool) -> Exit {
     match query {
         Query::Runs { limit } => match records.runs(Some(flow), *limit).await {
             Ok(runs) if json => {

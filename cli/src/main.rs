@@ -2,12 +2,14 @@
 //! owns what reaches the terminal: diagnostics, plans and exit codes.
 
 mod args;
+mod check;
 mod cli_error;
 mod commands;
 mod db;
 mod diff;
 mod display;
 mod exit;
+mod fmt;
 mod history;
 mod init;
 mod load;

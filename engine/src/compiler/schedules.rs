@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use flow_dsl::Span;
-use flow_dsl::ast::{Flow, Item, ValueKind};
+use flow_dsl::ast::{Block, Flow, Item, ValueKind};
 
 use super::{
     Compiler,
@@ -96,68 +96,7 @@ impl Compiler<'_> {
                 &[SCHEDULE_PARAMS],
                 block.name.span,
             );
-            let trigger = (block_param(block, "cron"), block_param(block, "every"));
-            match trigger {
-                (None, None) | (Some(_), Some(_)) => self.errors.push(CompileError::InvalidValue {
-                    message: format!("schedule `{}` needs exactly one of `cron` and `every`", block.name.name),
-                    span: block.name.span.into(),
-                    help: Some("`cron = \"0 2 * * *\"` fires at 02:00 every day; `every = 15m` fires every 15 minutes".into()),
-                }),
-                (Some(cron), None) => {
-                    if let ValueKind::String(text) = &cron.value.kind
-                        && let Err(message) = Trigger::parse(Some(text), None, "UTC")
-                    {
-                        self.errors.push(CompileError::InvalidValue {
-                            message: format!("`{text}` is not a cron expression: {message}"),
-                            span: cron.value.span.into(),
-                            help: Some("five fields: minute hour day-of-month month day-of-week, like `\"0 2 * * *\"`".into()),
-                        });
-                    }
-                }
-                (None, Some(_)) => {}
-            }
-            if let Some(zone) = block_param(block, "timezone")
-                && let ValueKind::String(text) = &zone.value.kind
-                && jiff::tz::TimeZone::get(text).is_err()
-            {
-                self.errors.push(CompileError::InvalidValue {
-                    message: format!("unknown time zone `{text}`"),
-                    span: zone.value.span.into(),
-                    help: Some(
-                        "use a name of the tz database, like `\"UTC\"` or `\"Europe/Berlin\"`"
-                            .into(),
-                    ),
-                });
-            }
-            if let Some(env) = block_param(block, "env").and_then(|p| p.value.as_ident())
-                && !self.environments.contains_key(&env.name)
-            {
-                let names: Vec<&str> = self.environments.keys().map(String::as_str).collect();
-                self.errors.push(CompileError::InvalidValue {
-                    message: format!("unknown environment `{}`", env.name),
-                    span: env.span.into(),
-                    help: Some(did_you_mean(
-                        &env.name,
-                        "environments",
-                        names.iter().copied(),
-                    )),
-                });
-            }
-            if let Some(ValueKind::List(items)) = block_param(block, "run").map(|p| &p.value.kind) {
-                for item in items {
-                    match item.as_ident() {
-                        Some(group) => {
-                            let names = self.group_names();
-                            if !names.contains(&group.as_str()) {
-                                self.errors.push(unknown("group", group, &names));
-                            }
-                        }
-                        None => {
-                            self.match_steps(item, steps, &ids);
-                        }
-                    }
-                }
-            }
+            self.check_schedule(block, steps, &ids);
             if self.errors.len() > errors_before {
                 continue;
             }
@@ -183,5 +122,72 @@ impl Compiler<'_> {
             });
         }
         schedules
+    }
+
+    /// What the parameter types cannot say of a schedule: one trigger, a
+    /// valid cron expression and time zone, a known environment, and groups
+    /// and steps that exist.
+    fn check_schedule(&mut self, block: &Block, steps: &[StepNode], ids: &StepIds) {
+        let trigger = (block_param(block, "cron"), block_param(block, "every"));
+        match trigger {
+            (None, None) | (Some(_), Some(_)) => self.errors.push(CompileError::InvalidValue {
+                message: format!("schedule `{}` needs exactly one of `cron` and `every`", block.name.name),
+                span: block.name.span.into(),
+                help: Some("`cron = \"0 2 * * *\"` fires at 02:00 every day; `every = 15m` fires every 15 minutes".into()),
+            }),
+            (Some(cron), None) => {
+                if let ValueKind::String(text) = &cron.value.kind
+                    && let Err(message) = Trigger::parse(Some(text), None, "UTC")
+                {
+                    self.errors.push(CompileError::InvalidValue {
+                        message: format!("`{text}` is not a cron expression: {message}"),
+                        span: cron.value.span.into(),
+                        help: Some("five fields: minute hour day-of-month month day-of-week, like `\"0 2 * * *\"`".into()),
+                    });
+                }
+            }
+            (None, Some(_)) => {}
+        }
+        if let Some(zone) = block_param(block, "timezone")
+            && let ValueKind::String(text) = &zone.value.kind
+            && jiff::tz::TimeZone::get(text).is_err()
+        {
+            self.errors.push(CompileError::InvalidValue {
+                message: format!("unknown time zone `{text}`"),
+                span: zone.value.span.into(),
+                help: Some(
+                    "use a name of the tz database, like `\"UTC\"` or `\"Europe/Berlin\"`".into(),
+                ),
+            });
+        }
+        if let Some(env) = block_param(block, "env").and_then(|p| p.value.as_ident())
+            && !self.environments.contains_key(&env.name)
+        {
+            let names: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+            self.errors.push(CompileError::InvalidValue {
+                message: format!("unknown environment `{}`", env.name),
+                span: env.span.into(),
+                help: Some(did_you_mean(
+                    &env.name,
+                    "environments",
+                    names.iter().copied(),
+                )),
+            });
+        }
+        if let Some(ValueKind::List(items)) = block_param(block, "run").map(|p| &p.value.kind) {
+            for item in items {
+                match item.as_ident() {
+                    Some(group) => {
+                        let names = self.group_names();
+                        if !names.contains(&group.as_str()) {
+                            self.errors.push(unknown("group", group, &names));
+                        }
+                    }
+                    None => {
+                        self.match_steps(item, steps, ids);
+                    }
+                }
+            }
+        }
     }
 }

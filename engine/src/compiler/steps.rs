@@ -11,7 +11,7 @@ use super::{
     params::{duration, unknown},
 };
 use crate::CompileError;
-use crate::operation::{Problem, StepContext, Target};
+use crate::operation::{Operation, Problem, StepContext, Target};
 use crate::param::{ParamSpec, ParamType};
 use crate::pipeline::StepNode;
 use crate::step_id::StepId;
@@ -54,7 +54,7 @@ impl Compiler<'_> {
             let Some(node) = self.step(step) else {
                 continue;
             };
-            let id = node.id.to_string();
+            let id = node.key.clone();
             if let Some((first, _)) = seen.get(&id) {
                 self.errors.push(CompileError::DuplicateStep {
                     triple: node.id.triple(),
@@ -71,53 +71,8 @@ impl Compiler<'_> {
     }
 
     pub(super) fn step(&mut self, step: &Step) -> Option<StepNode> {
-        let segments: Vec<&str> = step.operation.iter().map(Ident::as_str).collect();
-        let (tool, target, operation) = match segments.as_slice() {
-            [tool, operation] => (*tool, None, *operation),
-            [tool, target, operation] => (*tool, Some(*target), *operation),
-            _ => {
-                self.errors.push(CompileError::OperationShape {
-                    text: step.operation_text(),
-                    span: step.operation_span.into(),
-                });
-                return None;
-            }
-        };
-        let databases = self.database_names();
-        if !self.registry.has_tool(tool) {
-            let tools: Vec<&str> = self.registry.tools().collect();
-            self.errors.push(CompileError::UnknownTool {
-                tool: tool.to_owned(),
-                span: step.operation[0].span.into(),
-                help: did_you_mean(tool, "tools", tools.iter().copied()),
-            });
-            return None;
-        }
-        let Some(op) = self.registry.lookup(tool, target, operation) else {
-            let spellings = self.registry.spellings(&databases);
-            let text = step.operation_text();
-            let mut same_tool: Vec<&str> = spellings
-                .iter()
-                .map(String::as_str)
-                .filter(|s| s.starts_with(&format!("{tool}:")))
-                .collect();
-            same_tool.dedup();
-            self.errors.push(CompileError::UnknownOperation {
-                help: did_you_mean(&text, "operations", same_tool.iter().copied()),
-                operation: text,
-                tool: tool.to_owned(),
-                span: step.operation_span.into(),
-            });
-            return None;
-        };
+        let (op, tool, target, operation) = self.operation(step)?;
         let spec = op.spec();
-        if spec.target == Target::Database
-            && let Some(db) = step.operation.get(1)
-            && !databases.contains(&db.as_str())
-        {
-            self.errors.push(unknown("database", db, &databases));
-            return None;
-        }
         let errors_before = self.errors.len();
         let params = self.params(
             &spec.pattern(),
@@ -173,5 +128,61 @@ impl Compiler<'_> {
             span: step.span,
             header: step.operation_span,
         })
+    }
+
+    /// The step's operation, found in the registry (with its tool, target and
+    /// name as written), and the database it targets declared.
+    fn operation<'s>(
+        &mut self,
+        step: &'s Step,
+    ) -> Option<(&'static dyn Operation, &'s str, Option<&'s str>, &'s str)> {
+        let segments: Vec<&str> = step.operation.iter().map(Ident::as_str).collect();
+        let (tool, target, operation) = match segments.as_slice() {
+            [tool, operation] => (*tool, None, *operation),
+            [tool, target, operation] => (*tool, Some(*target), *operation),
+            _ => {
+                self.errors.push(CompileError::OperationShape {
+                    text: step.operation_text(),
+                    span: step.operation_span.into(),
+                });
+                return None;
+            }
+        };
+        let databases = self.database_names();
+        if !self.registry.has_tool(tool) {
+            let tools: Vec<&str> = self.registry.tools().collect();
+            self.errors.push(CompileError::UnknownTool {
+                tool: tool.to_owned(),
+                span: step.operation[0].span.into(),
+                help: did_you_mean(tool, "tools", tools.iter().copied()),
+            });
+            return None;
+        }
+        let Some(op) = self.registry.lookup(tool, target, operation) else {
+            let spellings = self.registry.spellings(&databases);
+            let text = step.operation_text();
+            let mut same_tool: Vec<&str> = spellings
+                .iter()
+                .map(String::as_str)
+                .filter(|s| s.starts_with(&format!("{tool}:")))
+                .collect();
+            same_tool.dedup();
+            self.errors.push(CompileError::UnknownOperation {
+                help: did_you_mean(&text, "operations", same_tool.iter().copied()),
+                operation: text,
+                tool: tool.to_owned(),
+                span: step.operation_span.into(),
+            });
+            return None;
+        };
+        let spec = op.spec();
+        if spec.target == Target::Database
+            && let Some(db) = step.operation.get(1)
+            && !databases.contains(&db.as_str())
+        {
+            self.errors.push(unknown("database", db, &databases));
+            return None;
+        }
+        Some((op, tool, target, operation))
     }
 }
