@@ -7,7 +7,6 @@
 //! (`env prod { ... }`) overrides the declarations it names.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use flow_db::Location;
 use flow_dsl::ast::ValueKind;
@@ -53,35 +52,6 @@ pub enum EnvironmentError {
     #[error("cannot read `{path}`: {reason}")]
     #[diagnostic(code(flow::env::config))]
     Config { path: String, reason: String },
-}
-
-/// The environment name a run uses, from the command line or the process's
-/// environment.
-pub fn environment_name(flag: Option<&str>) -> String {
-    flag.map(str::to_owned)
-        .or_else(|| std::env::var("FLOW_ENV").ok().filter(|v| !v.is_empty()))
-        .or_else(|| std::env::var("ENV").ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "default".to_owned())
-}
-
-/// Loads `.env.NAME`, `.env` and `CONFIG_PATH` into the process environment,
-/// never overriding what is already set.
-pub fn load_env_files(base: &Path, name: &str) -> Result<(), EnvironmentError> {
-    for file in [base.join(format!(".env.{name}")), base.join(".env")] {
-        if file.is_file() {
-            dotenvy::from_path(&file).map_err(|e| EnvironmentError::Config {
-                path: file.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        }
-    }
-    if let Some(path) = std::env::var_os("CONFIG_PATH") {
-        dotenvy::from_path(&path).map_err(|e| EnvironmentError::Config {
-            path: Path::new(&path).display().to_string(),
-            reason: e.to_string(),
-        })?;
-    }
-    Ok(())
 }
 
 impl Environment {

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::environment::{Environment, EnvironmentError, environment_name, load_env_files};
+use crate::env_files::{environment_name, load_env_files};
+use crate::environment::{Environment, EnvironmentError};
 use crate::pipeline::Pipeline;
 
 /// A compiled flow and where it lives.

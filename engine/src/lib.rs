@@ -23,6 +23,7 @@
 
 mod compile_error;
 mod compiler;
+mod env_files;
 mod environment;
 pub mod executor;
 pub mod fingerprint;
@@ -50,7 +51,8 @@ mod trigger;
 
 pub use compile_error::CompileError;
 pub use compiler::compile;
-pub use environment::{Environment, EnvironmentError, environment_name, load_env_files};
+pub use env_files::{environment_name, load_env_files};
+pub use environment::{Environment, EnvironmentError};
 pub use flow_file::{FlowFile, base_dir};
 pub use inputs::missing_files;
 pub use operation::{

@@ -130,23 +130,6 @@ impl Records {
             .await?;
         Ok(closed == 1)
     }
-
-    /// Holds a schedule job for the process that runs it, on a connection of
-    /// its own (a session advisory lock): while that process lives, no other
-    /// scheduler can start the job; when it dies, the server lets go.
-    pub async fn try_hold_job(
-        &self,
-        flow: &str,
-        job: &str,
-    ) -> Result<Option<flow_db::ClientWrapper>, DbError> {
-        self.try_lock(&format!("flow job {flow}"), job).await
-    }
-
-    /// Takes the scheduler's leadership for a flow on a connection of its own,
-    /// held as long as the returned client lives (a session advisory lock).
-    pub async fn try_lead(&self, flow: &str) -> Result<Option<flow_db::ClientWrapper>, DbError> {
-        self.try_lock("flow schedule", flow).await
-    }
 }
 
 pub(super) fn fire_record(row: &tokio_postgres::Row) -> FireRecord {

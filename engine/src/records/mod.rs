@@ -10,6 +10,7 @@
 use flow_db::{Database, DbError};
 
 mod fires;
+mod locks;
 mod runs;
 
 pub use fires::FireRecord;

@@ -17,10 +17,12 @@ use crate::shape::{Column, Enum, Table};
 
 mod constraints;
 mod enums;
+mod foreign_keys;
 mod tables;
 
-pub use constraints::{FITS, foreign_key, qualify_foreign_key, tighten_constraint, tighten_key};
+pub use constraints::{FITS, tighten_constraint, tighten_key};
 pub use enums::enum_changes;
+pub use foreign_keys::{foreign_key, qualify_foreign_key};
 pub use tables::table_changes;
 
 /// How dangerous a change is.
