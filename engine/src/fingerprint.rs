@@ -150,33 +150,7 @@ pub fn input(
     for (access, resource) in &node.prepared.accesses {
         match resource {
             Resource::File { glob } if *access == Access::Read => {
-                let files = file_entries(base, glob);
-                if files.len() > NAMED_FILES {
-                    let mut digest = Digest::new();
-                    for (path, len, modified) in &files {
-                        digest
-                            .write(path.as_bytes())
-                            .write(&len.to_le_bytes())
-                            .write(&modified.to_le_bytes());
-                    }
-                    part(format!("files `{glob}`"), &digest);
-                } else {
-                    part(
-                        format!("files `{glob}`"),
-                        Digest::new().write(&files.len().to_le_bytes()),
-                    );
-                    for (path, len, modified) in &files {
-                        let shown = Path::new(path)
-                            .strip_prefix(base)
-                            .map_or_else(|_| path.clone(), |p| p.display().to_string());
-                        part(
-                            format!("file `{shown}`"),
-                            Digest::new()
-                                .write(&len.to_le_bytes())
-                                .write(&modified.to_le_bytes()),
-                        );
-                    }
-                }
+                files(base, glob, &mut part);
             }
             Resource::Table { database, .. }
             | Resource::Types { database }
@@ -222,6 +196,38 @@ pub fn input(
         );
     }
     serde_json::to_string(&parts).unwrap_or_default()
+}
+
+/// The part of a fingerprint a glob of files makes: each file by name (its
+/// length and time), or, past `NAMED_FILES`, all of them as one part.
+fn files(base: &Path, glob: &str, part: &mut impl FnMut(String, &Digest)) {
+    let files = file_entries(base, glob);
+    if files.len() > NAMED_FILES {
+        let mut digest = Digest::new();
+        for (path, len, modified) in &files {
+            digest
+                .write(path.as_bytes())
+                .write(&len.to_le_bytes())
+                .write(&modified.to_le_bytes());
+        }
+        part(format!("files `{glob}`"), &digest);
+        return;
+    }
+    part(
+        format!("files `{glob}`"),
+        Digest::new().write(&files.len().to_le_bytes()),
+    );
+    for (path, len, modified) in &files {
+        let shown = Path::new(path)
+            .strip_prefix(base)
+            .map_or_else(|_| path.clone(), |p| p.display().to_string());
+        part(
+            format!("file `{shown}`"),
+            Digest::new()
+                .write(&len.to_le_bytes())
+                .write(&modified.to_le_bytes()),
+        );
+    }
 }
 
 /// What differs between two input fingerprints, by name: the parts added,

@@ -72,48 +72,9 @@ pub(super) fn link(
             add(&mut graph, step_nodes[j], step_nodes[i], EdgeReason::After);
         }
     }
-    let mut index = ResourceIndex::default();
-    for (i, step) in steps.iter().enumerate() {
-        for (access, resource) in &step.prepared.accesses {
-            index.insert(i, *access, resource);
-        }
-    }
-    let mut external: Vec<Option<String>> =
-        steps.iter().map(|s| s.prepared.always.clone()).collect();
-    for (i, step) in steps.iter().enumerate() {
-        let mine = rank_of(step);
-        for (access, resource) in &step.prepared.accesses {
-            if *access == Access::Read && !matches!(resource, Resource::File { .. }) {
-                let mut written = false;
-                index.upstream(i, *access, resource, |_, _, _| written = true);
-                if !written && external[i].is_none() {
-                    external[i] = Some(match resource {
-                        Resource::Objects { .. } => {
-                            format!("it reads {resource}, which can change outside the flow")
-                        }
-                        _ => format!("it reads {resource}, which no step of this flow writes"),
-                    });
-                }
-            }
-            let mut found = Vec::new();
-            index.upstream(i, *access, resource, |j, upstream, theirs| {
-                found.push((j, upstream, theirs))
-            });
-            found.sort_unstable_by_key(|(j, upstream, _)| (*j, *upstream));
-            for (j, upstream, theirs) in found {
-                // A step reads what earlier groups wrote, not what later ones will.
-                let later = matches!((rank_of(&steps[j]), mine), (Some(theirs), Some(mine)) if theirs > mine);
-                if !later {
-                    let reason = EdgeReason::Resource {
-                        upstream,
-                        downstream: *access,
-                        resource: theirs.clone(),
-                    };
-                    add(&mut graph, step_nodes[j], step_nodes[i], reason);
-                }
-            }
-        }
-    }
+    let external = resources(steps, &rank_of, |from, to, reason| {
+        add(&mut graph, step_nodes[from], step_nodes[to], reason);
+    });
     (graph, step_nodes, external)
 }
 
@@ -217,4 +178,58 @@ pub(super) fn cycle_error(
         path: path.join(" → "),
         labels,
     }
+}
+
+/// The edges resources make: a step waits for the steps that create or
+/// write what it reads or writes (not those of later groups). Returns, for
+/// each step, why it can change unseen: it reads a database resource that no
+/// step of the flow creates or writes.
+fn resources(
+    steps: &[StepNode],
+    rank_of: &dyn Fn(&StepNode) -> Option<usize>,
+    mut edge: impl FnMut(usize, usize, EdgeReason),
+) -> Vec<Option<String>> {
+    let mut index = ResourceIndex::default();
+    for (i, step) in steps.iter().enumerate() {
+        for (access, resource) in &step.prepared.accesses {
+            index.insert(i, *access, resource);
+        }
+    }
+    let mut external: Vec<Option<String>> =
+        steps.iter().map(|s| s.prepared.always.clone()).collect();
+    for (i, step) in steps.iter().enumerate() {
+        let mine = rank_of(step);
+        for (access, resource) in &step.prepared.accesses {
+            if *access == Access::Read && !matches!(resource, Resource::File { .. }) {
+                let mut written = false;
+                index.upstream(i, *access, resource, |_, _, _| written = true);
+                if !written && external[i].is_none() {
+                    external[i] = Some(match resource {
+                        Resource::Objects { .. } => {
+                            format!("it reads {resource}, which can change outside the flow")
+                        }
+                        _ => format!("it reads {resource}, which no step of this flow writes"),
+                    });
+                }
+            }
+            let mut found = Vec::new();
+            index.upstream(i, *access, resource, |j, upstream, theirs| {
+                found.push((j, upstream, theirs))
+            });
+            found.sort_unstable_by_key(|(j, upstream, _)| (*j, *upstream));
+            for (j, upstream, theirs) in found {
+                // A step reads what earlier groups wrote, not what later ones will.
+                let later = matches!((rank_of(&steps[j]), mine), (Some(theirs), Some(mine)) if theirs > mine);
+                if !later {
+                    let reason = EdgeReason::Resource {
+                        upstream,
+                        downstream: *access,
+                        resource: theirs.clone(),
+                    };
+                    edge(j, i, reason);
+                }
+            }
+        }
+    }
+    external
 }

@@ -69,11 +69,32 @@ pub async fn rollback(context: &RunContext) -> Result<String, StepError> {
         }
     }
     let undone = previous.replace("__flow_prev_", "__flow_undone_");
-    let mut moves = format!("CREATE SCHEMA {};\n", q(&undone));
-    for (kind, list) in [("TABLE", &names), ("TYPE", &types)] {
+    let moves = undo_sql(schema, &previous, &undone, &names, &types);
+    transaction.batch_execute(&moves).await?;
+    transaction.commit().await?;
+    Ok(said(
+        &format!("{}.{schema}", settings.to_db),
+        &back,
+        &removed,
+        &undone,
+    ))
+}
+
+/// The tables and types of the schema to `undone`, those of `previous` back
+/// in; each only if it is there.
+fn undo_sql(
+    schema: &str,
+    previous: &str,
+    undone: &str,
+    names: &[String],
+    types: &[String],
+) -> String {
+    let q = quote_ident;
+    let mut moves = format!("CREATE SCHEMA {};\n", q(undone));
+    for (kind, list) in [("TABLE", names), ("TYPE", types)] {
         for name in list {
             let current = format!("{}.{}", q(schema), q(name));
-            let old = format!("{}.{}", q(&previous), q(name));
+            let old = format!("{}.{}", q(previous), q(name));
             let exists = if kind == "TABLE" {
                 "to_regclass"
             } else {
@@ -86,16 +107,19 @@ pub async fn rollback(context: &RunContext) -> Result<String, StepError> {
   IF {exists}({2}) IS NOT NULL THEN ALTER {kind} {old} SET SCHEMA {3}; END IF;
 END $flow$;",
                 quote_literal(&current),
-                q(&undone),
+                q(undone),
                 quote_literal(&old),
                 q(schema)
             );
         }
     }
-    let _ = writeln!(moves, "DROP SCHEMA {};", q(&previous));
-    transaction.batch_execute(&moves).await?;
-    transaction.commit().await?;
-    let mut message = format!("{}.{schema}: ", settings.to_db);
+    let _ = writeln!(moves, "DROP SCHEMA {};", q(previous));
+    moves
+}
+
+/// What a rollback did, in a line.
+fn said(target: &str, back: &[String], removed: &[String], undone: &str) -> String {
+    let mut message = format!("{target}: ");
     if back.is_empty() {
         message.push_str("there was no previous release; ");
     } else {
@@ -114,5 +138,5 @@ END $flow$;",
         );
     }
     let _ = write!(message, "the tables taken out are kept in {undone}");
-    Ok(message)
+    message
 }

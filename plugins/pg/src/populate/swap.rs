@@ -28,64 +28,8 @@ pub(super) async fn swap(
     let q = quote_ident;
     let api = context.database(&settings.to_db)?;
     let flow_db = context.database(&settings.database)?;
-    // Enums whose labels change travel with the tables: made in the scratch
-    // schema, moved in at the switch; the previous tables keep theirs.
-    let swapped: Vec<&String> = shapes
-        .model_enums
-        .iter()
-        .filter(|(name, e)| {
-            shapes
-                .target_enums
-                .get(*name)
-                .is_none_or(|have| have.labels != e.labels)
-        })
-        .map(|(name, _)| name)
-        .collect();
-    for name in &swapped {
-        if let Some(have) = shapes.target_enums.get(*name)
-            && have.schema != *schema
-        {
-            return Err(StepError::message(
-                format!("enum `{name}` changes, but it lives in schema `{}`, not `{schema}`", have.schema),
-                Some("swap moves the enums of the target schema only; use `mode = replace` to change it in place".into()),
-            ));
-        }
-    }
-    let mut setup = format!(
-        "DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0};\n",
-        q(&next)
-    );
-    for name in &swapped {
-        let labels: Vec<String> = shapes.model_enums[*name]
-            .labels
-            .iter()
-            .map(|l| quote_literal(l))
-            .collect();
-        let _ = writeln!(
-            setup,
-            "CREATE TYPE {}.{} AS ENUM ({});",
-            q(&next),
-            q(name),
-            labels.join(", ")
-        );
-    }
-    let mut tables: Vec<Table> = Vec::new();
-    for name in &settings.tables {
-        let Some(model) = shapes.model.get(name) else {
-            continue;
-        };
-        let mut table = migrate::target_table(shapes, model);
-        for column in &mut table.columns {
-            if let Some((s, n)) = &mut column.custom
-                && column.is_enum
-                && swapped.contains(&&*n)
-            {
-                *s = next.clone();
-            }
-        }
-        let _ = writeln!(setup, "{};", table.create(&next, true));
-        tables.push(table);
-    }
+    let swapped = swapped_enums(shapes, schema)?;
+    let (setup, tables) = scratch_sql(settings, shapes, &swapped, &next);
     let scratch = api.client().await?;
     scratch.batch_execute(&setup).await?;
     report.swap_sql.push(setup);
@@ -129,4 +73,79 @@ pub(super) async fn swap(
             .await;
     }
     result
+}
+
+/// Enums whose labels change travel with the tables: made in the scratch
+/// schema, moved in at the switch; the previous tables keep theirs. Only the
+/// target schema's enums can move.
+fn swapped_enums<'s>(shapes: &'s Shapes<'_>, schema: &str) -> Result<Vec<&'s String>, StepError> {
+    let swapped: Vec<&String> = shapes
+        .model_enums
+        .iter()
+        .filter(|(name, e)| {
+            shapes
+                .target_enums
+                .get(*name)
+                .is_none_or(|have| have.labels != e.labels)
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in &swapped {
+        if let Some(have) = shapes.target_enums.get(*name)
+            && have.schema != *schema
+        {
+            return Err(StepError::message(
+                format!("enum `{name}` changes, but it lives in schema `{}`, not `{schema}`", have.schema),
+                Some("swap moves the enums of the target schema only; use `mode = replace` to change it in place".into()),
+            ));
+        }
+    }
+    Ok(swapped)
+}
+
+/// The scratch schema `next`: the swapped enums and the new tables, loose
+/// (constraints come after the load).
+fn scratch_sql(
+    settings: &Settings,
+    shapes: &Shapes<'_>,
+    swapped: &[&String],
+    next: &str,
+) -> (String, Vec<Table>) {
+    let q = quote_ident;
+    let mut setup = format!(
+        "DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0};\n",
+        q(next)
+    );
+    for name in swapped {
+        let labels: Vec<String> = shapes.model_enums[*name]
+            .labels
+            .iter()
+            .map(|l| quote_literal(l))
+            .collect();
+        let _ = writeln!(
+            setup,
+            "CREATE TYPE {}.{} AS ENUM ({});",
+            q(next),
+            q(name),
+            labels.join(", ")
+        );
+    }
+    let mut tables: Vec<Table> = Vec::new();
+    for name in &settings.tables {
+        let Some(model) = shapes.model.get(name) else {
+            continue;
+        };
+        let mut table = migrate::target_table(shapes, model);
+        for column in &mut table.columns {
+            if let Some((s, n)) = &mut column.custom
+                && column.is_enum
+                && swapped.contains(&&*n)
+            {
+                *s = next.to_owned();
+            }
+        }
+        let _ = writeln!(setup, "{};", table.create(next, true));
+        tables.push(table);
+    }
+    (setup, tables)
 }

@@ -54,6 +54,58 @@ pub(super) async fn switch(
             BREAK_HELP,
         ));
     }
+    let constrain = constraints_sql(tables, next, schema);
+    transaction.batch_execute(&constrain).await?;
+    report.swap_sql.push(constrain);
+    let stamp: String = transaction
+        .query_one(
+            "SELECT to_char(clock_timestamp(), 'YYYYMMDD_HH24MISS_US')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let previous = format!("{schema}__flow_prev_{stamp}");
+    // What the API's readers depend on moves to the new tables.
+    let replaced: Vec<String> = settings
+        .tables
+        .iter()
+        .filter(|name| shapes.target.contains_key(*name) && shapes.model.contains_key(*name))
+        .cloned()
+        .collect();
+    let carried = crate::dependents::capture(&transaction, schema, &replaced).await?;
+    let moves = moves_sql(settings, shapes, swapped, next, &previous);
+    transaction.batch_execute(&moves).await?;
+    report.swap_sql.push(moves);
+    crate::dependents::restore(&transaction, schema, &carried).await?;
+    if !carried.is_empty() {
+        report.swap_sql.push(carried.join("\n"));
+    }
+    let failures = run_checks(&*transaction, &context.checks, settings, &|t| {
+        format!("{}.{}", q(schema), q(t))
+    })
+    .await?;
+    if dry_run {
+        report.failed_checks = failures;
+    } else if !failures.is_empty() {
+        return Err(check_failed(&failures));
+    }
+    prune_previous(&transaction, schema).await?;
+    if dry_run {
+        transaction.rollback().await?;
+    } else {
+        transaction.commit().await?;
+        report.previous = Some(previous);
+    }
+    guard.disarm();
+    Ok(())
+}
+
+/// The new tables' constraints, made after their load: NOT NULL, identities
+/// numbered on from the rows loaded, the primary key, and the others (a
+/// foreign key points at the new table when that is swapped too, else at
+/// the API's).
+fn constraints_sql(tables: &[Table], next: &str, schema: &str) -> String {
+    let q = quote_ident;
     let mut constrain = String::new();
     for table in tables {
         let name = format!("{}.{}", q(next), q(&table.name));
@@ -85,8 +137,6 @@ SELECT setval(pg_get_serial_sequence({1}, {2}), coalesce((SELECT max({0}) FROM {
             );
         }
         for constraint in &table.constraints {
-            // A foreign key points at the new table when that is swapped
-            // too, else at the API's.
             let definition = match migrate::foreign_key(&constraint.definition) {
                 Some(key) => {
                     let parent = key.table.trim_matches('"');
@@ -106,27 +156,22 @@ SELECT setval(pg_get_serial_sequence({1}, {2}), coalesce((SELECT max({0}) FROM {
             );
         }
     }
-    transaction.batch_execute(&constrain).await?;
-    report.swap_sql.push(constrain);
-    let stamp: String = transaction
-        .query_one(
-            "SELECT to_char(clock_timestamp(), 'YYYYMMDD_HH24MISS_US')",
-            &[],
-        )
-        .await?
-        .get(0);
-    let previous = format!("{schema}__flow_prev_{stamp}");
-    // What the API's readers depend on moves to the new tables.
-    let replaced: Vec<String> = settings
-        .tables
-        .iter()
-        .filter(|name| shapes.target.contains_key(*name) && shapes.model.contains_key(*name))
-        .cloned()
-        .collect();
-    let carried = crate::dependents::capture(&transaction, schema, &replaced).await?;
+    constrain
+}
+
+/// The switch: the current tables (and enums) to the `previous` schema, the
+/// new ones from `next` into the API's schema, `next` dropped.
+fn moves_sql(
+    settings: &Settings,
+    shapes: &Shapes<'_>,
+    swapped: &[&String],
+    next: &str,
+    previous: &str,
+) -> String {
+    let (q, schema) = (quote_ident, &settings.schema);
     let mut moves = format!(
         "CREATE SCHEMA {0};\nCOMMENT ON SCHEMA {0} IS {1};\n",
-        q(&previous),
+        q(previous),
         quote_literal(&format!(
             "flow swap tables={} types={}",
             settings.tables.join(","),
@@ -144,7 +189,7 @@ SELECT setval(pg_get_serial_sequence({1}, {2}), coalesce((SELECT max({0}) FROM {
                 "ALTER TABLE {}.{} SET SCHEMA {};",
                 q(schema),
                 q(name),
-                q(&previous)
+                q(previous)
             );
         }
         if shapes.model.contains_key(name) {
@@ -164,7 +209,7 @@ SELECT setval(pg_get_serial_sequence({1}, {2}), coalesce((SELECT max({0}) FROM {
                 "ALTER TYPE {}.{} SET SCHEMA {};",
                 q(schema),
                 q(name),
-                q(&previous)
+                q(previous)
             );
         }
         let _ = writeln!(
@@ -176,30 +221,7 @@ SELECT setval(pg_get_serial_sequence({1}, {2}), coalesce((SELECT max({0}) FROM {
         );
     }
     let _ = writeln!(moves, "DROP SCHEMA {};", q(next));
-    transaction.batch_execute(&moves).await?;
-    report.swap_sql.push(moves);
-    crate::dependents::restore(&transaction, schema, &carried).await?;
-    if !carried.is_empty() {
-        report.swap_sql.push(carried.join("\n"));
-    }
-    let failures = run_checks(&*transaction, &context.checks, settings, &|t| {
-        format!("{}.{}", q(schema), q(t))
-    })
-    .await?;
-    if dry_run {
-        report.failed_checks = failures;
-    } else if !failures.is_empty() {
-        return Err(check_failed(&failures));
-    }
-    prune_previous(&transaction, schema).await?;
-    if dry_run {
-        transaction.rollback().await?;
-    } else {
-        transaction.commit().await?;
-        report.previous = Some(previous);
-    }
-    guard.disarm();
-    Ok(())
+    moves
 }
 
 /// How many previous releases `swap` keeps for `flow rollback`.
