@@ -11,6 +11,7 @@
 mod download;
 mod storage;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use flow_engine::{
@@ -158,25 +159,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    let refused: Vec<String> = listed
-        .iter()
-        .filter_map(|o| {
-            storage::local_path(&o.key)
-                .err()
-                .map(|why| format!("`{}` ({why})", o.key))
-        })
-        .collect();
-    if !refused.is_empty() {
-        return Err(StepError::message(
-            format!(
-                "{} key(s) cannot be files below `{}`: {}",
-                refused.len(),
-                context.relative(&to),
-                refused.join(", ")
-            ),
-            Some("rename the objects in the storage, or leave them out with `exclude`".into()),
-        ));
-    }
+    check_keys(&listed, context, &to)?;
     // Objects downloaded before that the storage no longer holds (among the
     // keys this step selects): reported, and removed with `delete = true`,
     // as `rclone sync` would.
@@ -188,24 +171,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         .collect();
     let delete = context.params.bool("delete") == Some(true);
     if delete {
-        for key in &gone {
-            if let Ok(path) = storage::local_path(key) {
-                match tokio::fs::remove_file(to.join(path)).await {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => {
-                        return Err(StepError::message(
-                            format!(
-                                "cannot remove `{key}` from `{}`: {error}",
-                                context.relative(&to)
-                            ),
-                            None,
-                        ));
-                    }
-                }
-            }
-            manifest.remove(key);
-        }
+        remove_gone(&gone, &mut manifest, context, &to).await?;
     }
     let mut pending = Vec::new();
     let mut skipped = 0usize;
@@ -224,17 +190,103 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         .progress
         .units_total
         .fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let (downloaded, bytes, failure) = fetch_all(pending, &storage, &mut manifest, context).await?;
+    // What did arrive is remembered even when something failed, so a rerun
+    // fetches only the rest.
+    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    write_atomically(&manifest_path, &text).await?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let mut note = format!(
+        "{downloaded} downloaded, {skipped} unchanged, {bytes} bytes from {}",
+        storage.describe()
+    );
+    if !gone.is_empty() {
+        note.push_str(&gone_note(&gone, delete, &context.relative(&to)));
+    }
+    Ok(Outcome {
+        rows: 0,
+        bytes,
+        note: Some(note),
+        unchanged: downloaded == 0 && (!delete || gone.is_empty()),
+    })
+}
+
+inventory::submit!(Registration(&Download));
+
+/// Every key must be a file below the target folder.
+fn check_keys(listed: &[Listed], context: &RunContext, to: &Path) -> Result<(), StepError> {
+    let refused: Vec<String> = listed
+        .iter()
+        .filter_map(|o| {
+            storage::local_path(&o.key)
+                .err()
+                .map(|why| format!("`{}` ({why})", o.key))
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(StepError::message(
+            format!(
+                "{} key(s) cannot be files below `{}`: {}",
+                refused.len(),
+                context.relative(to),
+                refused.join(", ")
+            ),
+            Some("rename the objects in the storage, or leave them out with `exclude`".into()),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes the files of objects the storage no longer holds (`delete = true`).
+async fn remove_gone(
+    gone: &[String],
+    manifest: &mut Manifest,
+    context: &RunContext,
+    to: &Path,
+) -> Result<(), StepError> {
+    for key in gone {
+        if let Ok(path) = storage::local_path(key) {
+            match tokio::fs::remove_file(to.join(path)).await {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(StepError::message(
+                        format!(
+                            "cannot remove `{key}` from `{}`: {error}",
+                            context.relative(to)
+                        ),
+                        None,
+                    ));
+                }
+            }
+        }
+        manifest.remove(key);
+    }
+    Ok(())
+}
+
+/// Downloads the pending objects, `jobs` at a time; the first that fails for
+/// good stops the others (their partial files go with them). Returns how
+/// many arrived, their bytes, and the failure; each arrival is in `manifest`.
+async fn fetch_all(
+    pending: Vec<(Listed, std::path::PathBuf)>,
+    storage: &Arc<Storage>,
+    manifest: &mut Manifest,
+    context: &RunContext,
+) -> Result<(usize, u64, Option<StepError>), StepError> {
     let permits = Arc::new(Semaphore::new(
         context.params.count("jobs").unwrap_or(8).max(1) as usize,
     ));
-    let client: Option<Arc<s3::Bucket>> = match &*storage {
-        Storage::S3 { .. } => Some(Arc::from(download::bucket(&storage)?)),
+    let client: Option<Arc<s3::Bucket>> = match &**storage {
+        Storage::S3 { .. } => Some(Arc::from(download::bucket(storage)?)),
         Storage::Folder { .. } => None,
     };
     let mut tasks = Vec::new();
     for (object, target) in pending {
         let permits = Arc::clone(&permits);
-        let storage = Arc::clone(&storage);
+        let storage = Arc::clone(storage);
         let client = client.clone();
         tasks.push(async move {
             let _permit = permits.acquire_owned().await;
@@ -267,45 +319,28 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         }
     }
     drop(results);
-    // What did arrive is remembered even when something failed, so a rerun
-    // fetches only the rest.
-    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-    write_atomically(&manifest_path, &text).await?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    let mut note = format!(
-        "{downloaded} downloaded, {skipped} unchanged, {bytes} bytes from {}",
-        storage.describe()
-    );
-    if !gone.is_empty() {
-        let shown: Vec<String> = gone.iter().take(5).map(|k| format!("`{k}`")).collect();
-        let more = if gone.len() > 5 {
-            format!(" and {} more", gone.len() - 5)
-        } else {
-            String::new()
-        };
-        if delete {
-            note.push_str(&format!(
-                "; {} deleted from the storage, removed here: {}{more}",
-                gone.len(),
-                shown.join(", ")
-            ));
-        } else {
-            note.push_str(&format!(
-                "; warning: {} deleted from the storage but still in `{}`: {}{more} (`delete = true` removes them)",
-                gone.len(),
-                context.relative(&to),
-                shown.join(", ")
-            ));
-        }
-    }
-    Ok(Outcome {
-        rows: 0,
-        bytes,
-        note: Some(note),
-        unchanged: downloaded == 0 && (!delete || gone.is_empty()),
-    })
+    Ok((downloaded, bytes, failure))
 }
 
-inventory::submit!(Registration(&Download));
+/// What the note says of objects the storage no longer holds.
+fn gone_note(gone: &[String], delete: bool, folder: &str) -> String {
+    let shown: Vec<String> = gone.iter().take(5).map(|k| format!("`{k}`")).collect();
+    let more = if gone.len() > 5 {
+        format!(" and {} more", gone.len() - 5)
+    } else {
+        String::new()
+    };
+    if delete {
+        format!(
+            "; {} deleted from the storage, removed here: {}{more}",
+            gone.len(),
+            shown.join(", ")
+        )
+    } else {
+        format!(
+            "; warning: {} deleted from the storage but still in `{folder}`: {}{more} (`delete = true` removes them)",
+            gone.len(),
+            shown.join(", ")
+        )
+    }
+}

@@ -63,22 +63,7 @@ pub async fn capture(
                 quote_literal(&comment)
             ));
         }
-        for row in transaction
-            .query(
-                "SELECT a.attname::text, col_description(a.attrelid, a.attnum) FROM pg_attribute a
-                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-                   AND col_description(a.attrelid, a.attnum) IS NOT NULL",
-                &[&oid],
-            )
-            .await
-            .map_err(DbError::from)?
-        {
-            statements.push(format!(
-                "COMMENT ON COLUMN {name}.{} IS {};",
-                q(&row.get::<_, String>(0)),
-                quote_literal(&row.get::<_, String>(1))
-            ));
-        }
+        statements.extend(column_comments(transaction, oid, &name).await?);
         statements.extend(grants(transaction, oid, &name, "TABLE").await?);
         if row.get::<_, bool>(2) {
             statements.push(format!("ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;"));
@@ -86,39 +71,7 @@ pub async fn capture(
         if row.get::<_, bool>(3) {
             statements.push(format!("ALTER TABLE {name} FORCE ROW LEVEL SECURITY;"));
         }
-        for row in transaction
-            .query(
-                "SELECT policyname::text, permissive, cmd, roles::text[], qual, with_check
-                 FROM pg_policies WHERE schemaname = $1 AND tablename = $2",
-                &[&schema, table],
-            )
-            .await
-            .map_err(DbError::from)?
-        {
-            let roles: Vec<String> = row.get(3);
-            let mut policy = format!(
-                "CREATE POLICY {} ON {name} AS {} FOR {} TO {}",
-                q(&row.get::<_, String>(0)),
-                row.get::<_, String>(1),
-                row.get::<_, String>(2),
-                roles
-                    .iter()
-                    .map(|r| if r == "public" {
-                        "PUBLIC".to_owned()
-                    } else {
-                        q(r)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            if let Some(using) = row.get::<_, Option<String>>(4) {
-                policy.push_str(&format!(" USING ({using})"));
-            }
-            if let Some(check) = row.get::<_, Option<String>>(5) {
-                policy.push_str(&format!(" WITH CHECK ({check})"));
-            }
-            statements.push(format!("{policy};"));
-        }
+        statements.extend(policies(transaction, schema, table, &name).await?);
         // Secondary indexes: those no constraint of the table makes.
         statements.extend(
             definitions(
@@ -138,64 +91,8 @@ pub async fn capture(
             )
             .await?,
         );
-        // Views and materialized views that read the table.
-        for row in transaction
-            .query(
-                "SELECT DISTINCT v.oid, quote_ident(n.nspname) || '.' || quote_ident(v.relname), v.relkind::text,
-                        pg_get_viewdef(v.oid)
-                 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-                 JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace
-                 WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND v.oid <> $1",
-                &[&oid],
-            )
-            .await
-            .map_err(DbError::from)?
-        {
-            let view_oid: u32 = row.get(0);
-            let view: String = row.get(1);
-            let definition: String = row.get(3);
-            let definition = definition.trim_end().trim_end_matches(';');
-            if row.get::<_, String>(2) == "m" {
-                later.push(format!("DROP MATERIALIZED VIEW {view};"));
-                later.push(format!("CREATE MATERIALIZED VIEW {view} AS {definition};"));
-                later.extend(
-                    definitions(
-                        transaction,
-                        "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = $1",
-                        view_oid,
-                    )
-                    .await?,
-                );
-                later.extend(grants(transaction, view_oid, &view, "TABLE").await?);
-            } else {
-                later.push(format!("CREATE OR REPLACE VIEW {view} AS {definition};"));
-            }
-        }
-        // Identity and serial columns go on from where the old table was,
-        // so that the product's own inserts do not meet taken keys.
-        for row in transaction
-            .query(
-                "SELECT a.attname::text, s.last_value
-                 FROM pg_attribute a
-                 JOIN pg_sequences s ON quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename)
-                                        = pg_get_serial_sequence($2, a.attname)
-                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-                   AND pg_get_serial_sequence($2, a.attname) IS NOT NULL",
-                &[&oid, &name],
-            )
-            .await
-            .map_err(DbError::from)?
-        {
-            let column: String = row.get(0);
-            let last: Option<i64> = row.get(1);
-            later.push(format!(
-                "SELECT setval(pg_get_serial_sequence({0}, {1}), greatest({2}, (SELECT max({3}) FROM {name})), true) WHERE pg_get_serial_sequence({0}, {1}) IS NOT NULL AND greatest({2}, (SELECT max({3}) FROM {name})) IS NOT NULL;",
-                quote_literal(&name),
-                quote_literal(&column),
-                last.map_or_else(|| "NULL".to_owned(), |l| l.to_string()),
-                q(&column)
-            ));
-        }
+        later.extend(views(transaction, oid).await?);
+        later.extend(sequences(transaction, oid, &name).await?);
         // Foreign keys of other tables that point at this one.
         for (other, constraint, definition) in
             foreign_keys_into(transaction, std::slice::from_ref(&name)).await?
@@ -218,6 +115,152 @@ pub async fn capture(
         .await
         .map_err(DbError::from)?;
     Ok(statements)
+}
+
+/// The comments on the table's columns.
+async fn column_comments(
+    transaction: &Transaction<'_>,
+    oid: u32,
+    name: &str,
+) -> Result<Vec<String>, StepError> {
+    let q = quote_ident;
+    let mut statements = Vec::new();
+    for row in transaction
+        .query(
+            "SELECT a.attname::text, col_description(a.attrelid, a.attnum) FROM pg_attribute a
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+               AND col_description(a.attrelid, a.attnum) IS NOT NULL",
+            &[&oid],
+        )
+        .await
+        .map_err(DbError::from)?
+    {
+        statements.push(format!(
+            "COMMENT ON COLUMN {name}.{} IS {};",
+            q(&row.get::<_, String>(0)),
+            quote_literal(&row.get::<_, String>(1))
+        ));
+    }
+    Ok(statements)
+}
+
+/// The table's row-level security policies.
+async fn policies(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    table: &str,
+    name: &str,
+) -> Result<Vec<String>, StepError> {
+    let q = quote_ident;
+    let mut statements = Vec::new();
+    for row in transaction
+        .query(
+            "SELECT policyname::text, permissive, cmd, roles::text[], qual, with_check
+             FROM pg_policies WHERE schemaname = $1 AND tablename = $2",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(DbError::from)?
+    {
+        let roles: Vec<String> = row.get(3);
+        let mut policy = format!(
+            "CREATE POLICY {} ON {name} AS {} FOR {} TO {}",
+            q(&row.get::<_, String>(0)),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2),
+            roles
+                .iter()
+                .map(|r| if r == "public" {
+                    "PUBLIC".to_owned()
+                } else {
+                    q(r)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Some(using) = row.get::<_, Option<String>>(4) {
+            policy.push_str(&format!(" USING ({using})"));
+        }
+        if let Some(check) = row.get::<_, Option<String>>(5) {
+            policy.push_str(&format!(" WITH CHECK ({check})"));
+        }
+        statements.push(format!("{policy};"));
+    }
+    Ok(statements)
+}
+
+/// Views and materialized views that read the table, made again over the
+/// new one (a materialized view with its indexes and grants).
+async fn views(transaction: &Transaction<'_>, oid: u32) -> Result<Vec<String>, StepError> {
+    let mut later = Vec::new();
+    for row in transaction
+        .query(
+            "SELECT DISTINCT v.oid, quote_ident(n.nspname) || '.' || quote_ident(v.relname), v.relkind::text,
+                    pg_get_viewdef(v.oid)
+             FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+             JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace
+             WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND v.oid <> $1",
+            &[&oid],
+        )
+        .await
+        .map_err(DbError::from)?
+    {
+        let view_oid: u32 = row.get(0);
+        let view: String = row.get(1);
+        let definition: String = row.get(3);
+        let definition = definition.trim_end().trim_end_matches(';');
+        if row.get::<_, String>(2) == "m" {
+            later.push(format!("DROP MATERIALIZED VIEW {view};"));
+            later.push(format!("CREATE MATERIALIZED VIEW {view} AS {definition};"));
+            later.extend(
+                definitions(
+                    transaction,
+                    "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = $1",
+                    view_oid,
+                )
+                .await?,
+            );
+            later.extend(grants(transaction, view_oid, &view, "TABLE").await?);
+        } else {
+            later.push(format!("CREATE OR REPLACE VIEW {view} AS {definition};"));
+        }
+    }
+    Ok(later)
+}
+
+/// Identity and serial columns go on from where the old table was, so that
+/// the product's own inserts do not meet taken keys.
+async fn sequences(
+    transaction: &Transaction<'_>,
+    oid: u32,
+    name: &str,
+) -> Result<Vec<String>, StepError> {
+    let q = quote_ident;
+    let mut later = Vec::new();
+    for row in transaction
+        .query(
+            "SELECT a.attname::text, s.last_value
+             FROM pg_attribute a
+             JOIN pg_sequences s ON quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename)
+                                    = pg_get_serial_sequence($2, a.attname)
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+               AND pg_get_serial_sequence($2, a.attname) IS NOT NULL",
+            &[&oid, &name],
+        )
+        .await
+        .map_err(DbError::from)?
+    {
+        let column: String = row.get(0);
+        let last: Option<i64> = row.get(1);
+        later.push(format!(
+            "SELECT setval(pg_get_serial_sequence({0}, {1}), greatest({2}, (SELECT max({3}) FROM {name})), true) WHERE pg_get_serial_sequence({0}, {1}) IS NOT NULL AND greatest({2}, (SELECT max({3}) FROM {name})) IS NOT NULL;",
+            quote_literal(name),
+            quote_literal(&column),
+            last.map_or_else(|| "NULL".to_owned(), |l| l.to_string()),
+            q(&column)
+        ));
+    }
+    Ok(later)
 }
 
 /// The grants on a relation to others than its owner, as `GRANT` statements.

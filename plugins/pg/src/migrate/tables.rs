@@ -7,7 +7,7 @@ use super::{
     Change, Class, CountAt, Shapes, qualified, target_column, target_table, tighten_constraint,
     tighten_key,
 };
-use crate::shape::{Column, column_ddl};
+use crate::shape::{Column, Table, column_ddl};
 
 /// A type change that no value can fail.
 pub fn widens(from: &str, to: &str) -> bool {
@@ -64,6 +64,34 @@ pub fn table_changes(shapes: &Shapes<'_>, name: &str) -> Vec<Change> {
         }
         (Some(model), Some(current)) => (model, current),
     };
+    let mut changes = loosened(name, &target, model, current);
+    for wanted in &model.columns {
+        changes.extend(column_changes(shapes, name, &target, wanted, current));
+    }
+    if !model.primary_key.is_empty() && current.primary_key != model.primary_key {
+        changes.push(tighten_key(
+            name,
+            &target,
+            &model.primary_key,
+            &current.primary_key,
+        ));
+    }
+    for constraint in &model.constraints {
+        if !current
+            .constraints
+            .iter()
+            .any(|c| c.definition == constraint.definition)
+        {
+            changes.push(tighten_constraint(name, &target, constraint));
+        }
+    }
+    changes
+}
+
+/// What the model no longer has: the primary key when it changes, the
+/// constraints and the columns it dropped.
+fn loosened(name: &str, target: &str, model: &Table, current: &Table) -> Vec<Change> {
+    let table = Some(name);
     let mut changes = Vec::new();
     if !current.primary_key.is_empty() && current.primary_key != model.primary_key {
         let pk_name = current.primary_key_name.clone().unwrap_or_default();
@@ -116,88 +144,34 @@ pub fn table_changes(shapes: &Shapes<'_>, name: &str) -> Vec<Change> {
             );
         }
     }
-    for wanted in &model.columns {
-        let wanted = target_column(shapes, wanted);
-        let col = quote_ident(&wanted.name);
-        let Some(have) = current.column(&wanted.name) else {
-            if wanted.not_null && wanted.default.is_none() {
-                changes.push(
-                    Change::new(
-                        Class::DataDependent,
-                        format!("add column {name}.{} NOT NULL", wanted.name),
-                        table,
-                    )
-                    .before(format!(
-                        "ALTER TABLE {target} ADD COLUMN {};",
-                        column_ddl(&wanted, true)
-                    ))
-                    .after(format!(
-                        "ALTER TABLE {target} ALTER COLUMN {col} SET NOT NULL;"
-                    ))
-                    .breaking(
-                        CountAt::After,
-                        format!("SELECT * FROM {{t}} WHERE {col} IS NULL"),
-                    ),
-                );
-            } else {
-                changes.push(
-                    Change::new(
-                        Class::Safe,
-                        format!("add column {name}.{}", wanted.name),
-                        table,
-                    )
-                    .before(format!(
-                        "ALTER TABLE {target} ADD COLUMN {};",
-                        column_ddl(
-                            &Column {
-                                identity: false,
-                                ..wanted.clone()
-                            },
-                            false
-                        )
-                    )),
-                );
-            }
-            continue;
-        };
-        if have.type_key() != wanted.type_key() {
-            let (from, to) = (have.type_ddl(), wanted.type_ddl());
-            let alter =
-                format!("ALTER TABLE {target} ALTER COLUMN {col} TYPE {to} USING {col}::{to};");
-            if widens(&have.type_sql, &wanted.type_sql) && !have.is_enum && !wanted.is_enum {
-                changes.push(
-                    Change::new(
-                        Class::Safe,
-                        format!("widen {name}.{} from {from} to {to}", wanted.name),
-                        table,
-                    )
-                    .before(alter),
-                );
-            } else {
-                changes.push(
-                    Change::new(
-                        Class::DataDependent,
-                        format!("change type {name}.{} from {from} to {to}", wanted.name),
-                        table,
-                    )
-                    .before(alter)
-                    .breaking(
-                        CountAt::Before,
-                        format!(
-                            "SELECT * FROM {{t}} WHERE {col} IS NOT NULL AND NOT pg_temp.flow_fits({col}::text, {})",
-                            quote_literal(&to)
-                        ),
-                    ),
-                );
-            }
-        }
-        if wanted.not_null && !have.not_null {
+    changes
+}
+
+/// The changes of one column the model has: added, retyped, made NOT NULL
+/// or nullable.
+fn column_changes(
+    shapes: &Shapes<'_>,
+    name: &str,
+    target: &str,
+    wanted: &Column,
+    current: &Table,
+) -> Vec<Change> {
+    let table = Some(name);
+    let mut changes = Vec::new();
+    let wanted = target_column(shapes, wanted);
+    let col = quote_ident(&wanted.name);
+    let Some(have) = current.column(&wanted.name) else {
+        if wanted.not_null && wanted.default.is_none() {
             changes.push(
                 Change::new(
                     Class::DataDependent,
-                    format!("set not null {name}.{}", wanted.name),
+                    format!("add column {name}.{} NOT NULL", wanted.name),
                     table,
                 )
+                .before(format!(
+                    "ALTER TABLE {target} ADD COLUMN {};",
+                    column_ddl(&wanted, true)
+                ))
                 .after(format!(
                     "ALTER TABLE {target} ALTER COLUMN {col} SET NOT NULL;"
                 ))
@@ -206,35 +180,83 @@ pub fn table_changes(shapes: &Shapes<'_>, name: &str) -> Vec<Change> {
                     format!("SELECT * FROM {{t}} WHERE {col} IS NULL"),
                 ),
             );
-        } else if !wanted.not_null && have.not_null {
+        } else {
             changes.push(
                 Change::new(
                     Class::Safe,
-                    format!("drop not null {name}.{}", wanted.name),
+                    format!("add column {name}.{}", wanted.name),
                     table,
                 )
                 .before(format!(
-                    "ALTER TABLE {target} ALTER COLUMN {col} DROP NOT NULL;"
+                    "ALTER TABLE {target} ADD COLUMN {};",
+                    column_ddl(
+                        &Column {
+                            identity: false,
+                            ..wanted.clone()
+                        },
+                        false
+                    )
                 )),
             );
         }
-    }
-    if !model.primary_key.is_empty() && current.primary_key != model.primary_key {
-        changes.push(tighten_key(
-            name,
-            &target,
-            &model.primary_key,
-            &current.primary_key,
-        ));
-    }
-    for constraint in &model.constraints {
-        if !current
-            .constraints
-            .iter()
-            .any(|c| c.definition == constraint.definition)
-        {
-            changes.push(tighten_constraint(name, &target, constraint));
+        return changes;
+    };
+    if have.type_key() != wanted.type_key() {
+        let (from, to) = (have.type_ddl(), wanted.type_ddl());
+        let alter = format!("ALTER TABLE {target} ALTER COLUMN {col} TYPE {to} USING {col}::{to};");
+        if widens(&have.type_sql, &wanted.type_sql) && !have.is_enum && !wanted.is_enum {
+            changes.push(
+                Change::new(
+                    Class::Safe,
+                    format!("widen {name}.{} from {from} to {to}", wanted.name),
+                    table,
+                )
+                .before(alter),
+            );
+        } else {
+            changes.push(
+                Change::new(
+                    Class::DataDependent,
+                    format!("change type {name}.{} from {from} to {to}", wanted.name),
+                    table,
+                )
+                .before(alter)
+                .breaking(
+                    CountAt::Before,
+                    format!(
+                        "SELECT * FROM {{t}} WHERE {col} IS NOT NULL AND NOT pg_temp.flow_fits({col}::text, {})",
+                        quote_literal(&to)
+                    ),
+                ),
+            );
         }
+    }
+    if wanted.not_null && !have.not_null {
+        changes.push(
+            Change::new(
+                Class::DataDependent,
+                format!("set not null {name}.{}", wanted.name),
+                table,
+            )
+            .after(format!(
+                "ALTER TABLE {target} ALTER COLUMN {col} SET NOT NULL;"
+            ))
+            .breaking(
+                CountAt::After,
+                format!("SELECT * FROM {{t}} WHERE {col} IS NULL"),
+            ),
+        );
+    } else if !wanted.not_null && have.not_null {
+        changes.push(
+            Change::new(
+                Class::Safe,
+                format!("drop not null {name}.{}", wanted.name),
+                table,
+            )
+            .before(format!(
+                "ALTER TABLE {target} ALTER COLUMN {col} DROP NOT NULL;"
+            )),
+        );
     }
     changes
 }
