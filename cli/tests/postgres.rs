@@ -225,6 +225,60 @@ async fn new_labels_arrive_in_place_and_renames_apply() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reordered_labels_make_the_type_again_keeping_rows_and_defaults() {
+    let (flow_db, api_db, project) = pulled_and_configured("reorder").await;
+    let flow = flow_db.client().await.expect("connect");
+    flow.batch_execute(
+        "CREATE TABLE public.plots (id int, zone public.zone NOT NULL DEFAULT 'commercial');
+         INSERT INTO public.plots (id) VALUES (1);
+         INSERT INTO public.plots VALUES (2, 'industrial');",
+    )
+    .await
+    .expect("rows and a default using the type");
+
+    let types = project
+        .read("types.sql")
+        .replace("'commercial', 'industrial'", "'industrial', 'commercial'");
+    std::fs::write(project.dir.join("types.sql"), types).expect("write");
+    let output = project
+        .flow(&["run", "--step", "pg:flow:push"], &flow_db, &api_db)
+        .run();
+    ok(&output);
+    assert!(output.stderr.contains("recreated"), "{}", output.stderr);
+
+    let labels: Vec<String> = flow
+        .query("SELECT enumlabel::text FROM pg_enum WHERE enumtypid = 'public.zone'::regtype ORDER BY enumsortorder", &[])
+        .await
+        .expect("labels")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(labels, ["res", "industrial", "commercial"]);
+    flow.batch_execute("INSERT INTO public.plots (id) VALUES (3)")
+        .await
+        .expect("the default still works");
+    let rows: Vec<(i32, String)> = flow
+        .query("SELECT id, zone::text FROM public.plots ORDER BY id", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want = [(1, "commercial"), (2, "industrial"), (3, "commercial")];
+    assert_eq!(rows, want.map(|(id, zone)| (id, zone.to_owned())));
+    let default: String = flow
+        .query_one(
+            "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+             WHERE d.adrelid = 'public.plots'::regclass",
+            &[],
+        )
+        .await
+        .expect("default")
+        .get(0);
+    assert!(!default.contains("__flow_old"), "{default}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn removing_a_label_in_use_is_refused_with_the_row_count() {
     let (flow_db, api_db, project) = pulled_and_configured("removal").await;
     let flow = flow_db.client().await.expect("connect");

@@ -233,26 +233,10 @@ fn found_name(files: &[SqlFile], index: usize) -> String {
 async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
     let schema = context.params.str("schema").unwrap_or("model").to_owned();
     // Foreign keys between model tables order the files too: parents first.
-    let keys: Vec<(String, String)> = context
-        .database(context.params.str("database").unwrap_or("flow"))?
-        .client()
-        .await?
-        .query(
-            "SELECT n.nspname || '.' || c.relname, n.nspname || '.' || p.relname
-             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-             JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE k.contype = 'f' AND n.nspname = $1 AND p.relnamespace = c.relnamespace
-               AND k.conrelid <> k.confrelid",
-            &[&context.params.str("schema").unwrap_or("model")],
-        )
-        .await
-        .map_err(DbError::from)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let keys = model_keys(context, &schema).await?;
     let files = ordered_with_keys(&context.params, &context.base_dir, &keys)?;
     let mut client = context
-        .database(context.params.str("database").unwrap_or("flow"))?
+        .database(crate::database_of(&context.params))?
         .client()
         .await?;
     let guard = CancelOnDrop::new(&client);
@@ -307,26 +291,8 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
         if DbError::has_position(&error) || error.as_db_error().is_none() {
             return Err(DbError::in_file(error, &file.name, &file.text).into());
         }
-        // PostgreSQL did not say where: run the files again up to this one,
-        // its statements one by one, in a transaction rolled back.
-        let located = async {
-            let transaction = client.transaction().await.ok()?;
-            transaction.batch_execute(&start).await.ok()?;
-            for earlier in &files[..index] {
-                transaction.batch_execute(&earlier.text).await.ok()?;
-            }
-            for statement in flow_engine::flow_db::statements::statements(&file.text) {
-                if transaction
-                    .batch_execute(&file.text[statement.clone()])
-                    .await
-                    .is_err()
-                {
-                    return Some(statement);
-                }
-            }
-            None
-        }
-        .await;
+        // PostgreSQL did not say where: find the statement.
+        let located = locate(&mut client, &start, &files[..=index]).await;
         guard.disarm();
         return Err(match located {
             Some(statement) => DbError::in_statement(error, &file.name, &file.text, statement),
@@ -354,6 +320,54 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
         )),
         ..Outcome::default()
     })
+}
+
+/// The foreign keys between the model's tables, as (child, parent).
+async fn model_keys(
+    context: &RunContext,
+    schema: &str,
+) -> Result<Vec<(String, String)>, StepError> {
+    let client = context
+        .database(crate::database_of(&context.params))?
+        .client()
+        .await?;
+    let rows = client
+        .query(
+            "SELECT n.nspname || '.' || c.relname, n.nspname || '.' || p.relname
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+             JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE k.contype = 'f' AND n.nspname = $1 AND p.relnamespace = c.relnamespace
+               AND k.conrelid <> k.confrelid",
+            &[&schema],
+        )
+        .await
+        .map_err(DbError::from)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The statement of the last of `files` that fails: the files before it run
+/// again, then its statements one by one, in a transaction rolled back.
+async fn locate(
+    client: &mut flow_engine::flow_db::Client,
+    start: &str,
+    files: &[SqlFile],
+) -> Option<std::ops::Range<usize>> {
+    let (file, earlier) = files.split_last()?;
+    let transaction = client.transaction().await.ok()?;
+    transaction.batch_execute(start).await.ok()?;
+    for earlier in earlier {
+        transaction.batch_execute(&earlier.text).await.ok()?;
+    }
+    for statement in flow_engine::flow_db::statements::statements(&file.text) {
+        if transaction
+            .batch_execute(&file.text[statement.clone()])
+            .await
+            .is_err()
+        {
+            return Some(statement);
+        }
+    }
+    None
 }
 
 inventory::submit!(Registration(&Transform));

@@ -289,7 +289,11 @@ async fn push_enum(
         }
     }
     if current.as_slice() != labels {
-        recreate_enum(client, wanted, &columns).await?;
+        // Removed or reordered labels: the type made again, in one transaction.
+        let script = crate::migrate::recreate_enum(wanted.schema(), wanted.name(), labels, &[]);
+        let transaction = client.transaction().await?;
+        transaction.batch_execute(&script).await?;
+        transaction.commit().await?;
         changes.push(format!(
             "recreated {qualified} with labels {}",
             labels.join(", ")
@@ -302,7 +306,6 @@ struct Column {
     schema: String,
     table: String,
     column: String,
-    default: Option<String>,
     /// An attribute of a composite type rather than a table column.
     composite: bool,
 }
@@ -311,9 +314,8 @@ struct Column {
 async fn columns_using(client: &Client, oid: u32) -> Result<Vec<Column>, StepError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, a.attname::text, pg_get_expr(d.adbin, d.adrelid), c.relkind = 'c'
+            "SELECT n.nspname::text, c.relname::text, a.attname::text, c.relkind = 'c'
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
              WHERE a.atttypid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'c')
              ORDER BY 1, 2, 3",
             &[&oid],
@@ -325,64 +327,9 @@ async fn columns_using(client: &Client, oid: u32) -> Result<Vec<Column>, StepErr
             schema: r.get(0),
             table: r.get(1),
             column: r.get(2),
-            default: r.get(3),
-            composite: r.get(4),
+            composite: r.get(3),
         })
         .collect())
-}
-
-/// Replaces an enum whose labels were removed or reordered, converting the
-/// columns that use it, in one transaction.
-async fn recreate_enum(
-    client: &mut Client,
-    wanted: &CustomType,
-    columns: &[Column],
-) -> Result<(), StepError> {
-    let qualified = wanted.qualified();
-    let old_name = format!("{}__flow_old", wanted.name());
-    let transaction = client.transaction().await?;
-    transaction
-        .batch_execute(&format!(
-            "ALTER TYPE {qualified} RENAME TO {}",
-            quote_ident(&old_name)
-        ))
-        .await?;
-    transaction.batch_execute(&wanted.create()).await?;
-    for column in columns {
-        let table = format!(
-            "{}.{}",
-            quote_ident(&column.schema),
-            quote_ident(&column.table)
-        );
-        let name = quote_ident(&column.column);
-        if column.default.is_some() {
-            transaction
-                .batch_execute(&format!(
-                    "ALTER TABLE {table} ALTER COLUMN {name} DROP DEFAULT"
-                ))
-                .await?;
-        }
-        transaction
-            .batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN {name} TYPE {qualified} USING {name}::text::{qualified}"))
-            .await?;
-        if let Some(default) = &column.default {
-            let default = default.replace(&old_name, wanted.name());
-            transaction
-                .batch_execute(&format!(
-                    "ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {default}"
-                ))
-                .await?;
-        }
-    }
-    transaction
-        .batch_execute(&format!(
-            "DROP TYPE {}.{}",
-            quote_ident(wanted.schema()),
-            quote_ident(&old_name)
-        ))
-        .await?;
-    transaction.commit().await?;
-    Ok(())
 }
 
 /// Domains and composite types: compared with what the server makes of the

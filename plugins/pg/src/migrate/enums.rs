@@ -5,17 +5,20 @@ use flow_engine::flow_db::{quote_ident, quote_literal};
 
 use super::{Change, Class, CountAt, Shapes, enum_schema, labels, qualified};
 
-/// Recreates enum `name` with `labels`, converting every column that uses
-/// it (found when it runs, so tables made since are included), and renaming
-/// the values of `renames` (old, new) on the way.
-pub(super) fn recreate_enum(
+/// The one enum migration, for `pg:<db>:push` and populate alike: the type
+/// renamed aside, made again with `labels_now`, every table column using it
+/// converted (`renames` mapping old labels to new, defaults dropped and set
+/// again on the new type), the old type dropped. One script, to run in a
+/// transaction.
+pub fn recreate_enum(
     schema: &str,
     name: &str,
     labels_now: &[String],
     renames: &[(&str, &str)],
 ) -> String {
     let type_name = qualified(schema, name);
-    let old = qualified(schema, &format!("{name}__flow_old"));
+    let old_name = format!("{name}__flow_old");
+    let old = qualified(schema, &old_name);
     // `%1$s` is the column; `%` in a label is doubled for format().
     let mut value = "%1$s::text".to_owned();
     if !renames.is_empty() {
@@ -37,18 +40,29 @@ pub(super) fn recreate_enum(
         "ALTER TYPE {type_name} RENAME TO {};
 CREATE TYPE {type_name} AS ENUM ({});
 DO $flow$ DECLARE r record; BEGIN
-  FOR r IN SELECT a.attrelid::regclass AS rel, quote_ident(a.attname) AS col
+  FOR r IN SELECT a.attrelid::regclass AS rel, quote_ident(a.attname) AS col,
+                  pg_get_expr(d.adbin, d.adrelid) AS def
            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
            WHERE a.atttypid = {}::regtype AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
   LOOP
+    IF r.def IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT', r.rel, r.col);
+    END IF;
     EXECUTE format({}, r.col, r.rel);
+    IF r.def IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s', r.rel, r.col,
+                     replace(r.def, {}, {}));
+    END IF;
   END LOOP;
 END $flow$;
 DROP TYPE {old};",
-        quote_ident(&format!("{name}__flow_old")),
+        quote_ident(&old_name),
         labels(labels_now),
         quote_literal(&old),
         quote_literal(&template),
+        quote_literal(&old_name),
+        quote_literal(name),
     )
 }
 

@@ -21,7 +21,7 @@ mod foreign_keys;
 mod tables;
 
 pub use constraints::{FITS, tighten_constraint, tighten_key};
-pub use enums::enum_changes;
+pub use enums::{enum_changes, recreate_enum};
 pub use foreign_keys::{foreign_key, qualify_foreign_key};
 pub use tables::table_changes;
 
