@@ -212,9 +212,50 @@ async fn push_enum(
         }
     }
     let removed: Vec<&String> = current.iter().filter(|l| !labels.contains(l)).collect();
+    let in_use = in_use(client, oid, &removed).await?;
+    if !in_use.is_empty() {
+        return Err(StepError::message(
+            format!(
+                "cannot remove labels from {qualified}: {}",
+                in_use.join("; ")
+            ),
+            Some(format!(
+                "rename the label instead with `renames = [\"{}.{}=NEW\"]`, or change those rows first",
+                wanted.name(),
+                removed.first().map_or("OLD", |l| l.as_str())
+            )),
+        ));
+    }
+    if removed.is_empty() {
+        add_labels(client, &qualified, labels, &mut current, changes).await?;
+    }
+    if current.as_slice() != labels {
+        // Removed or reordered labels: the type made again, in one transaction.
+        let script = crate::migrate::recreate_enum(wanted.schema(), wanted.name(), labels, &[]);
+        let transaction = client.transaction().await?;
+        transaction.batch_execute(&script).await?;
+        transaction.commit().await?;
+        changes.push(format!(
+            "recreated {qualified} with labels {}",
+            labels.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+struct Column {
+    schema: String,
+    table: String,
+    column: String,
+    /// An attribute of a composite type rather than a table column.
+    composite: bool,
+}
+
+/// Where the labels to remove are still used: rows of table columns, counted.
+async fn in_use(client: &Client, oid: u32, removed: &[&String]) -> Result<Vec<String>, StepError> {
     let columns = columns_using(client, oid).await?;
     let mut in_use = Vec::new();
-    for label in &removed {
+    for label in removed {
         for column in columns.iter().filter(|c| !c.composite) {
             let count: i64 = client
                 .query_one(
@@ -239,75 +280,51 @@ async fn push_enum(
             }
         }
     }
-    if !in_use.is_empty() {
-        return Err(StepError::message(
-            format!(
-                "cannot remove labels from {qualified}: {}",
-                in_use.join("; ")
-            ),
-            Some(format!(
-                "rename the label instead with `renames = [\"{}.{}=NEW\"]`, or change those rows first",
-                wanted.name(),
-                removed.first().map_or("OLD", |l| l.as_str())
-            )),
-        ));
-    }
-    if removed.is_empty() {
-        // New labels go in their place, one statement each (outside a transaction).
-        for (position, label) in labels.iter().enumerate() {
-            if current.contains(label) {
-                continue;
-            }
-            let previous = labels[..position]
-                .iter()
-                .rev()
-                .find(|l| current.contains(l));
-            let (clause, at) = match previous {
-                Some(previous) => {
-                    let at = current
-                        .iter()
-                        .position(|l| l == previous)
-                        .map_or(current.len(), |i| i + 1);
-                    (format!(" AFTER {}", quote_literal(previous)), at)
-                }
-                None => (
-                    current
-                        .first()
-                        .map(|first| format!(" BEFORE {}", quote_literal(first)))
-                        .unwrap_or_default(),
-                    0,
-                ),
-            };
-            client
-                .batch_execute(&format!(
-                    "ALTER TYPE {qualified} ADD VALUE IF NOT EXISTS {}{clause}",
-                    quote_literal(label)
-                ))
-                .await?;
-            current.insert(at, label.clone());
-            changes.push(format!("added `{label}` to {qualified}"));
-        }
-    }
-    if current.as_slice() != labels {
-        // Removed or reordered labels: the type made again, in one transaction.
-        let script = crate::migrate::recreate_enum(wanted.schema(), wanted.name(), labels, &[]);
-        let transaction = client.transaction().await?;
-        transaction.batch_execute(&script).await?;
-        transaction.commit().await?;
-        changes.push(format!(
-            "recreated {qualified} with labels {}",
-            labels.join(", ")
-        ));
-    }
-    Ok(())
+    Ok(in_use)
 }
 
-struct Column {
-    schema: String,
-    table: String,
-    column: String,
-    /// An attribute of a composite type rather than a table column.
-    composite: bool,
+/// New labels go in their place, one statement each (outside a transaction).
+async fn add_labels(
+    client: &Client,
+    qualified: &str,
+    labels: &[String],
+    current: &mut Vec<String>,
+    changes: &mut Vec<String>,
+) -> Result<(), StepError> {
+    for (position, label) in labels.iter().enumerate() {
+        if current.contains(label) {
+            continue;
+        }
+        let previous = labels[..position]
+            .iter()
+            .rev()
+            .find(|l| current.contains(l));
+        let (clause, at) = match previous {
+            Some(previous) => {
+                let at = current
+                    .iter()
+                    .position(|l| l == previous)
+                    .map_or(current.len(), |i| i + 1);
+                (format!(" AFTER {}", quote_literal(previous)), at)
+            }
+            None => (
+                current
+                    .first()
+                    .map(|first| format!(" BEFORE {}", quote_literal(first)))
+                    .unwrap_or_default(),
+                0,
+            ),
+        };
+        client
+            .batch_execute(&format!(
+                "ALTER TYPE {qualified} ADD VALUE IF NOT EXISTS {}{clause}",
+                quote_literal(label)
+            ))
+            .await?;
+        current.insert(at, label.clone());
+        changes.push(format!("added `{label}` to {qualified}"));
+    }
+    Ok(())
 }
 
 /// Table columns whose type is `oid`.

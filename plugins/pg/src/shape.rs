@@ -189,6 +189,22 @@ pub async fn read(
                 identity: sequence || !identity.is_empty(),
             });
     }
+    read_constraints(client, schema, names, &mut tables).await?;
+    let enums = enum_rows(client, "t.oid = ANY($1)", &[&enum_oids])
+        .await?
+        .into_iter()
+        .collect();
+    Ok((tables, enums))
+}
+
+/// The tables' primary keys, foreign keys (and the tables they point at)
+/// and other constraints.
+async fn read_constraints(
+    client: &impl GenericClient,
+    schema: &str,
+    names: &[String],
+    tables: &mut BTreeMap<String, Table>,
+) -> Result<(), DbError> {
     let constraints = client
         .query(
             "SELECT c.relname::text, k.conname::text, k.contype::text, pg_get_constraintdef(k.oid),
@@ -236,11 +252,7 @@ pub async fn read(
             }),
         }
     }
-    let enums = enum_rows(client, "t.oid = ANY($1)", &[&enum_oids])
-        .await?
-        .into_iter()
-        .collect();
-    Ok((tables, enums))
+    Ok(())
 }
 
 /// Every enum of the user schemas of a database, by name; where two schemas

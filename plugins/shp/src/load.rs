@@ -272,6 +272,16 @@ fn table_of(shp: &Path) -> String {
     flow_engine::flow_db::names::fit(&stem).unwrap_or(stem)
 }
 
+/// A file's fields, shape type, measures, SRID, warnings and record count.
+type Header = (
+    Vec<crate::dbf::Field>,
+    ShapeType,
+    bool,
+    u32,
+    Vec<String>,
+    Option<usize>,
+);
+
 /// One file into its table; returns records and bytes.
 async fn load_file(
     context: &RunContext,
@@ -282,24 +292,7 @@ async fn load_file(
 ) -> Result<(u64, u64, Vec<String>), String> {
     let name = table_of(shp);
     let table = format!("{}.{}", quote_ident(schema), quote_ident(&name));
-    let (fields, shape_type, measures, srid, warnings, count) = {
-        let (path, options) = (shp.to_path_buf(), Arc::clone(options));
-        tokio::task::spawn_blocking(move || {
-            crate::open::open(&path, &options).map(|o| {
-                let count = o.shapes.count();
-                (
-                    o.fields,
-                    o.shape_type,
-                    o.shapes.measures,
-                    o.srid,
-                    o.warnings,
-                    count,
-                )
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())??
-    };
+    let (fields, shape_type, measures, srid, warnings, count) = header(shp, options).await?;
     let columns: Vec<Column> = fields.iter().map(crate::dbf::Field::column).collect();
     let geom = crate::open::geometry_column(&fields, "geom");
     let geometry = format!("geometry({}, {srid})", geometry_type(shape_type, measures));
@@ -326,37 +319,7 @@ async fn load_file(
         ))
         .await
         .map_err(db)?;
-    let existing: Vec<(String, String)> = transaction
-        .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1)
-             AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            &[&table],
-        )
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let same = existing.len() == wanted.len()
-        && existing.iter().zip(&wanted).all(|((n, t), (wn, wt))| {
-            // PostgreSQL writes `geometry(Point, 0)` as `geometry(Point)`.
-            let canonical = |t: &str| t.replace(' ', "").replace(",0)", ")").to_ascii_lowercase();
-            n == wn && canonical(t) == canonical(wt)
-        });
-    if !same {
-        let list = |columns: &[(String, String)]| {
-            columns
-                .iter()
-                .map(|(n, t)| format!("{n} {t}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(format!(
-            "table `{schema}.{name}` has columns ({}), the file gives ({}); drop the table to load the file",
-            list(&existing),
-            list(&wanted)
-        ));
-    }
+    check_columns(&transaction, &table, &wanted, &format!("{schema}.{name}")).await?;
     let sink = transaction
         .copy_in::<_, Bytes>(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
         .await
@@ -410,6 +373,71 @@ async fn load_file(
     guard.disarm();
     context.progress.add_rows(records);
     Ok((records, bytes, warnings))
+}
+
+/// What a file's headers say: its fields, shape type, measures, SRID,
+/// warnings and record count (read off the async threads).
+async fn header(shp: &Path, options: &Arc<Options>) -> Result<Header, String> {
+    let (path, options) = (shp.to_path_buf(), Arc::clone(options));
+    tokio::task::spawn_blocking(move || {
+        crate::open::open(&path, &options).map(|o| {
+            let count = o.shapes.count();
+            (
+                o.fields,
+                o.shape_type,
+                o.shapes.measures,
+                o.srid,
+                o.warnings,
+                count,
+            )
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// The table, made before or by this load, has the columns the file gives.
+async fn check_columns(
+    transaction: &flow_engine::flow_db::tokio_postgres::Transaction<'_>,
+    table: &str,
+    wanted: &[(String, String)],
+    shown: &str,
+) -> Result<(), String> {
+    let db = |e: flow_engine::flow_db::tokio_postgres::Error| {
+        flow_engine::flow_db::DbError::from(e).to_string()
+    };
+    let existing: Vec<(String, String)> = transaction
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1)
+             AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&table],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let same = existing.len() == wanted.len()
+        && existing.iter().zip(wanted).all(|((n, t), (wn, wt))| {
+            // PostgreSQL writes `geometry(Point, 0)` as `geometry(Point)`.
+            let canonical = |t: &str| t.replace(' ', "").replace(",0)", ")").to_ascii_lowercase();
+            n == wn && canonical(t) == canonical(wt)
+        });
+    if !same {
+        let list = |columns: &[(String, String)]| {
+            columns
+                .iter()
+                .map(|(n, t)| format!("{n} {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(format!(
+            "table `{shown}` has columns ({}), the file gives ({}); drop the table to load the file",
+            list(&existing),
+            list(wanted)
+        ));
+    }
+    Ok(())
 }
 
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {

@@ -135,28 +135,7 @@ pub fn enum_changes(shapes: &Shapes<'_>) -> Vec<Change> {
             ));
         }
         for label in &removed {
-            let uses: Vec<String> = columns
-                .iter()
-                .map(|(s, t, c)| {
-                    format!(
-                        "SELECT {} AS \"column\", {}::text AS value FROM {} WHERE {}::text = {}",
-                        quote_literal(&format!("{t}.{c}")),
-                        quote_ident(c),
-                        qualified(s, t),
-                        quote_ident(c),
-                        quote_literal(label)
-                    )
-                })
-                .collect();
-            let mut change = Change::new(
-                Class::DataDependent,
-                format!("remove label {name}.{label}"),
-                None,
-            );
-            if !uses.is_empty() {
-                change = change.breaking(CountAt::After, uses.join(" UNION ALL "));
-            }
-            changes.push(change);
+            changes.push(remove_label(name, label, columns));
         }
         if added.is_empty() && removed.is_empty() && renamed.is_empty() {
             changes.push(Change::new(
@@ -176,4 +155,31 @@ pub fn enum_changes(shapes: &Shapes<'_>) -> Vec<Change> {
         }
     }
     changes
+}
+
+/// Removing a label: data-dependent, its rows in the columns using the type
+/// counted after the load.
+fn remove_label(name: &str, label: &str, columns: &[(String, String, String)]) -> Change {
+    let uses: Vec<String> = columns
+        .iter()
+        .map(|(s, t, c)| {
+            format!(
+                "SELECT {} AS \"column\", {}::text AS value FROM {} WHERE {}::text = {}",
+                quote_literal(&format!("{t}.{c}")),
+                quote_ident(c),
+                qualified(s, t),
+                quote_ident(c),
+                quote_literal(label)
+            )
+        })
+        .collect();
+    let mut change = Change::new(
+        Class::DataDependent,
+        format!("remove label {name}.{label}"),
+        None,
+    );
+    if !uses.is_empty() {
+        change = change.breaking(CountAt::After, uses.join(" UNION ALL "));
+    }
+    change
 }

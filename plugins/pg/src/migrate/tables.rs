@@ -161,45 +161,7 @@ fn column_changes(
     let wanted = target_column(shapes, wanted);
     let col = quote_ident(&wanted.name);
     let Some(have) = current.column(&wanted.name) else {
-        if wanted.not_null && wanted.default.is_none() {
-            changes.push(
-                Change::new(
-                    Class::DataDependent,
-                    format!("add column {name}.{} NOT NULL", wanted.name),
-                    table,
-                )
-                .before(format!(
-                    "ALTER TABLE {target} ADD COLUMN {};",
-                    column_ddl(&wanted, true)
-                ))
-                .after(format!(
-                    "ALTER TABLE {target} ALTER COLUMN {col} SET NOT NULL;"
-                ))
-                .breaking(
-                    CountAt::After,
-                    format!("SELECT * FROM {{t}} WHERE {col} IS NULL"),
-                ),
-            );
-        } else {
-            changes.push(
-                Change::new(
-                    Class::Safe,
-                    format!("add column {name}.{}", wanted.name),
-                    table,
-                )
-                .before(format!(
-                    "ALTER TABLE {target} ADD COLUMN {};",
-                    column_ddl(
-                        &Column {
-                            identity: false,
-                            ..wanted.clone()
-                        },
-                        false
-                    )
-                )),
-            );
-        }
-        return changes;
+        return vec![added_column(name, target, &wanted)];
     };
     if have.type_key() != wanted.type_key() {
         let (from, to) = (have.type_ddl(), wanted.type_ddl());
@@ -259,6 +221,44 @@ fn column_changes(
         );
     }
     changes
+}
+
+/// A column the model adds: NOT NULL without a default is data-dependent
+/// (the rows there must get a value).
+fn added_column(name: &str, target: &str, wanted: &Column) -> Change {
+    let table = Some(name);
+    let col = quote_ident(&wanted.name);
+    if wanted.not_null && wanted.default.is_none() {
+        return Change::new(
+            Class::DataDependent,
+            format!("add column {name}.{} NOT NULL", wanted.name),
+            table,
+        )
+        .before(format!(
+            "ALTER TABLE {target} ADD COLUMN {};",
+            column_ddl(wanted, true)
+        ))
+        .after(format!(
+            "ALTER TABLE {target} ALTER COLUMN {col} SET NOT NULL;"
+        ))
+        .breaking(
+            CountAt::After,
+            format!("SELECT * FROM {{t}} WHERE {col} IS NULL"),
+        );
+    }
+    let loose = Column {
+        identity: false,
+        ..wanted.clone()
+    };
+    Change::new(
+        Class::Safe,
+        format!("add column {name}.{}", wanted.name),
+        table,
+    )
+    .before(format!(
+        "ALTER TABLE {target} ADD COLUMN {};",
+        column_ddl(&loose, false)
+    ))
 }
 
 #[cfg(test)]
