@@ -36,6 +36,9 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
+// Long on purpose (the reason): a benchmark's main is its scenario, top to
+// bottom, timing flow and the other tool on the same data in the same run;
+// in pieces it would only pass the files and databases around.
 #[tokio::main]
 async fn main() {
     let Some(full) = flow_benches::mode() else {

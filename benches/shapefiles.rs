@@ -114,6 +114,9 @@ fn generate(dir: &Path, points: usize, polygons: usize) {
     }
 }
 
+// Long on purpose (the reason): a benchmark's main is its scenario, top to
+// bottom, timing flow and the other tool on the same data in the same run;
+// in pieces it would only pass the files and databases around.
 #[tokio::main]
 async fn main() {
     let Some(full) = flow_benches::mode() else {

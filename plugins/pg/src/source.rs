@@ -477,7 +477,7 @@ async fn load_with_rejects(
             .ok()
             .and_then(|mut all| all.pop())
             .unwrap_or_else(|| "flow_line".into());
-        let (line_ident, line_literal) = (quote_ident(&line), flow_engine::flow_db::quote_literal(&line));
+        let line_ident = quote_ident(&line);
         let text_columns: Vec<String> = names.iter().map(|n| format!("{n} text")).collect();
         transaction
             .batch_execute(&format!(
@@ -487,34 +487,7 @@ async fn load_with_rejects(
                 text_columns.join(", ")
             ))
             .await?;
-        let sink = transaction
-            .copy_in::<_, Bytes>(&format!(
-                "COPY flow_stage ({line_ident}, {}) FROM STDIN WITH (FORMAT csv)",
-                names.join(", ")
-            ))
-            .await?;
-        futures_util::pin_mut!(sink);
-        // The file is read here, not by COPY, so that a row with too many or
-        // too few fields is a reject of its own instead of the end of the
-        // load.
-        let (send, mut receive) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let (path, width) = (file.to_path_buf(), columns.len());
-        let reader = tokio::task::spawn_blocking(move || stage(&path, width, &send));
-        let mut bytes = 0u64;
-        let mut sent = Ok(());
-        while let Some(chunk) = receive.recv().await {
-            bytes += chunk.len() as u64;
-            context.progress.add_bytes(chunk.len() as u64);
-            if sent.is_ok() {
-                sent = sink.send(chunk).await;
-            }
-        }
-        let ragged = reader
-            .await
-            .map_err(|e| StepError::message(e.to_string(), None))?
-            .map_err(|e| StepError::message(format!("cannot read `{relative}`: {e}"), None))?;
-        sent?;
-        sink.as_mut().finish().await?;
+        let (bytes, ragged) = stage_file(context, &transaction, file, &names, &line_ident).await?;
         if ragged.len() as u64 > max_errors {
             let (line, reason, _) = &ragged[max_errors as usize];
             return Err(StepError::message(
@@ -530,28 +503,7 @@ async fn load_with_rejects(
                 )
                 .await?;
         }
-        let already = ragged.len();
-        let values: Vec<String> = columns
-            .iter()
-            .map(|(n, kind)| format!("r.{}::{kind}", quote_ident(n)))
-            .collect();
-        let body = format!(
-            "DECLARE r record; bad bigint := {already}; BEGIN
-  FOR r IN SELECT * FROM flow_stage ORDER BY {line_ident} LOOP
-    BEGIN
-      INSERT INTO {table} ({names}) VALUES ({values});
-    EXCEPTION WHEN others THEN
-      bad := bad + 1;
-      IF bad > {max_errors} THEN
-        RAISE EXCEPTION 'more than {max_errors} bad rows: line %: %', r.{line_ident}, SQLERRM;
-      END IF;
-      INSERT INTO {rejects} VALUES (r.{line_ident}, SQLERRM, to_jsonb(r) - {line_literal});
-    END;
-  END LOOP;
-END",
-            names = names.join(", "),
-            values = values.join(", "),
-        );
+        let body = convert_rows(&columns, &table, &rejects, &line, ragged.len(), max_errors);
         let tag = dollar_tag(&body);
         transaction
             .batch_execute(&format!("DO {tag}{body}{tag}"))
@@ -581,6 +533,83 @@ END",
             )),
         )
     })
+}
+
+/// The block that moves the staged rows into the table one by one, a row
+/// that does not convert going to the rejects with PostgreSQL's reason;
+/// past `max_errors` (with `already` rejected), the load fails.
+fn convert_rows(
+    columns: &[(String, String)],
+    table: &str,
+    rejects: &str,
+    line: &str,
+    already: usize,
+    max_errors: u64,
+) -> String {
+    let names: Vec<String> = columns.iter().map(|(n, _)| quote_ident(n)).collect();
+    let (line_ident, line_literal) = (quote_ident(line), flow_engine::flow_db::quote_literal(line));
+    let values: Vec<String> = columns
+        .iter()
+        .map(|(n, kind)| format!("r.{}::{kind}", quote_ident(n)))
+        .collect();
+    format!(
+        "DECLARE r record; bad bigint := {already}; BEGIN
+  FOR r IN SELECT * FROM flow_stage ORDER BY {line_ident} LOOP
+BEGIN
+  INSERT INTO {table} ({names}) VALUES ({values});
+EXCEPTION WHEN others THEN
+  bad := bad + 1;
+  IF bad > {max_errors} THEN
+    RAISE EXCEPTION 'more than {max_errors} bad rows: line %: %', r.{line_ident}, SQLERRM;
+  END IF;
+  INSERT INTO {rejects} VALUES (r.{line_ident}, SQLERRM, to_jsonb(r) - {line_literal});
+END;
+  END LOOP;
+END",
+        names = names.join(", "),
+        values = values.join(", "),
+    )
+}
+
+/// The file copied into the staging table as text, a line number on each
+/// row; rows with too many or too few fields come back as rejects.
+async fn stage_file(
+    context: &RunContext,
+    transaction: &flow_engine::flow_db::tokio_postgres::Transaction<'_>,
+    file: &Path,
+    names: &[String],
+    line_ident: &str,
+) -> Result<(u64, Vec<(i64, String, Vec<String>)>), StepError> {
+    let relative = context.relative(file);
+    let sink = transaction
+        .copy_in::<_, Bytes>(&format!(
+            "COPY flow_stage ({line_ident}, {}) FROM STDIN WITH (FORMAT csv)",
+            names.join(", ")
+        ))
+        .await?;
+    futures_util::pin_mut!(sink);
+    // The file is read here, not by COPY, so that a row with too many or
+    // too few fields is a reject of its own instead of the end of the
+    // load.
+    let (send, mut receive) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let (path, width) = (file.to_path_buf(), names.len());
+    let reader = tokio::task::spawn_blocking(move || stage(&path, width, &send));
+    let mut bytes = 0u64;
+    let mut sent = Ok(());
+    while let Some(chunk) = receive.recv().await {
+        bytes += chunk.len() as u64;
+        context.progress.add_bytes(chunk.len() as u64);
+        if sent.is_ok() {
+            sent = sink.send(chunk).await;
+        }
+    }
+    let ragged = reader
+        .await
+        .map_err(|e| StepError::message(e.to_string(), None))?
+        .map_err(|e| StepError::message(format!("cannot read `{relative}`: {e}"), None))?;
+    sent?;
+    sink.as_mut().finish().await?;
+    Ok((bytes, ragged))
 }
 
 /// A COPY error says where: `COPY t, line 3, column area: "abc"`.
