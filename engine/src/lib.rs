@@ -80,8 +80,12 @@ pub use trigger::Trigger;
 /// The name of the group whose steps run only when selected by name.
 pub const MANUAL_GROUP: &str = "manual";
 
+/// The flow database: it keeps the run records, and is the database of a
+/// step that names none.
+pub const FLOW_DATABASE: &str = "flow";
+
 /// Databases every flow has, embedded unless declared otherwise.
-pub const DEFAULT_DATABASES: [&str; 2] = ["flow", "api"];
+pub const DEFAULT_DATABASES: [&str; 2] = [FLOW_DATABASE, "api"];
 
 /// The re-exports plugins use.
 pub use {flow_db, inventory, tokio_util};

@@ -146,6 +146,14 @@ pub struct StepContext<'a> {
     pub target: Option<&'a str>,
 }
 
+impl StepContext<'_> {
+    /// The database the operation targets (`pg:<db>:...`), the flow
+    /// database when it targets none.
+    pub fn target_database(&self) -> &str {
+        self.target.unwrap_or(crate::FLOW_DATABASE)
+    }
+}
+
 /// One operation of a tool. Plugins implement this and register it with
 /// [`Registration`]; the engine never names a plugin.
 pub trait Operation: Send + Sync + 'static {

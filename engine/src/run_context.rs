@@ -100,6 +100,12 @@ impl RunContext {
         })
     }
 
+    /// The database the operation targets (`pg:<db>:...`), the flow
+    /// database when it targets none.
+    pub fn target_database(&self) -> Result<&Database, StepError> {
+        self.database(self.target.as_deref().unwrap_or(crate::FLOW_DATABASE))
+    }
+
     pub fn database(&self, name: &str) -> Result<&Database, StepError> {
         self.databases
             .get(name)

@@ -71,6 +71,12 @@ impl Params {
     }
 
     /// A string, or a bare name, as text.
+    /// The database the `database` parameter names, the flow database by
+    /// default.
+    pub fn database(&self) -> &str {
+        self.str("database").unwrap_or(crate::FLOW_DATABASE)
+    }
+
     pub fn str(&self, key: &str) -> Option<&str> {
         match &self.get(key)?.kind {
             ValueKind::String(text) => Some(text),

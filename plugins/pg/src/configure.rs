@@ -25,13 +25,16 @@ impl Operation for Configure {
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
         Ok(Prepared::default().creates(Resource::Extensions {
-            database: step.target.unwrap_or("flow").to_owned(),
+            database: step.target_database().to_owned(),
         }))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(async move {
-            let name = context.target.as_deref().unwrap_or("flow");
+            let name = context
+                .target
+                .as_deref()
+                .unwrap_or(flow_engine::FLOW_DATABASE);
             let client = context.database(name)?.client().await?;
             let mut extensions = context.params.list("extensions");
             if !context.params.contains("extensions") {

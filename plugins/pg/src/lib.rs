@@ -23,7 +23,7 @@ mod shape;
 mod source;
 mod sql_tables;
 
-use flow_engine::{ParamSpec, ParamType, Params, StepContext};
+use flow_engine::{ParamSpec, ParamType};
 
 /// The database a `pg:source:*`/`pg:model:*` step works in (the flow database
 /// unless `database` says otherwise).
@@ -32,15 +32,3 @@ const DATABASE: ParamSpec = ParamSpec::optional(
     ParamType::Database,
     "the database to work in (default `flow`)",
 );
-
-fn database<'a>(step: &'a StepContext<'_>) -> &'a str {
-    database_of(step.params)
-}
-
-/// The database a step's `database` parameter names, `flow` by default.
-fn database_of(params: &Params) -> &str {
-    params.str("database").unwrap_or(DEFAULT_DATABASE)
-}
-
-/// The database of a step that names none: the flow database.
-const DEFAULT_DATABASE: &str = "flow";

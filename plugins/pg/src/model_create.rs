@@ -4,8 +4,8 @@ use flow_engine::{
     Registration, Resource, RunContext, StepContext, StepError, Target, fingerprint, inventory,
 };
 
+use crate::DATABASE;
 use crate::shape;
-use crate::{DATABASE, database};
 
 pub struct ModelCreate;
 
@@ -53,7 +53,7 @@ impl Operation for ModelCreate {
                 }]);
             }
         };
-        let db = database(step);
+        let db = step.params.database();
         let schema = params.str("schema").unwrap_or("model");
         let mut prepared = Prepared::default()
             .reads(Resource::Types {
@@ -97,10 +97,7 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let mut client = context
-        .database(params.str("database").unwrap_or("flow"))?
-        .client()
-        .await?;
+    let mut client = context.database(params.database())?.client().await?;
     let (ddl, release) = match params.path("like") {
         Some((like, _)) => {
             let [like_db, like_schema] = like.as_slice() else {

@@ -7,8 +7,8 @@ use flow_engine::{
     Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
 };
 
+use crate::DATABASE;
 use crate::sql_tables;
-use crate::{DATABASE, database};
 
 pub struct Transform;
 
@@ -43,7 +43,7 @@ impl Operation for Transform {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        let db = database(step);
+        let db = step.params.database();
         let mut prepared =
             Prepared::default().reads(Resource::file(step.params.str("sql").unwrap_or_default()));
         let reads = step.params.list("reads");
@@ -236,7 +236,7 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
     let keys = model_keys(context, &schema).await?;
     let files = ordered_with_keys(&context.params, &context.base_dir, &keys)?;
     let mut client = context
-        .database(crate::database_of(&context.params))?
+        .database(context.params.database())?
         .client()
         .await?;
     let guard = CancelOnDrop::new(&client);
@@ -328,7 +328,7 @@ async fn model_keys(
     schema: &str,
 ) -> Result<Vec<(String, String)>, StepError> {
     let client = context
-        .database(crate::database_of(&context.params))?
+        .database(context.params.database())?
         .client()
         .await?;
     let rows = client

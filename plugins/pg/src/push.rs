@@ -1,7 +1,7 @@
 use flow_engine::flow_db::types::{self, CustomType, TypeStatement};
 use flow_engine::flow_db::{Client, GenericClient, quote_ident, quote_literal};
 use flow_engine::{
-    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
+    BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Params, Prepared, Problem,
     Registration, Resource, RunContext, StepContext, StepError, Target, inventory,
 };
 
@@ -32,21 +32,11 @@ impl Operation for Push {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        let problems: Vec<Problem> = step
-            .params
-            .list("renames")
-            .into_iter()
-            .filter(|rename| parse_rename(rename).is_none())
-            .map(|rename| Problem {
-                param: Some("renames"),
-                message: format!("`{rename}` is not a rename"),
-                help: Some("write renames as \"type.old_label=new_label\"".into()),
-            })
-            .collect();
+        let problems = rename_problems(step.params);
         if !problems.is_empty() {
             return Err(problems);
         }
-        let database = step.target.unwrap_or("flow").to_owned();
+        let database = step.target_database().to_owned();
         Ok(Prepared::default()
             .reads(Resource::file(step.params.str("types").unwrap_or_default()))
             .reads(Resource::Extensions {
@@ -80,7 +70,10 @@ impl Operation for Push {
                 .into_iter()
                 .filter_map(parse_rename)
                 .collect();
-            let name = context.target.as_deref().unwrap_or("flow");
+            let name = context
+                .target
+                .as_deref()
+                .unwrap_or(flow_engine::FLOW_DATABASE);
             let mut client = context.database(name)?.client().await?;
             let mut changes = Vec::new();
             for statement in statements {
@@ -110,6 +103,20 @@ impl Operation for Push {
 }
 
 /// `type.old=new` as (type, old, new).
+/// The `renames` that are not renames: the one check, for push and populate.
+pub fn rename_problems(params: &Params) -> Vec<Problem> {
+    params
+        .list("renames")
+        .into_iter()
+        .filter(|rename| parse_rename(rename).is_none())
+        .map(|rename| Problem {
+            param: Some("renames"),
+            message: format!("`{rename}` is not a rename"),
+            help: Some("write renames as \"type.old_label=new_label\"".into()),
+        })
+        .collect()
+}
+
 pub fn parse_rename(text: &str) -> Option<(&str, &str, &str)> {
     let (ty, labels) = text.rsplit_once('.').filter(|(ty, _)| !ty.is_empty())?;
     let (old, new) = labels.split_once('=')?;

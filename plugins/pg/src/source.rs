@@ -11,8 +11,8 @@ use flow_engine::{
 use futures_util::SinkExt as _;
 use tokio::io::AsyncReadExt as _;
 
+use crate::DATABASE;
 use crate::csv_schema;
-use crate::{DATABASE, database};
 
 pub struct Create;
 pub struct Load;
@@ -221,7 +221,7 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
         .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
         .collect();
     let client = context
-        .database(context.params.str("database").unwrap_or("flow"))?
+        .database(context.params.database())?
         .client()
         .await?;
     client
@@ -314,7 +314,7 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
 /// in one transaction; files in parallel up to the database's pool.
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {
     let schema = Arc::new(context.params.str("schema").unwrap_or("source").to_owned());
-    let database = context.database(context.params.str("database").unwrap_or("flow"))?;
+    let database = context.database(context.params.database())?;
     let files = csv_files(context)?;
     let max_errors = context.params.count("max_errors").unwrap_or(0);
     distinct_tables(context, &schema, &files, max_errors > 0)?;
@@ -657,7 +657,7 @@ impl Operation for Create {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let db = database(step);
+        let db = step.params.database();
         Ok(Prepared::default()
             .reads(Resource::file(step.params.str("from").unwrap_or_default()))
             .reads(Resource::Types {
@@ -682,7 +682,7 @@ impl Operation for Load {
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
         Ok(Prepared::default()
             .reads(Resource::file(step.params.str("from").unwrap_or_default()))
-            .writes(Resource::table(database(step), schema(step), None)))
+            .writes(Resource::table(step.params.database(), schema(step), None)))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {

@@ -63,7 +63,7 @@ impl Operation for Load {
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
         crate::check_encoding(step)?;
-        let db = step.params.str("database").unwrap_or("flow");
+        let db = step.params.database();
         Ok(Prepared::default()
             .reads(Resource::file(step.params.str("from").unwrap_or_default()))
             .reads(Resource::Extensions {
@@ -443,7 +443,7 @@ async fn check_columns(
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {
     let params = &context.params;
     let schema = Arc::new(params.str("schema").unwrap_or("source").to_owned());
-    let database = context.database(params.str("database").unwrap_or("flow"))?;
+    let database = context.database(params.database())?;
     let files: Vec<_> = context
         .files(params.str("from").unwrap_or_default())?
         .into_iter()

@@ -32,7 +32,7 @@ impl Operation for Run {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        let database = step.target.unwrap_or("flow");
+        let database = step.target_database();
         let mut prepared =
             Prepared::default().reads(Resource::file(step.params.str("sql").unwrap_or_default()));
         let mut problems = Vec::new();
@@ -60,7 +60,7 @@ impl Operation for Run {
         Box::pin(async move {
             let pattern = context.params.str("sql").unwrap_or_default();
             let files = context.files(pattern)?;
-            let database = context.database(context.target.as_deref().unwrap_or("flow"))?;
+            let database = context.target_database()?;
             let mut client = database.client().await?;
             let mut rows = 0u64;
             for file in &files {

@@ -64,7 +64,7 @@ async fn fresh_model(
                     && spec.target == Target::Fixed("model")
                     && spec.operation == operation
                     && s.params.str("schema").unwrap_or("model") == from
-                    && crate::database_of(&s.params) == database
+                    && s.params.database() == database
             })
             .collect()
     };

@@ -70,16 +70,7 @@ fn owned(list: Vec<&str>) -> Vec<String> {
 
 impl Settings {
     pub fn parse(params: &Params) -> Result<Self, Vec<Problem>> {
-        let mut problems: Vec<Problem> = params
-            .list("renames")
-            .into_iter()
-            .filter(|rename| crate::push::parse_rename(rename).is_none())
-            .map(|rename| Problem {
-                param: Some("renames"),
-                message: format!("`{rename}` is not a rename"),
-                help: Some("write renames as \"type.old_label=new_label\"".into()),
-            })
-            .collect();
+        let mut problems = crate::push::rename_problems(params);
         let mode = params
             .str("mode")
             .and_then(Mode::parse)
@@ -107,7 +98,7 @@ impl Settings {
             return Err(problems);
         };
         Ok(Self {
-            database: crate::database_of(params).to_owned(),
+            database: params.database().to_owned(),
             from: params.str("from").unwrap_or("model").to_owned(),
             to_db,
             schema,
