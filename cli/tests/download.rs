@@ -7,22 +7,28 @@ use std::time::{Duration, Instant};
 
 use flow_db::testing::TestDatabase;
 use support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
-use support::{Flow, flat};
+use support::{Flow, Folder, flat};
 
 struct Project {
+    /// Removed with the project.
+    _folder: Folder,
     dir: PathBuf,
 }
 
 impl Project {
     fn new(name: &str, extra: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-dl-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let flow = format!(
-            "flow downloads\n\nstorage bucket = env(\"BUCKET_URL\")\n\nstep minio:download {{\n  from = bucket \"shp/\"\n  to = \"data/raw\"\n{extra}}}\n"
+        let folder = Folder::new("dl", name);
+        folder.write(
+            "downloads.flow",
+            &format!(
+                "flow downloads\n\nstorage bucket = env(\"BUCKET_URL\")\n\nstep minio:download {{\n  from = bucket \"shp/\"\n  to = \"data/raw\"\n{extra}}}\n"
+            ),
         );
-        std::fs::write(dir.join("downloads.flow"), flow).expect("flow");
-        Self { dir }
+        let dir = folder.dir.clone();
+        Self {
+            _folder: folder,
+            dir,
+        }
     }
 
     /// `flow run` with the bucket, recording in a database of the test cluster.
@@ -37,12 +43,6 @@ impl Project {
 
     fn raw(&self) -> PathBuf {
         self.dir.join("data/raw")
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

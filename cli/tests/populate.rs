@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flow_db::testing::TestDatabase;
-use support::{Flow, Output, flat};
+use support::{Flow, Folder, Output, flat};
 
 /// The API database's tables before the release arrives: release 0.8.
 const API_0_8: &str = "
@@ -56,6 +56,7 @@ INSERT INTO zoning (class, parcels) SELECT zoning, count(*) FROM parcels GROUP B
 ";
 
 struct Project {
+    folder: Folder,
     dir: PathBuf,
     flow: TestDatabase,
     api: TestDatabase,
@@ -63,12 +64,10 @@ struct Project {
 
 impl Project {
     async fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-populate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("schemas")).expect("dir");
-        std::fs::create_dir_all(dir.join("transform")).expect("dir");
+        let folder = Folder::new("populate", name);
         let project = Self {
-            dir,
+            dir: folder.dir.clone(),
+            folder,
             flow: TestDatabase::create(&format!("{name}f"))
                 .await
                 .expect("flow db"),
@@ -96,7 +95,7 @@ impl Project {
     }
 
     fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.dir.join(file), text).expect("write");
+        self.folder.write(file, text);
     }
 
     /// The flow, with `populate` added to the populate step's parameters
@@ -207,12 +206,6 @@ step pg:target:populate {{
             .await
             .expect("labels")
             .get(0)
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

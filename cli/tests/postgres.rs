@@ -6,20 +6,20 @@ mod support;
 use std::path::PathBuf;
 
 use flow_db::testing::TestDatabase;
-use support::{Flow, Output, flat};
+use support::{Flow, Folder, Output, flat};
 
 /// A folder with a flow file in it, removed at the end of the test.
 struct Project {
+    folder: Folder,
     dir: PathBuf,
 }
 
 impl Project {
     fn new(name: &str, flow: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-pg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("project dir");
-        std::fs::write(dir.join("test.flow"), flow).expect("flow file");
-        Self { dir }
+        let folder = Folder::new("pg", name);
+        folder.write("test.flow", flow);
+        let dir = folder.dir.clone();
+        Self { folder, dir }
     }
 
     fn file(&self) -> String {
@@ -27,8 +27,7 @@ impl Project {
     }
 
     fn read(&self, relative: &str) -> String {
-        std::fs::read_to_string(self.dir.join(relative))
-            .unwrap_or_else(|e| panic!("read {relative}: {e}"))
+        self.folder.read(relative)
     }
 
     /// `flow ARGS FILE` with the two databases' URLs in the environment.
@@ -39,12 +38,6 @@ impl Project {
             .dir(&self.dir)
             .env("FLOW_DATABASE_URL", flow_db.url())
             .env("API_DATABASE_URL", api_db.url())
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -9,9 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flow_db::testing::TestDatabase;
-use support::Flow;
+use support::{Flow, Folder};
 
 struct Project {
+    /// Removed with the project.
+    _folder: Folder,
     dir: PathBuf,
     db: TestDatabase,
 }
@@ -20,17 +22,20 @@ impl Project {
     /// A flow whose one step runs `command` (and always runs: the file it
     /// declares is removed each time) on `schedule`.
     async fn new(name: &str, schedule: &str, command: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-schedule-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let folder = Folder::new("schedule", name);
         let flow = format!(
             "flow ticks\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\ngroups work\n\n\
              step sh:run stamp {{\n  group = work\n  command = \"sh\"\n  args = [\"-c\", \"{command}; rm -f out.txt\"]\n  writes = [\"out.txt\"]\n}}\n\n\
              schedule tick {{\n{schedule}  run = [work]\n}}\n"
         );
-        std::fs::write(dir.join("ticks.flow"), flow).expect("flow");
+        folder.write("ticks.flow", &flow);
         let db = TestDatabase::create(name).await.expect("database");
-        Self { dir, db }
+        let dir = folder.dir.clone();
+        Self {
+            _folder: folder,
+            dir,
+            db,
+        }
     }
 
     fn spawn(&self) -> Child {
@@ -76,12 +81,6 @@ impl Project {
             .await
             .expect("runs")
             .get(0)
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -133,9 +133,45 @@ impl Flow {
 
 pub mod s3;
 
+/// A fresh temporary folder for a test's flow and its files, removed when
+/// the test is done: what every test project is built on.
+pub struct Folder {
+    pub dir: PathBuf,
+}
+
+impl Folder {
+    /// `flow-<prefix>-<name>-<pid>` under the temporary folder, empty.
+    pub fn new(prefix: &str, name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("flow-{prefix}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        Self { dir }
+    }
+
+    /// Writes a file of the folder, making its folder.
+    pub fn write(&self, file: &str, text: &str) {
+        let path = self.dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("dir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"))
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A flow in a temporary folder with a database of its own in the test
 /// cluster; the folder goes when the project does.
 pub struct Project {
+    pub folder: Folder,
     pub dir: PathBuf,
     pub db: flow_db::testing::TestDatabase,
     file: &'static str,
@@ -145,23 +181,23 @@ impl Project {
     /// `file` (holding `text`) in a fresh folder named after `prefix` and
     /// `name`, and a database named after `name`.
     pub async fn new(prefix: &str, name: &str, file: &'static str, text: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flow-{prefix}-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join(file), text).expect("flow");
+        let folder = Folder::new(prefix, name);
+        folder.write(file, text);
         let db = flow_db::testing::TestDatabase::create(name)
             .await
             .expect("database");
-        Self { dir, db, file }
+        let dir = folder.dir.clone();
+        Self {
+            folder,
+            dir,
+            db,
+            file,
+        }
     }
 
     /// Writes a file of the project, making its folder.
     pub fn write(&self, file: &str, text: &str) {
-        let path = self.dir.join(file);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("dir");
-        }
-        std::fs::write(path, text).expect("write");
+        self.folder.write(file, text);
     }
 
     /// `flow COMMAND FILE ARGS...`: `args[0]` is the command.
@@ -178,11 +214,5 @@ impl Project {
         let mut all = vec!["run"];
         all.extend(args);
         self.flow(&all)
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
