@@ -208,6 +208,11 @@ async fn wrong_credentials_and_missing_buckets_fail_clearly() {
     let text = flat(&output.stderr);
     assert!(text.contains("access denied"), "{}", output.stderr);
     assert!(
+        output.stderr.contains("flow::minio::access_denied"),
+        "{}",
+        output.stderr
+    );
+    assert!(
         text.contains(&format!(
             "bucket `{}` at {}",
             bucket.name(),
@@ -225,6 +230,11 @@ async fn wrong_credentials_and_missing_buckets_fail_clearly() {
     let text = flat(&output.stderr);
     assert!(
         text.contains("bucket `no-such-bucket-here`") && text.contains("does not exist"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains("flow::minio::no_bucket"),
         "{}",
         output.stderr
     );

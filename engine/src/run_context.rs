@@ -210,9 +210,17 @@ impl StepError {
         }
     }
 
-    /// A failure with a plain message and optional help.
+    /// A failure with a plain message and optional help, under the general
+    /// code `flow::step::failed`; plugins say what failed with [`StepError::coded`].
     pub fn message(message: impl Into<String>, help: Option<String>) -> Self {
+        Self::coded("flow::step::failed", message, help)
+    }
+
+    /// A failure under a code of the plugin's (`flow::minio::not_found`), so
+    /// that a user, a script or the docs can tell one kind from another.
+    pub fn coded(code: &'static str, message: impl Into<String>, help: Option<String>) -> Self {
         Self::new(StepFailure {
+            code,
             message: message.into(),
             help,
         })
@@ -241,13 +249,24 @@ impl From<tokio_postgres::Error> for StepError {
     }
 }
 
-#[derive(Debug, thiserror::Error, Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-#[diagnostic(code(flow::step::failed))]
 struct StepFailure {
+    code: &'static str,
     message: String,
-    #[help]
     help: Option<String>,
+}
+
+impl Diagnostic for StepFailure {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|help| Box::new(help) as Box<dyn std::fmt::Display>)
+    }
 }
 
 /// Writes a file under a temporary name and renames it into place, so that a

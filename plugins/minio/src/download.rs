@@ -40,16 +40,24 @@ pub fn bucket(storage: &Storage) -> Result<Box<Bucket>, StepError> {
         ..
     } = storage
     else {
-        return Err(StepError::message("not an S3 storage", None));
+        return Err(StepError::coded(
+            "flow::minio::storage",
+            "not an S3 storage",
+            None,
+        ));
     };
     let region = match endpoint {
         Some(endpoint) => s3::Region::Custom {
             region: region.clone(),
             endpoint: endpoint.clone(),
         },
-        None => region
-            .parse()
-            .map_err(|e| StepError::message(format!("unknown region `{region}`: {e}"), None))?,
+        None => region.parse().map_err(|e| {
+            StepError::coded(
+                "flow::minio::storage",
+                format!("unknown region `{region}`: {e}"),
+                None,
+            )
+        })?,
     };
     let credentials = match (access_key, secret_key) {
         (Some(access), Some(secret)) => {
@@ -57,9 +65,15 @@ pub fn bucket(storage: &Storage) -> Result<Box<Bucket>, StepError> {
         }
         _ => Credentials::anonymous(),
     }
-    .map_err(|e| StepError::message(format!("cannot use the storage's credentials: {e}"), None))?;
+    .map_err(|e| {
+        StepError::coded(
+            "flow::minio::storage",
+            format!("cannot use the storage's credentials: {e}"),
+            None,
+        )
+    })?;
     let bucket = Bucket::new(bucket, region, credentials)
-        .map_err(|e| StepError::message(e.to_string(), None))?;
+        .map_err(|e| StepError::coded("flow::minio::download", e.to_string(), None))?;
     let bucket = if *path_style {
         bucket.with_path_style()
     } else {
@@ -70,7 +84,7 @@ pub fn bucket(storage: &Storage) -> Result<Box<Bucket>, StepError> {
     s3::set_retries(0);
     bucket
         .with_request_timeout(*timeout)
-        .map_err(|e| StepError::message(e.to_string(), None))
+        .map_err(|e| StepError::coded("flow::minio::download", e.to_string(), None))
 }
 
 /// Every object under the storage's prefix, keys relative to it.
@@ -105,7 +119,8 @@ pub async fn list(storage: &Storage) -> Result<Vec<Listed>, StepError> {
         Storage::Folder { root, prefix } => {
             let start = root.join(prefix);
             if !start.exists() {
-                return Err(StepError::message(
+                return Err(StepError::coded(
+                    "flow::minio::no_folder",
                     format!("folder `{}` does not exist", start.display()),
                     Some("paths in a flow are relative to the flow file's folder".into()),
                 ));
@@ -114,7 +129,11 @@ pub async fn list(storage: &Storage) -> Result<Vec<Listed>, StepError> {
             let mut stack = vec![start.clone()];
             while let Some(dir) = stack.pop() {
                 let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| {
-                    StepError::message(format!("cannot list `{}`: {e}", dir.display()), None)
+                    StepError::coded(
+                        "flow::minio::list",
+                        format!("cannot list `{}`: {e}", dir.display()),
+                        None,
+                    )
                 })?;
                 while let Ok(Some(entry)) = entries.next_entry().await {
                     let path = entry.path();
@@ -160,7 +179,11 @@ pub async fn fetch(
 ) -> Result<u64, StepError> {
     if let Some(parent) = target.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(|e| {
-            StepError::message(format!("cannot create `{}`: {e}", parent.display()), None)
+            StepError::coded(
+                "flow::minio::write",
+                format!("cannot create `{}`: {e}", parent.display()),
+                None,
+            )
         })?;
     }
     let partial = flow_engine::PartialFile::beside(target);
@@ -170,7 +193,11 @@ pub async fn fetch(
             tokio::fs::copy(&source, partial.path())
                 .await
                 .map_err(|e| {
-                    StepError::message(format!("cannot copy `{}`: {e}", source.display()), None)
+                    StepError::coded(
+                        "flow::minio::write",
+                        format!("cannot copy `{}`: {e}", source.display()),
+                        None,
+                    )
                 })?
         }
         Storage::S3 { prefix, .. } => {
@@ -188,7 +215,8 @@ pub async fn fetch(
                 .await
                 .map_err(|e| s3_error(e, storage, Some(&key)))?;
             let mut file = tokio::fs::File::create(partial.path()).await.map_err(|e| {
-                StepError::message(
+                StepError::coded(
+                    "flow::minio::write",
                     format!("cannot write `{}`: {e}", partial.path().display()),
                     None,
                 )
@@ -199,7 +227,8 @@ pub async fn fetch(
                 let chunk = chunk.map_err(|e| s3_error(e, storage, Some(&key)))?;
                 md5.update(&chunk);
                 file.write_all(&chunk).await.map_err(|e| {
-                    StepError::message(
+                    StepError::coded(
+                        "flow::minio::write",
                         format!("cannot write `{}`: {e}", partial.path().display()),
                         None,
                     )
@@ -208,7 +237,8 @@ pub async fn fetch(
                 context.progress.add_bytes(chunk.len() as u64);
             }
             file.sync_all().await.map_err(|e| {
-                StepError::message(
+                StepError::coded(
+                    "flow::minio::write",
                     format!("cannot write `{}`: {e}", partial.path().display()),
                     None,
                 )
@@ -218,7 +248,8 @@ pub async fn fetch(
             if etag.len() == 32 && etag.chars().all(|c| c.is_ascii_hexdigit()) {
                 let digest: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
                 if digest != etag {
-                    return Err(StepError::message(
+                    return Err(StepError::coded(
+                        "flow::minio::damaged",
                         format!(
                             "`{key}` arrived damaged: its MD5 is {digest}, its ETag says {etag}"
                         ),
@@ -231,7 +262,8 @@ pub async fn fetch(
         }
     };
     if written != object.size {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+            "flow::minio::truncated",
             format!(
                 "`{}` arrived with {written} bytes of {}",
                 object.key, object.size
@@ -241,7 +273,11 @@ pub async fn fetch(
         .transient());
     }
     partial.commit().map_err(|e| {
-        StepError::message(format!("cannot write `{}`: {e}", target.display()), None)
+        StepError::coded(
+            "flow::minio::write",
+            format!("cannot write `{}`: {e}", target.display()),
+            None,
+        )
     })?;
     Ok(written)
 }
@@ -261,19 +297,29 @@ pub fn s3_error(error: S3Error, storage: &Storage, key: Option<&str>) -> StepErr
                 .and_then(|rest| rest.split("</Code>").next())
                 .unwrap_or("")
                 .to_owned();
-            let (message, help) = match status {
+            let (kind, message, help) = match status {
                 403 => (
+                    "flow::minio::access_denied",
                     format!("access denied to {place} (HTTP 403 {code})"),
                     Some("check the storage's credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or SPACES_KEY and SPACES_SECRET) and the bucket's policy".to_owned()),
                 ),
                 404 if code == "NoSuchBucket" || key.is_none() => (
+                    "flow::minio::no_bucket",
                     format!("{} does not exist (HTTP 404 {code})", storage.describe()),
                     Some("check the bucket's name and the endpoint".to_owned()),
                 ),
-                404 => (format!("{place} does not exist (HTTP 404 {code})"), None),
-                status => (format!("{place} failed with HTTP {status} {code}"), None),
+                404 => (
+                    "flow::minio::not_found",
+                    format!("{place} does not exist (HTTP 404 {code})"),
+                    None,
+                ),
+                status => (
+                    "flow::minio::http",
+                    format!("{place} failed with HTTP {status} {code}"),
+                    None,
+                ),
             };
-            let error = StepError::message(message, help);
+            let error = StepError::coded(kind, message, help);
             if status >= 500 || status == 429 {
                 error.transient()
             } else {
@@ -285,18 +331,25 @@ pub fn s3_error(error: S3Error, storage: &Storage, key: Option<&str>) -> StepErr
                 Storage::S3 { timeout, .. } => format!("{}s", timeout.as_secs_f64()),
                 Storage::Folder { .. } => "its time".into(),
             };
-            StepError::message(
+            StepError::coded(
+                "flow::minio::timeout",
                 format!("{place} did not answer within {limit}"),
                 Some("`request_timeout` on the step sets how long one request may take".into()),
             )
             .transient()
         }
-        S3Error::Reqwest(error) => {
-            StepError::message(format!("cannot reach {place}: {error}"), None).transient()
-        }
-        S3Error::Io(error) => {
-            StepError::message(format!("reading {place} failed: {error}"), None).transient()
-        }
-        other => StepError::message(format!("{place}: {other}"), None),
+        S3Error::Reqwest(error) => StepError::coded(
+            "flow::minio::unreachable",
+            format!("cannot reach {place}: {error}"),
+            None,
+        )
+        .transient(),
+        S3Error::Io(error) => StepError::coded(
+            "flow::minio::download",
+            format!("reading {place} failed: {error}"),
+            None,
+        )
+        .transient(),
+        other => StepError::coded("flow::minio::download", format!("{place}: {other}"), None),
     }
 }

@@ -126,10 +126,13 @@ fn globs(context: &RunContext, key: &str) -> Vec<glob::Pattern> {
 async fn run(context: &RunContext) -> Result<Outcome, StepError> {
     let (path, prefix) = context.params.path("from").unwrap_or_default();
     let name = path.first().copied().unwrap_or_default();
-    let url = context
-        .storages
-        .get(name)
-        .ok_or_else(|| StepError::message(format!("storage `{name}` is not configured"), None))?;
+    let url = context.storages.get(name).ok_or_else(|| {
+        StepError::coded(
+            "flow::minio::download",
+            format!("storage `{name}` is not configured"),
+            None,
+        )
+    })?;
     let mut storage = Storage::parse(url, context.base_dir(), prefix.unwrap_or_default())?;
     if let (Storage::S3 { timeout, .. }, Some(limit)) =
         (&mut storage, context.params.duration("request_timeout"))
@@ -226,7 +229,8 @@ fn check_keys(listed: &[Listed], context: &RunContext, to: &Path) -> Result<(), 
         })
         .collect();
     if !refused.is_empty() {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+            "flow::minio::download",
             format!(
                 "{} key(s) cannot be files below `{}`: {}",
                 refused.len(),
@@ -252,7 +256,8 @@ async fn remove_gone(
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => {
-                    return Err(StepError::message(
+                    return Err(StepError::coded(
+                        "flow::minio::download",
                         format!(
                             "cannot remove `{key}` from `{}`: {error}",
                             context.relative(to)

@@ -51,7 +51,8 @@ impl Storage {
             });
         }
         let invalid = |reason: &str| {
-            StepError::message(
+            StepError::coded(
+"flow::minio::storage",
                 format!("`{}` is not a storage: {reason}", flow_engine::flow_db::redact(text)),
                 Some("a storage is `s3://bucket/prefix?endpoint=https://host&region=name` or `file://folder`".into()),
             )

@@ -59,7 +59,8 @@ impl Operation for Configure {
                             )
                             .await?
                             .get(0);
-                        return Err(StepError::message(
+                        return Err(StepError::coded(
+                            "flow::pg::configure",
                             format!(
                                 "extension `{extension}` is not available on the server of database `{name}`"
                             ),

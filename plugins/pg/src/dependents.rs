@@ -312,7 +312,8 @@ pub async fn restore(
         statements.join("\n")
     );
     transaction.batch_execute(&sql).await.map_err(|error| {
-        StepError::message(
+        StepError::coded(
+"flow::populate::dependents",
             format!(
                 "what the API's readers depend on does not fit the new tables or rows: {}",
                 DbError::from(error)

@@ -101,7 +101,8 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
     let (ddl, release) = match params.path("like") {
         Some((like, _)) => {
             let [like_db, like_schema] = like.as_slice() else {
-                return Err(StepError::message(
+                return Err(StepError::coded(
+                    "flow::model::create",
                     "`like` names a database and a schema, like `api.public`",
                     None,
                 ));
@@ -114,7 +115,11 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
         None => {
             let path = params.str("release").unwrap_or_default();
             let text = std::fs::read_to_string(context.path(path)).map_err(|e| {
-                StepError::message(format!("cannot read the release `{path}`: {e}"), None)
+                StepError::coded(
+                    "flow::model::create",
+                    format!("cannot read the release `{path}`: {e}"),
+                    None,
+                )
             })?;
             (text, Some(path.to_owned()))
         }
@@ -156,7 +161,8 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
             || "the mirrored schema".to_owned(),
             |path| format!("the release `{path}`"),
         );
-        return Err(StepError::message(
+        return Err(StepError::coded(
+"flow::model::create",
             format!(
                 "{source} has no table {}",
                 missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
@@ -189,7 +195,8 @@ async fn mirror(
     let (mut shapes, enums) = shape::read(&**api, like_schema, tables).await?;
     let missing: Vec<&String> = tables.iter().filter(|t| !shapes.contains_key(*t)).collect();
     if !missing.is_empty() {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+"flow::model::create",
             format!(
                 "`{like_db}.{like_schema}` has no table {}",
                 missing.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")

@@ -135,8 +135,13 @@ pub fn ordered_with_keys(
             .unwrap_or(&path)
             .display()
             .to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| StepError::message(format!("cannot read `{name}`: {e}"), None))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            StepError::coded(
+                "flow::model::transform",
+                format!("cannot read `{name}`: {e}"),
+                None,
+            )
+        })?;
         let tables = sql_tables::scan(&text);
         files.push((
             SqlFile {
@@ -160,7 +165,8 @@ pub fn ordered_with_keys(
     for (i, (file, declared)) in files.iter().enumerate() {
         for name in declared {
             let Some(&j) = by_file_name.get(name) else {
-                return Err(StepError::message(
+                return Err(StepError::coded(
+                    "flow::model::transform",
                     format!(
                         "`{}` runs after `{name}`, which is not one of the step's files",
                         file.name
@@ -198,7 +204,8 @@ pub fn ordered_with_keys(
                 .filter(|&i| !done[i])
                 .map(|i| files[i].0.name.as_str())
                 .collect();
-            return Err(StepError::message(
+            return Err(StepError::coded(
+"flow::model::transform",
                 format!("the transform files wait on each other: {}", stuck.join(", ")),
                 Some("each reads a table another writes; split a file, or say the order with `-- flow: after name.sql`".into()),
             ));
@@ -274,7 +281,11 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
     let mut failed = None;
     for (index, file) in files.iter().enumerate() {
         if context.cancel.is_cancelled() {
-            return Err(StepError::message("cancelled", None));
+            return Err(StepError::coded(
+                "flow::model::transform",
+                "cancelled",
+                None,
+            ));
         }
         if let Err(error) = transaction.batch_execute(&file.text).await {
             failed = Some((index, error));

@@ -140,8 +140,8 @@ async fn copy_streams(
         tokio::task::spawn_blocking(move || deal(&path, &senders, |n| progress.add_bytes(n)));
     let (read, copied) = tokio::join!(reader, futures_util::future::join_all(workers));
     let bytes = read
-        .map_err(|e| StepError::message(e.to_string(), None))?
-        .map_err(|e| StepError::message(e, None))?;
+        .map_err(|e| StepError::coded("flow::source::load", e.to_string(), None))?
+        .map_err(|e| StepError::coded("flow::source::load", e, None))?;
     let mut rows = 0;
     for result in copied {
         rows += result?;

@@ -50,7 +50,8 @@ impl Operation for Push {
             let relative = context.params.str("types").unwrap_or_default();
             let path = context.path(relative);
             let sql = tokio::fs::read_to_string(&path).await.map_err(|e| {
-                StepError::message(
+                StepError::coded(
+                    "flow::pg::push",
                     format!("cannot read the types file `{}`: {e}", path.display()),
                     Some(
                         "write it with `flow run FILE --step drizzle:api:pull`, and commit it"
@@ -59,7 +60,8 @@ impl Operation for Push {
                 )
             })?;
             let statements = types::parse(&sql).map_err(|e| {
-                StepError::message(
+                StepError::coded(
+                    "flow::pg::push",
                     format!("{}:{}: {}", path.display(), e.line, e.message),
                     None,
                 )
@@ -160,7 +162,8 @@ async fn apply(
         CustomType::Composite { .. } => b'c',
     };
     if found.kind as u8 != expected {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+            "flow::pg::push",
             format!("{qualified} exists but is not the kind of type the types file declares"),
             Some("drop or rename the existing type first".into()),
         ));
@@ -221,7 +224,8 @@ async fn push_enum(
     let removed: Vec<&String> = current.iter().filter(|l| !labels.contains(l)).collect();
     let in_use = in_use(client, oid, &removed).await?;
     if !in_use.is_empty() {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+            "flow::pg::push",
             format!(
                 "cannot remove labels from {qualified}: {}",
                 in_use.join("; ")
@@ -394,7 +398,8 @@ async fn push_other(
     }
     let columns = columns_using(client, oid).await?;
     if let Some(column) = columns.first() {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+"flow::pg::push",
             format!(
                 "{qualified} differs from the types file, and {} column(s) use it, like `{}.{}.{}`",
                 columns.len(),

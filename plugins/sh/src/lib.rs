@@ -118,7 +118,8 @@ impl Operation for Run {
                     .status
                     .code()
                     .map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
-                Err(StepError::message(
+                Err(StepError::coded(
+                    "flow::sh::run",
                     format!("`{program}` exited with {status}"),
                     Some(format!(
                         "its output ends with:\n{}\n(the whole output is in {})",
@@ -132,7 +133,8 @@ impl Operation for Run {
 }
 
 fn cannot_run(program: &str, dir: &std::path::Path, error: &str) -> StepError {
-    StepError::message(
+    StepError::coded(
+        "flow::sh::run",
         format!("cannot run `{program}` in `{}`: {error}", dir.display()),
         Some("is it installed and on PATH?".into()),
     )

@@ -73,7 +73,8 @@ pub(crate) fn failed_files(
         warnings.extend(failures.into_iter().map(|f| format!("skipped {f}")));
         return Ok(());
     }
-    Err(StepError::message(
+    Err(StepError::coded(
+        "flow::shp::convert",
         format!("cannot {verb} {}", failures.join("; ")),
         Some(format!(
             "{help}; `skip_failures = true` goes on with the files that can be read"
@@ -165,7 +166,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
             .collect::<Vec<_>>()
     })
     .await
-    .map_err(|e| StepError::message(e.to_string(), None))?;
+    .map_err(|e| StepError::coded("flow::shp::convert", e.to_string(), None))?;
     let (mut records, mut bytes, mut warnings, mut failures) = (0, 0, Vec::new(), Vec::new());
     for (shp, result) in results {
         let name = context.relative(&shp);

@@ -455,7 +455,8 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
         .zip(&relative)
         .map(|(f, r)| (table_of(f), r.as_str()));
     if let Some((table, first, second)) = flow_engine::flow_db::names::shared(tables) {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+"flow::shp::load",
             format!("`{first}` and `{second}` would both write table `{schema}.{table}`"),
             Some("a table is named after its file (names past 63 bytes cut and given a hash): rename one of the files".into()),
         ));

@@ -70,7 +70,11 @@ impl Operation for Run {
                     .display()
                     .to_string();
                 let sql = tokio::fs::read_to_string(file).await.map_err(|e| {
-                    StepError::message(format!("cannot read `{relative}`: {e}"), None)
+                    StepError::coded(
+                        "flow::sql::run",
+                        format!("cannot read `{relative}`: {e}"),
+                        None,
+                    )
                 })?;
                 // Armed while the file runs: if the step is dropped (cancelled,
                 // timed out) the server stops the query. Every normal return

@@ -217,7 +217,8 @@ impl Load<'_> {
             settings.key.clone()
         };
         if key.is_empty() {
-            return Err(StepError::message(
+            return Err(StepError::coded(
+                "flow::populate::failed",
                 format!("`{}.{name}` has no primary key to upsert by", settings.from),
                 Some("name the key columns: `key = [id]`".into()),
             ));

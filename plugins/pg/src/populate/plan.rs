@@ -61,7 +61,8 @@ pub async fn populate(
         .filter(|t| !model.contains_key(*t) && !target.contains_key(*t))
         .collect();
     if !missing.is_empty() {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+            "flow::populate::missing_table",
             format!(
                 "neither `{}` nor `{}.{}` has table {}",
                 settings.from,

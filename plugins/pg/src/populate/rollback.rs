@@ -24,7 +24,8 @@ pub async fn rollback(context: &RunContext) -> Result<String, StepError> {
         .await?
         .map(|row| row.get::<_, String>(0))
     else {
-        return Err(StepError::message(
+        return Err(StepError::coded(
+"flow::populate::nothing_to_roll_back",
             format!("`{}.{schema}` has no previous release to go back to", settings.to_db),
             Some("`mode = swap` keeps the tables it replaces; other modes keep nothing".into()),
         ));

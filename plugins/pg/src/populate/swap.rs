@@ -94,7 +94,8 @@ fn swapped_enums<'s>(shapes: &'s Shapes<'_>, schema: &str) -> Result<Vec<&'s Str
         if let Some(have) = shapes.target_enums.get(*name)
             && have.schema != *schema
         {
-            return Err(StepError::message(
+            return Err(StepError::coded(
+"flow::populate::enum_elsewhere",
                 format!("enum `{name}` changes, but it lives in schema `{}`, not `{schema}`", have.schema),
                 Some("swap moves the enums of the target schema only; use `mode = replace` to change it in place".into()),
             ));
