@@ -164,7 +164,7 @@ fn planned(
         }
         match graph[pred] {
             Node::Step(j) if selected[j] => {
-                after.push(pipeline.steps[j].id.to_string());
+                after.push(pipeline.steps[j].key.clone());
                 reasons.push(reason.unwrap_or_default());
             }
             Node::Step(j) => {
@@ -180,12 +180,13 @@ fn planned(
     pairs.sort();
     after_groups.sort();
     let step = &pipeline.steps[index];
+    let (after, reasons) = pairs.into_iter().unzip();
     PlannedStep {
-        id: step.id.to_string(),
+        id: step.key.clone(),
         group: step.group.clone(),
         wave,
-        after: pairs.iter().map(|(a, _)| a.clone()).collect(),
-        reasons: pairs.into_iter().map(|(_, r)| r).collect(),
+        after,
+        reasons,
         after_groups,
         index,
         prediction: None,

@@ -200,22 +200,21 @@ fn resources(
     for (i, step) in steps.iter().enumerate() {
         let mine = rank_of(step);
         for (access, resource) in &step.prepared.accesses {
-            if *access == Access::Read && !matches!(resource, Resource::File { .. }) {
-                let mut written = false;
-                index.upstream(i, *access, resource, |_, _, _| written = true);
-                if !written && external[i].is_none() {
-                    external[i] = Some(match resource {
-                        Resource::Objects { .. } => {
-                            format!("it reads {resource}, which can change outside the flow")
-                        }
-                        _ => format!("it reads {resource}, which no step of this flow writes"),
-                    });
-                }
-            }
             let mut found = Vec::new();
             index.upstream(i, *access, resource, |j, upstream, theirs| {
                 found.push((j, upstream, theirs))
             });
+            let reads_unwritten = *access == Access::Read
+                && !matches!(resource, Resource::File { .. })
+                && found.is_empty();
+            if reads_unwritten && external[i].is_none() {
+                external[i] = Some(match resource {
+                    Resource::Objects { .. } => {
+                        format!("it reads {resource}, which can change outside the flow")
+                    }
+                    _ => format!("it reads {resource}, which no step of this flow writes"),
+                });
+            }
             found.sort_unstable_by_key(|(j, upstream, _)| (*j, *upstream));
             for (j, upstream, theirs) in found {
                 // A step reads what earlier groups wrote, not what later ones will.

@@ -48,23 +48,22 @@ pub(super) fn problem_error(step: &Step, problem: Problem) -> CompileError {
 impl Compiler<'_> {
     pub(super) fn steps(&mut self, flow: &Flow) -> Vec<StepNode> {
         let mut steps: Vec<StepNode> = Vec::new();
-        let mut seen: HashMap<String, (Span, String)> = HashMap::new();
+        let mut seen: HashMap<String, Span> = HashMap::new();
         for item in &flow.items {
             let Item::Step(step) = item else { continue };
             let Some(node) = self.step(step) else {
                 continue;
             };
-            let id = node.key.clone();
-            if let Some((first, _)) = seen.get(&id) {
+            if let Some(first) = seen.get(&node.key) {
                 self.errors.push(CompileError::DuplicateStep {
                     triple: node.id.triple(),
-                    id,
+                    id: node.key.clone(),
                     span: step.operation_span.into(),
                     first: (*first).into(),
                 });
                 continue;
             }
-            seen.insert(id.clone(), (step.operation_span, id));
+            seen.insert(node.key.clone(), step.operation_span);
             steps.push(node);
         }
         steps
@@ -115,9 +114,10 @@ impl Compiler<'_> {
             operation: operation.to_owned(),
             name: step.name.as_ref().map(|n| n.name.clone()),
         };
+        let key = id.to_string();
         Some(StepNode {
-            key: id.to_string(),
-            signature: format!("{id}\n{}", params.canonical()),
+            signature: format!("{key}\n{}", params.canonical()),
+            key,
             id,
             group: group.map(|g| g.name.clone()),
             operation: op,
