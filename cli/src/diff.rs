@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use flow_engine::Registry;
 use flow_engine::review::{self, Hook};
+use flow_engine::{Environment, FlowFile, Registry};
 
 use crate::exit::Exit;
 use crate::run::block_on;
@@ -17,17 +17,10 @@ pub fn diff(
     json: bool,
     registry: &Registry,
 ) -> Exit {
-    let Some(flow) = load::flow(file, registry) else {
+    let Some((flow, environment)) = open(file, env, step, Hook::Preview, registry) else {
         return Exit::Invalid;
     };
     let steps = review::steps(&flow, Hook::Preview, step);
-    if steps.is_empty() {
-        output::note(&none_to(file, step, "preview"));
-        return Exit::Invalid;
-    }
-    let Some(environment) = load::environment(&flow, env) else {
-        return Exit::Invalid;
-    };
     block_on(async {
         let previews = match review::previews(&flow, &environment, &steps).await {
             Ok(previews) => previews,
@@ -68,8 +61,30 @@ pub fn diff(
     })
 }
 
+/// The flow and its environment, when it has steps with `hook` (or the one
+/// named `step` has it); `None` with the problem printed.
+pub fn open(
+    file: &Path,
+    env: Option<&str>,
+    step: Option<&str>,
+    hook: Hook,
+    registry: &Registry,
+) -> Option<(FlowFile, Environment)> {
+    let flow = load::flow(file, registry)?;
+    if review::steps(&flow, hook, step).is_empty() {
+        output::note(&none_to(file, step, hook));
+        return None;
+    }
+    let environment = load::environment(&flow, env)?;
+    Some((flow, environment))
+}
+
 /// Why there is nothing to do: no step has the hook, or none by that name.
-pub fn none_to(file: &Path, step: Option<&str>, hook: &str) -> String {
+fn none_to(file: &Path, step: Option<&str>, hook: Hook) -> String {
+    let hook = match hook {
+        Hook::Preview => "a preview",
+        Hook::Undo => "an undo",
+    };
     match step {
         Some(name) => {
             format!("no step named `{name}` has {hook} (`pg:target:populate` steps have one)")

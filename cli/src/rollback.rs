@@ -7,21 +7,14 @@ use flow_engine::Registry;
 use flow_engine::review::{self, Hook};
 
 use crate::exit::Exit;
+use crate::output;
 use crate::run::block_on;
-use crate::{load, output};
 
 pub fn rollback(file: &Path, env: Option<&str>, step: Option<&str>, registry: &Registry) -> Exit {
-    let Some(flow) = load::flow(file, registry) else {
+    let Some((flow, environment)) = crate::diff::open(file, env, step, Hook::Undo, registry) else {
         return Exit::Invalid;
     };
     let steps = review::steps(&flow, Hook::Undo, step);
-    if steps.is_empty() {
-        output::note(&crate::diff::none_to(file, step, "an undo"));
-        return Exit::Invalid;
-    }
-    let Some(environment) = load::environment(&flow, env) else {
-        return Exit::Invalid;
-    };
     block_on(async {
         let undone = match review::undo(&flow, &environment, &steps).await {
             Ok(undone) => undone,
