@@ -45,6 +45,7 @@ mod run_context;
 pub mod scheduler;
 mod selection;
 mod session;
+mod settings;
 mod step_id;
 mod suggest;
 mod trigger;

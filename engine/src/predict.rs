@@ -7,12 +7,26 @@ use std::path::Path;
 use petgraph::Direction;
 
 use crate::environment::Environment;
-use crate::executor::Memory;
 use crate::fingerprint;
 use crate::flow_file::FlowFile;
 use crate::pipeline::{Node, Pipeline, StepIndex};
 use crate::records::{Records, Success};
 use crate::session::{self, Session};
+
+/// What earlier runs left, for skip-unchanged.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Each step's last success, by step id.
+    pub history: HashMap<String, Success>,
+    /// Each database's and storage's identity (location without password,
+    /// and for a database, which cluster and database it really is).
+    pub connections: HashMap<String, String>,
+    /// This run's id: a step that changed something gets a new output
+    /// fingerprint tied to it.
+    pub run_id: i64,
+    /// This run's values (`--var`, a scheduled job's item).
+    pub vars: std::collections::BTreeMap<String, String>,
+}
 
 /// What `flow plan` says a step will do, from the same fingerprints a run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

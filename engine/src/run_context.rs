@@ -17,7 +17,7 @@ pub struct RunContext {
     pub step: String,
     pub params: Arc<Params>,
     /// The parameters as the operation's own type, parsed by its `prepare`.
-    pub settings: crate::operation::Settings,
+    pub settings: crate::settings::Settings,
     /// The database named by the operation, for `pg:<db>:...`.
     pub target: Option<String>,
     /// The flow file's directory: relative paths in the flow start here.

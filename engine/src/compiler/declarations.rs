@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use flow_dsl::Span;
-use flow_dsl::ast::{Binding, Flow, Item, Value, ValueKind};
+use flow_dsl::ast::{Binding, Flow, Item, ValueKind};
 
 use super::{
     Compiler,
@@ -12,13 +12,6 @@ use super::{
 };
 use crate::pipeline::Declaration;
 use crate::{CompileError, DEFAULT_DATABASES, MANUAL_GROUP};
-
-pub(super) fn env_help(value: &Value) -> Option<String> {
-    matches!(value.kind, ValueKind::Env { .. }).then(|| {
-        "`env(...)` is for `database` and `storage` declarations; steps refer to those by name"
-            .into()
-    })
-}
 
 impl Compiler<'_> {
     pub(super) fn declarations(&mut self, flow: &Flow) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use flow_dsl::Span;
 use flow_dsl::ast::{Block, Ident, Param, Value, ValueKind};
 
-use super::{Compiler, declarations::env_help};
+use super::Compiler;
 use crate::CompileError;
 use crate::param::{self, Mismatch, ParamSpec, Params, Scope};
 use crate::suggest::did_you_mean;
@@ -61,6 +61,13 @@ pub(super) fn unknown(what: &str, name: &Ident, known: &[&str]) -> CompileError 
         "storage" => CompileError::UnknownStorage { name, span, help },
         _ => CompileError::UnknownGroup { name, span, help },
     }
+}
+
+pub(super) fn env_help(value: &Value) -> Option<String> {
+    matches!(value.kind, ValueKind::Env { .. }).then(|| {
+        "`env(...)` is for `database` and `storage` declarations; steps refer to those by name"
+            .into()
+    })
 }
 
 impl Compiler<'_> {

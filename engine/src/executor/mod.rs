@@ -26,8 +26,9 @@ use crate::pipeline::{Node, Pipeline, StepIndex};
 use crate::records::Success;
 use crate::run_context::Progress;
 
+pub use crate::predict::Memory;
 use attempts::{Retry, attempts};
-pub use types::{Event, Memory, Options, Shared, Status, StepResult, humanize};
+pub use types::{Event, Options, Shared, Status, StepResult, humanize};
 use walk::Walk;
 
 /// Runs the selected steps; returns each selected step's result, by index.

@@ -1,11 +1,9 @@
 //! What a run is given and what it gives back: options, events, results.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::pipeline::StepIndex;
-use crate::records::Success;
 use crate::run_context::{Outcome, Progress, StepError};
 
 /// How to run.
@@ -98,21 +96,6 @@ impl StepResult {
     pub fn succeeded(&self) -> bool {
         matches!(self.status, Status::Succeeded(_) | Status::Skipped { .. })
     }
-}
-
-/// What earlier runs left, for skip-unchanged.
-#[derive(Debug, Default)]
-pub struct Memory {
-    /// Each step's last success, by step id.
-    pub history: HashMap<String, Success>,
-    /// Each database's and storage's identity (location without password,
-    /// and for a database, which cluster and database it really is).
-    pub connections: HashMap<String, String>,
-    /// This run's id: a step that changed something gets a new output
-    /// fingerprint tied to it.
-    pub run_id: i64,
-    /// This run's values (`--var`, a scheduled job's item).
-    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// The environment of every step of a run.

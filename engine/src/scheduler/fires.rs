@@ -9,21 +9,13 @@ use jiff::Timestamp;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Hooks;
+use super::{Hooks, from_micros, micros};
 use crate::flow_file::FlowFile;
 use crate::pipeline::{Missed, Schedule};
 use crate::records::Records;
 
 /// How late a fire may be found and still count as on time.
 const GRACE: Duration = Duration::from_secs(2);
-
-pub(super) fn micros(at: Timestamp) -> i64 {
-    at.as_microsecond()
-}
-
-pub(super) fn from_micros(value: i64) -> Timestamp {
-    Timestamp::from_microsecond(value).unwrap_or(Timestamp::UNIX_EPOCH)
-}
 
 /// What firing the due fires of a flow's schedules needs.
 pub(super) struct Due<'a> {

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::Hooks;
-use super::fires::micros;
+use super::micros;
 use crate::executor::Options;
 use crate::flow_file::FlowFile;
 use crate::pipeline::Schedule;

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 
 use super::Scheduled;
-use super::fires::from_micros;
+use super::from_micros;
 
 /// A scheduled job as it stands.
 #[derive(Debug, Clone)]

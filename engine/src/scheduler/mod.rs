@@ -46,6 +46,15 @@ pub use list::{JobState, jobs};
 /// commands take to end (their supervisors look every 50 ms).
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// A fire's time as the records keep it: microseconds since the epoch.
+fn micros(at: jiff::Timestamp) -> i64 {
+    at.as_microsecond()
+}
+
+fn from_micros(value: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_microsecond(value).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
 /// What the scheduler tells the one who started it.
 pub trait Hooks: Send + Sync + 'static {
     /// A line for the operator: leading, a missed or skipped fire, a failure.
