@@ -178,13 +178,9 @@ pub async fn fetch(
     context: &RunContext,
 ) -> Result<u64, StepError> {
     if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|e| {
-            StepError::coded(
-                "flow::minio::write",
-                format!("cannot create `{}`: {e}", parent.display()),
-                None,
-            )
-        })?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io_error("create", parent, &e))?;
     }
     let partial = flow_engine::PartialFile::beside(target);
     let written = match storage {
@@ -192,13 +188,7 @@ pub async fn fetch(
             let source = root.join(prefix).join(&object.key);
             tokio::fs::copy(&source, partial.path())
                 .await
-                .map_err(|e| {
-                    StepError::coded(
-                        "flow::minio::write",
-                        format!("cannot copy `{}`: {e}", source.display()),
-                        None,
-                    )
-                })?
+                .map_err(|e| io_error("copy", &source, &e))?
         }
         Storage::S3 { prefix, .. } => {
             let key = format!("{prefix}{}", object.key);
@@ -214,35 +204,23 @@ pub async fn fetch(
                 .get_object_stream(&key)
                 .await
                 .map_err(|e| s3_error(e, storage, Some(&key)))?;
-            let mut file = tokio::fs::File::create(partial.path()).await.map_err(|e| {
-                StepError::coded(
-                    "flow::minio::write",
-                    format!("cannot write `{}`: {e}", partial.path().display()),
-                    None,
-                )
-            })?;
+            let mut file = tokio::fs::File::create(partial.path())
+                .await
+                .map_err(|e| io_error("write", partial.path(), &e))?;
             let mut md5 = Md5::new();
             let mut written = 0u64;
             while let Some(chunk) = response.bytes().next().await {
                 let chunk = chunk.map_err(|e| s3_error(e, storage, Some(&key)))?;
                 md5.update(&chunk);
-                file.write_all(&chunk).await.map_err(|e| {
-                    StepError::coded(
-                        "flow::minio::write",
-                        format!("cannot write `{}`: {e}", partial.path().display()),
-                        None,
-                    )
-                })?;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| io_error("write", partial.path(), &e))?;
                 written += chunk.len() as u64;
                 context.progress.add_bytes(chunk.len() as u64);
             }
-            file.sync_all().await.map_err(|e| {
-                StepError::coded(
-                    "flow::minio::write",
-                    format!("cannot write `{}`: {e}", partial.path().display()),
-                    None,
-                )
-            })?;
+            file.sync_all()
+                .await
+                .map_err(|e| io_error("write", partial.path(), &e))?;
             // A single-part upload's ETag is the MD5 of its content.
             let etag = object.etag.to_ascii_lowercase();
             if etag.len() == 32 && etag.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -272,14 +250,19 @@ pub async fn fetch(
         )
         .transient());
     }
-    partial.commit().map_err(|e| {
-        StepError::coded(
-            "flow::minio::write",
-            format!("cannot write `{}`: {e}", target.display()),
-            None,
-        )
-    })?;
+    partial
+        .commit()
+        .map_err(|e| io_error("write", target, &e))?;
     Ok(written)
+}
+
+/// A file that cannot be made or written.
+fn io_error(verb: &str, path: &Path, error: &std::io::Error) -> StepError {
+    StepError::coded(
+        "flow::minio::write",
+        format!("cannot {verb} `{}`: {error}", path.display()),
+        None,
+    )
 }
 
 /// A storage error as a diagnostic: transient when retrying may help, and

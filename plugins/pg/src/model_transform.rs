@@ -135,13 +135,8 @@ pub fn ordered_with_keys(
             .unwrap_or(&path)
             .display()
             .to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            StepError::coded(
-                "flow::model::transform",
-                format!("cannot read `{name}`: {e}"),
-                None,
-            )
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| transform_failed(format!("cannot read `{name}`: {e}"), None))?;
         let tables = sql_tables::scan(&text);
         files.push((
             SqlFile {
@@ -165,8 +160,7 @@ pub fn ordered_with_keys(
     for (i, (file, declared)) in files.iter().enumerate() {
         for name in declared {
             let Some(&j) = by_file_name.get(name) else {
-                return Err(StepError::coded(
-                    "flow::model::transform",
+                return Err(transform_failed(
                     format!(
                         "`{}` runs after `{name}`, which is not one of the step's files",
                         file.name
@@ -204,9 +198,7 @@ pub fn ordered_with_keys(
                 .filter(|&i| !done[i])
                 .map(|i| files[i].0.name.as_str())
                 .collect();
-            return Err(StepError::coded(
-"flow::model::transform",
-                format!("the transform files wait on each other: {}", stuck.join(", ")),
+            return Err(transform_failed(format!("the transform files wait on each other: {}", stuck.join(", ")),
                 Some("each reads a table another writes; split a file, or say the order with `-- flow: after name.sql`".into()),
             ));
         };
@@ -281,11 +273,7 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
     let mut failed = None;
     for (index, file) in files.iter().enumerate() {
         if context.cancel.is_cancelled() {
-            return Err(StepError::coded(
-                "flow::model::transform",
-                "cancelled",
-                None,
-            ));
+            return Err(transform_failed("cancelled", None));
         }
         if let Err(error) = transaction.batch_execute(&file.text).await {
             failed = Some((index, error));
@@ -382,3 +370,8 @@ async fn locate(
 }
 
 inventory::submit!(Registration(&Transform));
+
+/// A transform that cannot run.
+fn transform_failed(message: impl Into<String>, help: Option<String>) -> StepError {
+    StepError::coded("flow::model::transform", message, help)
+}

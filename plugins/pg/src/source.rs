@@ -97,8 +97,7 @@ fn distinct_tables(
         .zip(&relative)
         .find(|(f, _)| f.file_stem().is_none_or(|s| s.is_empty()))
     {
-        return Err(StepError::coded(
-            "flow::source::load",
+        return Err(failed(
             format!("`{}` gives no table name", file.1),
             Some("name the file after its table, like `parcels.csv`".into()),
         ));
@@ -112,8 +111,7 @@ fn distinct_tables(
     }
     match names::shared(tables) {
         None => Ok(()),
-        Some((table, first, second)) => Err(StepError::coded(
-            "flow::source::load",
+        Some((table, first, second)) => Err(failed(
             format!("`{first}` and `{second}` would both write table `{schema}.{table}`"),
             Some(if table.ends_with("_rejects") && rejects {
                 "a file named like another's reject table (`<table>_rejects`) cannot load beside it with `max_errors`: rename one".into()
@@ -200,8 +198,7 @@ fn csv_files(context: &RunContext) -> Result<Vec<PathBuf>, StepError> {
         .iter()
         .find(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("shp")))
     {
-        return Err(StepError::coded(
-            "flow::source::load",
+        return Err(failed(
             format!(
                 "`{}` is a shapefile; loading shapefiles directly is not built yet",
                 context.relative(shp)
@@ -240,10 +237,9 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
         let (path, declared_here) = (file.clone(), declared.clone());
         let columns = tokio::task::spawn_blocking(move || csv_schema::infer(&path, &declared_here))
             .await
-            .map_err(|e| StepError::coded("flow::source::load", e.to_string(), None))?
+            .map_err(|e| failed(e.to_string(), None))?
             .map_err(|e| {
-                StepError::coded(
-                    "flow::source::load",
+                failed(
                     format!("cannot read `{}`: {e}", context.relative(file)),
                     None,
                 )
@@ -263,8 +259,7 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
         let header: Vec<&String> = columns.iter().map(|(name, _)| name).collect();
         if !existing.is_empty() {
             if existing.iter().collect::<Vec<_>>() != header {
-                return Err(StepError::coded(
-                    "flow::source::load",
+                return Err(failed(
                     format!(
                         "the header of `{}` changed: table `{schema}.{table}` has columns {}, the file has {}",
                         context.relative(file),
@@ -297,8 +292,7 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
             ))
             .await
             .map_err(|e| {
-                StepError::coded(
-                    "flow::source::load",
+                failed(
                     format!(
                         "cannot create the table of `{}`: {}",
                         context.relative(file),
@@ -428,13 +422,7 @@ async fn stream_file(
     file: &Path,
     relative: &str,
 ) -> Result<u64, StepError> {
-    let unreadable = |e: std::io::Error| {
-        StepError::coded(
-            "flow::source::load",
-            format!("cannot read `{relative}`: {e}"),
-            None,
-        )
-    };
+    let unreadable = |e: std::io::Error| failed(format!("cannot read `{relative}`: {e}"), None);
     let mut reader = tokio::fs::File::open(file).await.map_err(unreadable)?;
     let mut bytes = 0u64;
     let mut buffer = vec![0u8; 256 * 1024];
@@ -501,9 +489,7 @@ async fn load_with_rejects(
         let (bytes, ragged) = stage_file(context, &transaction, file, &names, &line_ident).await?;
         if ragged.len() as u64 > max_errors {
             let (line, reason, _) = &ragged[max_errors as usize];
-            return Err(StepError::coded(
-"flow::source::load",
-                format!("more than {max_errors} bad rows: line {line}: {reason}"),
+            return Err(failed(format!("more than {max_errors} bad rows: line {line}: {reason}"),
                 None,
             ));
         }
@@ -538,9 +524,7 @@ async fn load_with_rejects(
     .await;
     guard.disarm();
     result.map_err(|error| {
-        StepError::coded(
-"flow::source::load",
-            format!("`{relative}`: {}", error.report),
+        failed(format!("`{relative}`: {}", error.report),
             Some(format!(
                 "`max_errors = {max_errors}` sends up to {max_errors} bad rows to `{schema}.{reject_name}`; raise it, or fix the rows"
             )),
@@ -618,14 +602,8 @@ async fn stage_file(
     }
     let ragged = reader
         .await
-        .map_err(|e| StepError::coded("flow::source::load", e.to_string(), None))?
-        .map_err(|e| {
-            StepError::coded(
-                "flow::source::load",
-                format!("cannot read `{relative}`: {e}"),
-                None,
-            )
-        })?;
+        .map_err(|e| failed(e.to_string(), None))?
+        .map_err(|e| failed(format!("cannot read `{relative}`: {e}"), None))?;
     sent?;
     sink.as_mut().finish().await?;
     Ok((bytes, ragged))
@@ -645,13 +623,11 @@ fn copy_error(error: StepError, file: &str) -> StepError {
     match place.and_then(|p| p.split_once(", line ").map(|(_, rest)| rest.to_owned())) {
         Some(rest) => {
             let (line, column) = rest.split_once(", column ").unwrap_or((rest.as_str(), ""));
-            StepError::coded(
-"flow::source::load",
-                format!("`{file}`, line {line}{}: {message}", if column.is_empty() { String::new() } else { format!(", column {column}") }),
+            failed(format!("`{file}`, line {line}{}: {message}", if column.is_empty() { String::new() } else { format!(", column {column}") }),
                 Some("fix the value, or declare the column's type with `columns = [\"name type\"]` on `pg:source:create`".into()),
             )
         }
-        None => StepError::coded("flow::source::load", format!("`{file}`: {message}"), None),
+        None => failed(format!("`{file}`: {message}"), None),
     }
 }
 
@@ -712,3 +688,8 @@ impl Operation for Load {
 
 inventory::submit!(Registration(&Create));
 inventory::submit!(Registration(&Load));
+
+/// A source that cannot be made or loaded.
+fn failed(message: impl Into<String>, help: Option<String>) -> StepError {
+    StepError::coded("flow::source::load", message, help)
+}
