@@ -69,6 +69,13 @@ impl Prepared {
         }
     }
 
+    /// The operation's typed parameters (see [`Settings`]).
+    #[must_use]
+    pub fn settings(mut self, settings: impl Any + Send + Sync) -> Self {
+        self.settings = Settings::new(settings);
+        self
+    }
+
     pub fn always_runs(mut self, reason: impl Into<String>) -> Self {
         self.always = Some(reason.into());
         self

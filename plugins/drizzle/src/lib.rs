@@ -26,6 +26,13 @@ static PULL: OperationSpec = OperationSpec {
     ],
 };
 
+/// Where the types go, and the schemas to read (every user schema when
+/// none is named).
+struct Settings {
+    out: String,
+    schemas: Vec<String>,
+}
+
 impl Operation for Pull {
     fn spec(&self) -> &'static OperationSpec {
         &PULL
@@ -34,23 +41,29 @@ impl Operation for Pull {
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
         let database = step.target.unwrap_or("api");
         let out = step.params.str("out").unwrap_or_default();
+        let settings = Settings {
+            out: out.to_owned(),
+            schemas: step
+                .params
+                .list("schemas")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        };
         Ok(Prepared::default()
             .reads(Resource::Types {
                 database: database.to_owned(),
             })
-            .writes(Resource::file(out)))
+            .writes(Resource::file(out))
+            .settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(async move {
             let name = context.target.as_deref().unwrap_or("api");
             let database = context.database(name)?;
-            let schemas: Vec<String> = context
-                .params
-                .list("schemas")
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let settings: &Settings = context.settings()?;
+            let schemas = &settings.schemas;
             let mut client = database.client().await?;
             let transaction = client.transaction().await?;
             let found = types::introspect(
@@ -59,7 +72,7 @@ impl Operation for Pull {
             )
             .await?;
             transaction.rollback().await?;
-            let out = context.path(context.params.str("out").unwrap_or_default());
+            let out = context.path(&settings.out);
             let text = types::render(name, &found);
             // An unchanged file is left alone, so that what reads it sees no change.
             if tokio::fs::read_to_string(&out)

@@ -99,14 +99,14 @@ impl Operation for Download {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let (storage, prefix) = step.params.path("from").unwrap_or_default();
-        let to = step.params.str("to").unwrap_or_default();
+        let settings = Settings::parse(step.params);
         Ok(Prepared::default()
             .reads(Resource::Objects {
-                storage: storage.first().copied().unwrap_or_default().to_owned(),
-                prefix: prefix.unwrap_or_default().to_owned(),
+                storage: settings.storage.clone(),
+                prefix: settings.prefix.clone(),
             })
-            .writes(Resource::directory(to)))
+            .writes(Resource::directory(&settings.to))
+            .settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
@@ -114,18 +114,47 @@ impl Operation for Download {
     }
 }
 
-fn globs(context: &RunContext, key: &str) -> Vec<glob::Pattern> {
-    context
-        .params
-        .list(key)
-        .into_iter()
-        .filter_map(|g| glob::Pattern::new(g).ok())
-        .collect()
+/// A download's parameters, with their defaults.
+struct Settings {
+    /// The storage and the prefix under it (`from = bucket "shp/"`).
+    storage: String,
+    prefix: String,
+    to: String,
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+    /// Remove the files of objects the storage no longer holds.
+    delete: bool,
+    /// Objects downloaded at the same time (default 8).
+    jobs: usize,
+    request_timeout: Option<std::time::Duration>,
+}
+
+impl Settings {
+    fn parse(params: &flow_engine::Params) -> Self {
+        let (storage, prefix) = params.path("from").unwrap_or_default();
+        let globs = |key: &str| -> Vec<glob::Pattern> {
+            params
+                .list(key)
+                .into_iter()
+                .filter_map(|g| glob::Pattern::new(g).ok())
+                .collect()
+        };
+        Self {
+            storage: storage.first().copied().unwrap_or_default().to_owned(),
+            prefix: prefix.unwrap_or_default().to_owned(),
+            to: params.str("to").unwrap_or_default().to_owned(),
+            include: globs("include"),
+            exclude: globs("exclude"),
+            delete: params.bool("delete") == Some(true),
+            jobs: usize::try_from(params.count("jobs").unwrap_or(8).max(1)).unwrap_or(8),
+            request_timeout: params.duration("request_timeout"),
+        }
+    }
 }
 
 async fn run(context: &RunContext) -> Result<Outcome, StepError> {
-    let (path, prefix) = context.params.path("from").unwrap_or_default();
-    let name = path.first().copied().unwrap_or_default();
+    let settings: &Settings = context.settings()?;
+    let name = settings.storage.as_str();
     let url = context.storages.get(name).ok_or_else(|| {
         StepError::coded(
             "flow::minio::download",
@@ -133,19 +162,17 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
             None,
         )
     })?;
-    let mut storage = Storage::parse(url, context.base_dir(), prefix.unwrap_or_default())?;
-    if let (Storage::S3 { timeout, .. }, Some(limit)) =
-        (&mut storage, context.params.duration("request_timeout"))
-    {
+    let mut storage = Storage::parse(url, context.base_dir(), &settings.prefix)?;
+    if let (Storage::S3 { timeout, .. }, Some(limit)) = (&mut storage, settings.request_timeout) {
         *timeout = limit;
     }
     let storage = Arc::new(storage);
-    let to = context.path(context.params.str("to").unwrap_or_default());
+    let to = context.path(&settings.to);
     let options = glob::MatchOptions {
         require_literal_separator: true,
         ..glob::MatchOptions::new()
     };
-    let (include, exclude) = (globs(context, "include"), globs(context, "exclude"));
+    let (include, exclude) = (&settings.include, &settings.exclude);
     let wanted = |key: &str| {
         (include.is_empty() || include.iter().any(|g| g.matches_with(key, options)))
             && !exclude.iter().any(|g| g.matches_with(key, options))
@@ -172,7 +199,7 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         .filter(|key| wanted(key) && !present.contains(key.as_str()))
         .cloned()
         .collect();
-    let delete = context.params.bool("delete") == Some(true);
+    let delete = settings.delete;
     if delete {
         remove_gone(&gone, &mut manifest, context, &to).await?;
     }
@@ -281,9 +308,8 @@ async fn fetch_all(
     manifest: &mut Manifest,
     context: &RunContext,
 ) -> Result<(usize, u64, Option<StepError>), StepError> {
-    let permits = Arc::new(Semaphore::new(
-        context.params.count("jobs").unwrap_or(8).max(1) as usize,
-    ));
+    let jobs = context.settings::<Settings>()?.jobs;
+    let permits = Arc::new(Semaphore::new(jobs));
     let client: Option<Arc<s3::Bucket>> = match &**storage {
         Storage::S3 { .. } => Some(Arc::from(download::bucket(storage)?)),
         Storage::Folder { .. } => None,

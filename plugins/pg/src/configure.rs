@@ -6,6 +6,11 @@ use flow_engine::{
 
 pub struct Configure;
 
+/// The extensions to create: `extensions`, PostGIS by default.
+struct Settings {
+    extensions: Vec<String>,
+}
+
 static CONFIGURE: OperationSpec = OperationSpec {
     tool: "pg",
     target: Target::Database,
@@ -24,9 +29,19 @@ impl Operation for Configure {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        Ok(Prepared::default().creates(Resource::Extensions {
-            database: step.target_database().to_owned(),
-        }))
+        let extensions = if step.params.contains("extensions") {
+            step.params.list("extensions")
+        } else {
+            vec!["postgis"]
+        };
+        let settings = Settings {
+            extensions: extensions.into_iter().map(str::to_owned).collect(),
+        };
+        Ok(Prepared::default()
+            .creates(Resource::Extensions {
+                database: step.target_database().to_owned(),
+            })
+            .settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
@@ -36,12 +51,9 @@ impl Operation for Configure {
                 .as_deref()
                 .unwrap_or(flow_engine::FLOW_DATABASE);
             let client = context.database(name)?.client().await?;
-            let mut extensions = context.params.list("extensions");
-            if !context.params.contains("extensions") {
-                extensions = vec!["postgis"];
-            }
+            let extensions = &context.settings::<Settings>()?.extensions;
             let mut created = Vec::new();
-            for extension in &extensions {
+            for extension in extensions {
                 let row = client
                     .query_opt(
                         "SELECT installed_version IS NOT NULL FROM pg_available_extensions WHERE name = $1",
@@ -74,7 +86,7 @@ impl Operation for Configure {
                         quote_ident(extension)
                     ))
                     .await?;
-                created.push(*extension);
+                created.push(extension.as_str());
             }
             let unchanged = created.is_empty();
             Ok(Outcome::note(if extensions.is_empty() {

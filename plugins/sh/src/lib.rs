@@ -37,6 +37,14 @@ static RUN: OperationSpec = OperationSpec {
     ],
 };
 
+/// The command to run: its program, arguments and folder (the flow's by
+/// default).
+struct Settings {
+    command: String,
+    args: Vec<String>,
+    dir: String,
+}
+
 impl Operation for Run {
     fn spec(&self) -> &'static OperationSpec {
         &RUN
@@ -66,14 +74,20 @@ impl Operation for Run {
         for glob in step.params.list("writes") {
             prepared = prepared.writes(Resource::file(glob));
         }
-        Ok(prepared)
+        let params = step.params;
+        Ok(prepared.settings(Settings {
+            command: params.str("command").unwrap_or_default().to_owned(),
+            args: params.list("args").into_iter().map(str::to_owned).collect(),
+            dir: params.str("dir").unwrap_or(".").to_owned(),
+        }))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(async move {
-            let program = context.params.str("command").unwrap_or_default();
-            let args = context.params.list("args");
-            let dir = context.path(context.params.str("dir").unwrap_or("."));
+            let settings: &Settings = context.settings()?;
+            let program = settings.command.as_str();
+            let args: Vec<&str> = settings.args.iter().map(String::as_str).collect();
+            let dir = context.path(&settings.dir);
             let child =
                 supervisor::command(program, &args)
                     .current_dir(&dir)

@@ -69,7 +69,7 @@ pub(crate) fn failed_files(
     if failures.is_empty() {
         return Ok(());
     }
-    if context.params.bool("skip_failures") == Some(true) {
+    if context.settings::<Settings>()?.skip_failures {
         warnings.extend(failures.into_iter().map(|f| format!("skipped {f}")));
         return Ok(());
     }
@@ -80,6 +80,36 @@ pub(crate) fn failed_files(
             "{help}; `skip_failures = true` goes on with the files that can be read"
         )),
     ))
+}
+
+/// What the shapefile operations share of their parameters: how to read the
+/// files, and whether a file that cannot be read is skipped.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub from: String,
+    /// `to` for `shp:convert`, `schema` for `shp:load`.
+    pub to: String,
+    pub options: open::Options,
+    pub skip_failures: bool,
+}
+
+impl Settings {
+    /// The parameters of a step, with their defaults; `wkt` for the
+    /// geometry column as text (`shp:convert`'s `geometry = wkt`).
+    fn parse(step: &StepContext<'_>, to: String, wkt: bool) -> Result<Self, Vec<Problem>> {
+        check_encoding(step)?;
+        let params = step.params;
+        Ok(Self {
+            from: params.str("from").unwrap_or_default().to_owned(),
+            to,
+            options: open::Options {
+                wkt,
+                srid: params.count("srid").and_then(|s| u32::try_from(s).ok()),
+                encoding: params.str("encoding").map(str::to_owned),
+            },
+            skip_failures: params.bool("skip_failures") == Some(true),
+        })
+    }
 }
 
 /// An `encoding` parameter must name one the reader knows.
@@ -102,15 +132,16 @@ impl Operation for Convert {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        check_encoding(step)?;
-        let from = step.params.str("from").unwrap_or_default();
-        let to = step.params.str("to").unwrap_or_default();
+        let to = step.params.str("to").unwrap_or_default().to_owned();
+        let wkt = step.params.str("geometry") == Some("wkt");
+        let settings = Settings::parse(step, to, wkt)?;
         Ok(Prepared::default()
-            .reads(Resource::file(from))
+            .reads(Resource::file(&settings.from))
             .writes(Resource::file(format!(
                 "{}/**/*.csv",
-                to.trim_end_matches('/')
-            ))))
+                settings.to.trim_end_matches('/')
+            )))
+            .settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
@@ -119,22 +150,16 @@ impl Operation for Convert {
 }
 
 async fn run(context: &RunContext) -> Result<Outcome, StepError> {
-    let from = context.params.str("from").unwrap_or_default().to_owned();
+    let settings: &Settings = context.settings()?;
+    let from = settings.from.clone();
     let files = context.files(&from)?;
     let base = context.base_dir().to_path_buf();
-    let to = context.path(context.params.str("to").unwrap_or_default());
+    let to = context.path(&settings.to);
     // The folder part of the glob before any wildcard: what stays of a
     // file's path below it is kept below `to`.
     let literal = &from[..from.find(['*', '?', '[']).unwrap_or(from.len())];
     let root = base.join(&literal[..literal.rfind('/').map_or(0, |i| i + 1)]);
-    let options = open::Options {
-        wkt: context.params.str("geometry") == Some("wkt"),
-        srid: context
-            .params
-            .count("srid")
-            .and_then(|s| u32::try_from(s).ok()),
-        encoding: context.params.str("encoding").map(str::to_owned),
-    };
+    let options = settings.options.clone();
     let jobs: Vec<(PathBuf, PathBuf)> = files
         .into_iter()
         .map(|shp| {

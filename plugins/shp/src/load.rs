@@ -62,18 +62,16 @@ impl Operation for Load {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        crate::check_encoding(step)?;
+        let schema = step.params.str("schema").unwrap_or("source").to_owned();
+        let settings = crate::Settings::parse(step, schema, false)?;
         let db = step.params.database();
         Ok(Prepared::default()
-            .reads(Resource::file(step.params.str("from").unwrap_or_default()))
+            .reads(Resource::file(&settings.from))
             .reads(Resource::Extensions {
                 database: db.to_owned(),
             })
-            .creates(Resource::table(
-                db,
-                step.params.str("schema").unwrap_or("source"),
-                None,
-            )))
+            .creates(Resource::table(db, &settings.to, None))
+            .settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
@@ -441,11 +439,11 @@ async fn check_columns(
 }
 
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {
-    let params = &context.params;
-    let schema = Arc::new(params.str("schema").unwrap_or("source").to_owned());
-    let database = context.database(params.database())?;
+    let settings: &crate::Settings = context.settings()?;
+    let schema = Arc::new(settings.to.clone());
+    let database = context.database(context.params.database())?;
     let files: Vec<_> = context
-        .files(params.str("from").unwrap_or_default())?
+        .files(&settings.from)?
         .into_iter()
         .filter(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("shp")))
         .collect();
@@ -461,11 +459,7 @@ async fn load(context: &RunContext) -> Result<Outcome, StepError> {
             Some("a table is named after its file (names past 63 bytes cut and given a hash): rename one of the files".into()),
         ));
     }
-    let options = Arc::new(Options {
-        wkt: false,
-        srid: params.count("srid").and_then(|s| u32::try_from(s).ok()),
-        encoding: params.str("encoding").map(str::to_owned),
-    });
+    let options = Arc::new(settings.options.clone());
     database
         .client()
         .await?

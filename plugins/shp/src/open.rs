@@ -41,6 +41,7 @@ pub fn sidecar(shp: &Path, extension: &str) -> Option<std::path::PathBuf> {
 /// How to read a shapefile: its SRID and text encoding when its `.prj`
 /// and `.cpg` do not say (or say wrong), and, when converting, whether
 /// geometries are written as WKT rather than EWKB.
+#[derive(Debug, Clone)]
 pub struct Options {
     pub wkt: bool,
     pub srid: Option<u32>,

@@ -10,6 +10,12 @@ use flow_engine::{
 
 pub struct Run;
 
+/// The parameters `run` uses.
+struct Settings {
+    /// The glob of the SQL files.
+    sql: String,
+}
+
 static RUN: OperationSpec = OperationSpec {
     tool: "sql",
     target: Target::Database,
@@ -33,8 +39,8 @@ impl Operation for Run {
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
         let database = step.target_database();
-        let mut prepared =
-            Prepared::default().reads(Resource::file(step.params.str("sql").unwrap_or_default()));
+        let sql = step.params.str("sql").unwrap_or_default().to_owned();
+        let mut prepared = Prepared::default().reads(Resource::file(&sql));
         let mut problems = Vec::new();
         for key in ["reads", "writes"] {
             for text in step.params.list(key) {
@@ -50,7 +56,7 @@ impl Operation for Run {
             }
         }
         if problems.is_empty() {
-            Ok(prepared)
+            Ok(prepared.settings(Settings { sql }))
         } else {
             Err(problems)
         }
@@ -58,8 +64,8 @@ impl Operation for Run {
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(async move {
-            let pattern = context.params.str("sql").unwrap_or_default();
-            let files = context.files(pattern)?;
+            let settings: &Settings = context.settings()?;
+            let files = context.files(&settings.sql)?;
             let database = context.target_database()?;
             let mut client = database.client().await?;
             let mut rows = 0u64;
