@@ -73,12 +73,38 @@ impl Operation for ModelCreate {
             }
             prepared = prepared.creates(Resource::table(db, schema, Some(table)));
         }
-        Ok(prepared)
+        let settings = Settings {
+            schema: schema.to_owned(),
+            database: db.to_owned(),
+            tables: params
+                .list("tables")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            like: match &source {
+                Source::Like(like) => Some(like.iter().map(|p| (*p).to_owned()).collect()),
+                Source::Release(_) => None,
+            },
+            release: params.str("release").map(str::to_owned),
+        };
+        Ok(prepared.settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(create(context))
     }
+}
+
+/// A model's parameters, with their defaults.
+struct Settings {
+    /// The model schema (default `model`).
+    schema: String,
+    database: String,
+    tables: Vec<String>,
+    /// `like = db.schema`: the database and schema mirrored.
+    like: Option<Vec<String>>,
+    /// `release = "file.sql"`.
+    release: Option<String>,
 }
 
 /// The schema's mark: which source it was made from.
@@ -90,16 +116,12 @@ fn mark(digest: &str) -> String {
 /// the one it was made from. The schema belongs to flow: it is dropped and
 /// made again, whole and in one transaction, when the source changes.
 async fn create(context: &RunContext) -> Result<Outcome, StepError> {
-    let params = &context.params;
-    let schema = params.str("schema").unwrap_or("model").to_owned();
-    let tables: Vec<String> = params
-        .list("tables")
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let mut client = context.database(params.database())?.client().await?;
-    let (ddl, release) = match params.path("like") {
-        Some((like, _)) => {
+    let settings: &Settings = context.settings()?;
+    let schema = settings.schema.clone();
+    let tables = &settings.tables;
+    let mut client = context.database(&settings.database)?.client().await?;
+    let (ddl, release) = match &settings.like {
+        Some(like) => {
             let [like_db, like_schema] = like.as_slice() else {
                 return Err(StepError::coded(
                     "flow::model::create",
@@ -108,12 +130,12 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
                 ));
             };
             (
-                mirror(context, &client, like_db, like_schema, &schema, &tables).await?,
+                mirror(context, &client, like_db, like_schema, &schema, tables).await?,
                 None,
             )
         }
         None => {
-            let path = params.str("release").unwrap_or_default();
+            let path = settings.release.as_deref().unwrap_or_default();
             let text = std::fs::read_to_string(context.path(path)).map_err(|e| {
                 StepError::coded(
                     "flow::model::create",
@@ -154,7 +176,7 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
             .map_err(|e| DbError::in_file(e, path, &ddl))?,
         None => transaction.batch_execute(&ddl).await?,
     }
-    let (made, _) = shape::read(&*transaction, &schema, &tables).await?;
+    let (made, _) = shape::read(&*transaction, &schema, tables).await?;
     let missing: Vec<&String> = tables.iter().filter(|t| !made.contains_key(*t)).collect();
     if !missing.is_empty() {
         let source = release.map_or_else(

@@ -37,6 +37,25 @@ static TRANSFORM: OperationSpec = OperationSpec {
     ],
 };
 
+/// A transform's parameters, with their defaults.
+struct Settings {
+    /// The SQL files' glob.
+    sql: String,
+    /// The model schema it fills (default `model`).
+    schema: String,
+    database: String,
+}
+
+impl Settings {
+    fn parse(params: &Params) -> Self {
+        Self {
+            sql: params.str("sql").unwrap_or_default().to_owned(),
+            schema: params.str("schema").unwrap_or("model").to_owned(),
+            database: params.database().to_owned(),
+        }
+    }
+}
+
 impl Operation for Transform {
     fn spec(&self) -> &'static OperationSpec {
         &TRANSFORM
@@ -54,15 +73,15 @@ impl Operation for Transform {
         } {
             prepared = prepared.reads(Resource::table(db, schema, None));
         }
-        Ok(prepared.writes(Resource::table(
-            db,
-            step.params.str("schema").unwrap_or("model"),
-            None,
-        )))
+        let settings = Settings::parse(step.params);
+        Ok(prepared
+            .writes(Resource::table(db, &settings.schema, None))
+            .settings(settings))
     }
 
     fn parts(&self, params: &Params, base_dir: &Path) -> Vec<String> {
-        match ordered(params, base_dir) {
+        let settings = Settings::parse(params);
+        match ordered(&settings, base_dir) {
             Ok(files) => files
                 .iter()
                 .map(|file| {
@@ -115,21 +134,21 @@ fn qualify(name: &str, schema: &str) -> String {
 /// The transform files of a step in the order they run: a file that reads a
 /// table runs after the files that write it, and after those it names in
 /// `-- flow: after other.sql`; otherwise by name.
-pub fn ordered(params: &Params, base_dir: &Path) -> Result<Vec<SqlFile>, StepError> {
-    ordered_with_keys(params, base_dir, &[])
+fn ordered(settings: &Settings, base_dir: &Path) -> Result<Vec<SqlFile>, StepError> {
+    ordered_with_keys(settings, base_dir, &[])
 }
 
 /// [`ordered`], where also a file that writes a table whose foreign key
 /// points at another (`keys`: child, parent, qualified) runs after the files
 /// that write the parent.
-pub fn ordered_with_keys(
-    params: &Params,
+fn ordered_with_keys(
+    settings: &Settings,
     base_dir: &Path,
     keys: &[(String, String)],
 ) -> Result<Vec<SqlFile>, StepError> {
-    let schema = params.str("schema").unwrap_or("model");
+    let schema = settings.schema.as_str();
     let mut files = Vec::new();
-    for path in flow_engine::files(base_dir, params.str("sql").unwrap_or_default())? {
+    for path in flow_engine::files(base_dir, &settings.sql)? {
         let name = path
             .strip_prefix(base_dir)
             .unwrap_or(&path)
@@ -230,14 +249,12 @@ fn found_name(files: &[SqlFile], index: usize) -> String {
 /// table they write: a run gives the same rows however often it runs, and a
 /// failed run leaves the model as it was.
 async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
-    let schema = context.params.str("schema").unwrap_or("model").to_owned();
+    let settings: &Settings = context.settings()?;
+    let schema = settings.schema.clone();
     // Foreign keys between model tables order the files too: parents first.
-    let keys = model_keys(context, &schema).await?;
-    let files = ordered_with_keys(&context.params, &context.base_dir, &keys)?;
-    let mut client = context
-        .database(context.params.database())?
-        .client()
-        .await?;
+    let keys = model_keys(context, settings).await?;
+    let files = ordered_with_keys(settings, &context.base_dir, &keys)?;
+    let mut client = context.database(&settings.database)?.client().await?;
     let guard = CancelOnDrop::new(&client);
     let prefix = format!("{schema}.");
     let written: BTreeSet<&String> = files
@@ -324,12 +341,9 @@ async fn transform(context: &RunContext) -> Result<Outcome, StepError> {
 /// The foreign keys between the model's tables, as (child, parent).
 async fn model_keys(
     context: &RunContext,
-    schema: &str,
+    settings: &Settings,
 ) -> Result<Vec<(String, String)>, StepError> {
-    let client = context
-        .database(context.params.database())?
-        .client()
-        .await?;
+    let client = context.database(&settings.database)?.client().await?;
     let rows = client
         .query(
             "SELECT n.nspname || '.' || c.relname, n.nspname || '.' || p.relname
@@ -337,7 +351,7 @@ async fn model_keys(
              JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE k.contype = 'f' AND n.nspname = $1 AND p.relnamespace = c.relnamespace
                AND k.conrelid <> k.confrelid",
-            &[&schema],
+            &[&settings.schema],
         )
         .await
         .map_err(DbError::from)?;

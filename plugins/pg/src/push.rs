@@ -7,6 +7,12 @@ use flow_engine::{
 
 pub struct Push;
 
+/// The types file, and the labels it renames as (type, old, new).
+struct Settings {
+    types: String,
+    renames: Vec<(String, String, String)>,
+}
+
 static PUSH: OperationSpec = OperationSpec {
     tool: "pg",
     target: Target::Database,
@@ -37,17 +43,29 @@ impl Operation for Push {
             return Err(problems);
         }
         let database = step.target_database().to_owned();
+        let settings = Settings {
+            types: step.params.str("types").unwrap_or_default().to_owned(),
+            renames: step
+                .params
+                .list("renames")
+                .into_iter()
+                .filter_map(parse_rename)
+                .map(|(ty, old, new)| (ty.to_owned(), old.to_owned(), new.to_owned()))
+                .collect(),
+        };
         Ok(Prepared::default()
-            .reads(Resource::file(step.params.str("types").unwrap_or_default()))
+            .reads(Resource::file(&settings.types))
             .reads(Resource::Extensions {
                 database: database.clone(),
             })
-            .creates(Resource::Types { database }))
+            .creates(Resource::Types { database })
+            .settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(async move {
-            let relative = context.params.str("types").unwrap_or_default();
+            let settings: &Settings = context.settings()?;
+            let relative = settings.types.as_str();
             let path = context.path(relative);
             let sql = tokio::fs::read_to_string(&path).await.map_err(|e| {
                 StepError::coded(
@@ -66,11 +84,10 @@ impl Operation for Push {
                     None,
                 )
             })?;
-            let renames: Vec<(&str, &str, &str)> = context
-                .params
-                .list("renames")
-                .into_iter()
-                .filter_map(parse_rename)
+            let renames: Vec<(&str, &str, &str)> = settings
+                .renames
+                .iter()
+                .map(|(ty, old, new)| (ty.as_str(), old.as_str(), new.as_str()))
                 .collect();
             let name = context
                 .target

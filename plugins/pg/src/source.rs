@@ -63,8 +63,44 @@ static LOAD: OperationSpec = OperationSpec {
     ],
 };
 
-fn schema<'a>(step: &'a StepContext<'_>) -> &'a str {
-    step.params.str("schema").unwrap_or("source")
+/// What `pg:source:create` and `pg:source:load` read of their parameters,
+/// with the defaults.
+struct Settings {
+    /// The CSV files' glob.
+    from: String,
+    /// The schema of the tables (default `source`).
+    schema: String,
+    /// The database (default the flow database).
+    database: String,
+    /// Columns declared by hand, as (name, type) (`create`).
+    columns: Vec<(String, String)>,
+    /// Bad rows a load may send to the rejects table (default 0).
+    max_errors: u64,
+}
+
+impl Settings {
+    fn parse(params: &flow_engine::Params) -> Self {
+        Self {
+            from: params.str("from").unwrap_or_default().to_owned(),
+            schema: params.str("schema").unwrap_or("source").to_owned(),
+            database: params.database().to_owned(),
+            columns: params
+                .list("columns")
+                .into_iter()
+                .filter_map(|c| c.split_once(char::is_whitespace))
+                .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
+                .collect(),
+            max_errors: params.count("max_errors").unwrap_or(0),
+        }
+    }
+
+    /// What a load reads (its files) and writes (its tables).
+    fn prepared(self) -> Prepared {
+        Prepared::default()
+            .reads(Resource::file(&self.from))
+            .writes(Resource::table(&self.database, &self.schema, None))
+            .settings(self)
+    }
 }
 
 /// The table a CSV file goes to: its name without the extension, as
@@ -193,7 +229,7 @@ fn reject_table(table: &str) -> String {
 }
 
 fn csv_files(context: &RunContext) -> Result<Vec<PathBuf>, StepError> {
-    let files = context.files(context.params.str("from").unwrap_or_default())?;
+    let files = context.files(&context.settings::<Settings>()?.from)?;
     if let Some(shp) = files
         .iter()
         .find(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("shp")))
@@ -212,18 +248,10 @@ fn csv_files(context: &RunContext) -> Result<Vec<PathBuf>, StepError> {
 /// A table per CSV file, typed from its data; an existing table is kept when
 /// its columns are the file's header, and reported when they are not.
 async fn create(context: &RunContext) -> Result<Outcome, StepError> {
-    let schema = context.params.str("schema").unwrap_or("source").to_owned();
-    let declared: Vec<(String, String)> = context
-        .params
-        .list("columns")
-        .into_iter()
-        .filter_map(|c| c.split_once(char::is_whitespace))
-        .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
-        .collect();
-    let client = context
-        .database(context.params.database())?
-        .client()
-        .await?;
+    let settings: &Settings = context.settings()?;
+    let schema = settings.schema.clone();
+    let declared = &settings.columns;
+    let client = context.database(&settings.database)?.client().await?;
     client
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {}",
@@ -313,10 +341,11 @@ async fn create(context: &RunContext) -> Result<Outcome, StepError> {
 /// Each CSV file streamed into its table with COPY, the table's rows replaced
 /// in one transaction; files in parallel up to the database's pool.
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {
-    let schema = Arc::new(context.params.str("schema").unwrap_or("source").to_owned());
-    let database = context.database(context.params.database())?;
+    let settings: &Settings = context.settings()?;
+    let schema = Arc::new(settings.schema.clone());
+    let database = context.database(&settings.database)?;
     let files = csv_files(context)?;
-    let max_errors = context.params.count("max_errors").unwrap_or(0);
+    let max_errors = settings.max_errors;
     distinct_tables(context, &schema, &files, max_errors > 0)?;
     let permits = Arc::new(tokio::sync::Semaphore::new(database.pool_size().max(1)));
     let loads = files.iter().map(|file| {
@@ -653,16 +682,18 @@ impl Operation for Create {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let db = step.params.database();
+        let settings = Settings::parse(step.params);
+        let db = settings.database.clone();
         Ok(Prepared::default()
-            .reads(Resource::file(step.params.str("from").unwrap_or_default()))
+            .reads(Resource::file(&settings.from))
             .reads(Resource::Types {
-                database: db.to_owned(),
+                database: db.clone(),
             })
             .reads(Resource::Extensions {
-                database: db.to_owned(),
+                database: db.clone(),
             })
-            .creates(Resource::table(db, schema(step), None)))
+            .creates(Resource::table(&db, &settings.schema, None))
+            .settings(settings))
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {
@@ -676,9 +707,7 @@ impl Operation for Load {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        Ok(Prepared::default()
-            .reads(Resource::file(step.params.str("from").unwrap_or_default()))
-            .writes(Resource::table(step.params.database(), schema(step), None)))
+        Ok(Settings::parse(step.params).prepared())
     }
 
     fn run<'a>(&'a self, context: &'a RunContext) -> BoxFuture<'a, Result<Outcome, StepError>> {

@@ -91,6 +91,8 @@ pub(crate) struct Settings {
     pub to: String,
     pub options: open::Options,
     pub skip_failures: bool,
+    /// The database (`shp:load`; the flow database by default).
+    pub database: String,
 }
 
 impl Settings {
@@ -108,6 +110,7 @@ impl Settings {
                 encoding: params.str("encoding").map(str::to_owned),
             },
             skip_failures: params.bool("skip_failures") == Some(true),
+            database: params.database().to_owned(),
         })
     }
 }

@@ -441,7 +441,7 @@ async fn check_columns(
 async fn load(context: &RunContext) -> Result<Outcome, StepError> {
     let settings: &crate::Settings = context.settings()?;
     let schema = Arc::new(settings.to.clone());
-    let database = context.database(context.params.database())?;
+    let database = context.database(&settings.database)?;
     let files: Vec<_> = context
         .files(&settings.from)?
         .into_iter()

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use flow_engine::flow_db::{DbError, quote_ident};
-use flow_engine::{Pipeline, Preview, RunContext, StepError, StepNode, Target};
+use flow_engine::{Pipeline, Preview, RunContext, StepContext, StepError, StepNode, Target};
 
 use super::{Settings, populate};
 
@@ -86,8 +86,22 @@ async fn fresh_model(
         step.operation.run(&step_context(context, step)).await?;
     }
     for step in creates.into_iter().chain(of("transform")) {
+        // The step's parameters with the scratch schema, prepared again so
+        // that its typed settings say the same.
+        let params = step.params.with_name("schema", &scratch);
+        let prepared = step
+            .operation
+            .prepare(&StepContext {
+                params: &params,
+                target: None,
+            })
+            .map_err(|problems| {
+                let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+                StepError::coded("flow::populate::preview", text.join("; "), None)
+            })?;
         let mut step_context = step_context(context, step);
-        step_context.params = Arc::new(step.params.with_name("schema", &scratch));
+        step_context.params = Arc::new(params);
+        step_context.settings = prepared.settings;
         step.operation.run(&step_context).await?;
     }
     Ok(Some(scratch))
