@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flow_engine::executor::{Event, Status, StepResult, humanize};
-use flow_engine::run::{Observer, RunStatus};
+use flow_engine::run::{Observer, RunEvent, RunStatus};
 use flow_engine::{Pipeline, Progress, StepIndex};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
 
 use crate::output;
 
@@ -134,8 +133,11 @@ impl Display {
         }
     }
 
-    fn emit(value: &serde_json::Value) {
-        output::out(&format!("{value}\n"));
+    fn emit(event: &RunEvent) {
+        output::out(&format!(
+            "{}\n",
+            serde_json::to_string(event).unwrap_or_default()
+        ));
     }
 
     fn run_started(&mut self, run: i64, environment: &str, steps: usize) {
@@ -144,10 +146,12 @@ impl Display {
             bar.set_length(steps as u64);
         }
         match &self.mode {
-            Mode::Json => Self::emit(&json!({
-                "event": "run_started", "run": run, "flow": self.pipeline.name,
-                "environment": environment, "steps": self.total,
-            })),
+            Mode::Json => Self::emit(&RunEvent::RunStarted {
+                run,
+                flow: self.pipeline.name.clone(),
+                environment: environment.to_owned(),
+                steps: self.total,
+            }),
             _ => self.line(&format!(
                 "run {run}: {} {} of `{}` in environment `{environment}`",
                 self.total,
@@ -158,13 +162,14 @@ impl Display {
     }
 
     fn step_event(&mut self, event: &Event<'_>) {
+        if let Mode::Json = self.mode {
+            Self::emit(&RunEvent::of_step(&self.pipeline, event));
+        }
         match event {
             Event::Started { step, progress, .. } => {
                 let id = self.id(*step);
-                match &self.mode {
-                    Mode::Json => Self::emit(&json!({"event": "step_started", "step": id})),
-                    Mode::Plain => self.line(&format!("start {id}")),
-                    Mode::Terminal(_) => {}
+                if let Mode::Plain = self.mode {
+                    self.line(&format!("start {id}"));
                 }
                 self.lock().insert(id, Arc::clone(progress));
             }
@@ -175,17 +180,11 @@ impl Display {
                 delay,
             } => {
                 let id = self.id(*step);
-                match &self.mode {
-                    Mode::Json => Self::emit(&json!({
-                        "event": "step_retrying", "step": id, "attempt": attempt,
-                        "error": error.report.to_string(), "delay_ms": delay.as_millis() as u64,
-                    })),
-                    _ => self.line(&format!(
-                        "retry {id}: attempt {attempt} failed ({}); next in {}",
-                        error.report,
-                        humanize(*delay)
-                    )),
-                }
+                self.line(&format!(
+                    "retry {id}: attempt {attempt} failed ({}); next in {}",
+                    error.report,
+                    humanize(*delay)
+                ));
             }
             Event::Finished { step, result } => {
                 let id = self.id(*step);
@@ -203,22 +202,6 @@ impl Display {
     fn finished_line(&self, id: &str, result: &StepResult) {
         let took = humanize(result.duration);
         if let Mode::Json = self.mode {
-            let (status, note, error) = describe(result);
-            let mut value = json!({
-                "event": "step_finished", "step": id, "status": status,
-                "seconds": result.duration.as_secs_f64(), "attempts": result.attempts,
-            });
-            if let Status::Succeeded(outcome) = &result.status {
-                value["rows"] = json!(outcome.rows);
-                value["bytes"] = json!(outcome.bytes);
-            }
-            if let Some(note) = note {
-                value["note"] = json!(note);
-            }
-            if let Some(error) = error {
-                value["error"] = json!(error);
-            }
-            Self::emit(&value);
             return;
         }
         match &result.status {
@@ -255,13 +238,15 @@ impl Display {
         self.pipeline.steps[step].id.to_string()
     }
 
-    fn finish(&mut self, run: i64, status: &str, results: &HashMap<StepIndex, StepResult>) {
+    fn finish(&mut self, run: i64, status: &'static str, results: &HashMap<StepIndex, StepResult>) {
         let elapsed = self.started.elapsed();
         match std::mem::replace(&mut self.mode, Mode::Plain) {
             Mode::Json => {
-                Self::emit(
-                    &json!({"event": "run_finished", "run": run, "status": status, "seconds": elapsed.as_secs_f64()}),
-                );
+                Self::emit(&RunEvent::RunFinished {
+                    run,
+                    status,
+                    seconds: elapsed.as_secs_f64(),
+                });
                 return;
             }
             Mode::Terminal(bar) => bar.finish_and_clear(),
@@ -293,7 +278,7 @@ impl Display {
             "step", "status", "time", "rows", "bytes"
         ));
         for (index, result) in rows {
-            let (status, _, _) = describe(result);
+            let status = flow_engine::run::step_end(result).status;
             let (rows, bytes) = match &result.status {
                 Status::Succeeded(outcome) => (outcome.rows.to_string(), bytes_text(outcome.bytes)),
                 _ => ("-".into(), "-".into()),
@@ -305,20 +290,6 @@ impl Display {
             ));
         }
         output::out(&text);
-    }
-}
-
-fn describe(result: &StepResult) -> (&'static str, Option<String>, Option<String>) {
-    match &result.status {
-        Status::Succeeded(outcome) => ("succeeded", outcome.note.clone(), None),
-        Status::Failed(error) => ("failed", None, Some(output::render(&error.report))),
-        Status::Cancelled => ("cancelled", None, None),
-        Status::NotRun { reason } => ("not_run", reason.clone(), None),
-        Status::Skipped { since } => (
-            "skipped",
-            Some(format!("unchanged since run {since}")),
-            None,
-        ),
     }
 }
 

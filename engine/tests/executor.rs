@@ -380,3 +380,77 @@ async fn keep_going_lets_later_groups_run_and_says_why_a_step_did_not() {
         reason("downstream")
     );
 }
+
+#[tokio::test]
+async fn a_run_s_events_reach_every_receiver_of_its_stream_in_order() {
+    use flow_engine::run::{Observer, RunEvent, RunStatus, Stream};
+    let (pipeline, tag) = pipeline(
+        r#"
+        step test:work a { ms = 5 writes = ["out/a.txt"] }
+        step test:work b { flaky = 1 reads = ["out/a.txt"] }
+        "#,
+    );
+    let pipeline = Arc::new(pipeline);
+    let (mut stream, mut first) = Stream::new(Arc::clone(&pipeline), 64);
+    let mut second = stream.subscribe();
+    let selected = Selection::default().apply(&pipeline).expect("selection");
+    let shared = Shared {
+        base_dir: std::env::temp_dir(),
+        databases: Arc::default(),
+        storages: Arc::default(),
+        vars: Arc::default(),
+        run: None,
+    };
+    stream.started(7, "default", 2);
+    let results = executor::execute(
+        &pipeline,
+        &selected,
+        &shared,
+        &fast(),
+        &executor::Memory::default(),
+        &CancellationToken::new(),
+        |event| stream.event(&event),
+    )
+    .await;
+    stream.finished(7, RunStatus::Succeeded, &results);
+    drop(stream);
+
+    let mut events = Vec::new();
+    while let Ok(event) = first.recv().await {
+        events.push(event);
+    }
+    let (a, b) = (
+        format!("test:work/{}", name(&tag, "a")),
+        format!("test:work/{}", name(&tag, "b")),
+    );
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            RunEvent::RunStarted { run, .. } => format!("run {run}"),
+            RunEvent::StepStarted { step } => format!("start {step}"),
+            RunEvent::StepRetrying { step, attempt, .. } => format!("retry {step} {attempt}"),
+            RunEvent::StepFinished { step, status, .. } => format!("{status} {step}"),
+            RunEvent::RunFinished { status, .. } => format!("run {status}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run 7".to_owned(),
+            format!("start {a}"),
+            format!("succeeded {a}"),
+            format!("start {b}"),
+            format!("retry {b} 1"),
+            format!("succeeded {b}"),
+            "run succeeded".to_owned(),
+        ]
+    );
+    let json = serde_json::to_value(&events[2]).expect("json");
+    assert_eq!(json["event"], "step_finished");
+    assert_eq!(json["rows"], 0);
+    let mut copies = 0;
+    while second.recv().await.is_ok() {
+        copies += 1;
+    }
+    assert_eq!(copies, events.len());
+}

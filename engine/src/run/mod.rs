@@ -7,6 +7,7 @@
 //! database's `_flow` schema as it goes, runs the selected steps through the
 //! [`crate::executor`], and closes everything whatever the end.
 
+mod events;
 mod record;
 mod resume;
 
@@ -25,6 +26,7 @@ use crate::pipeline::StepIndex;
 use crate::records::{Records, vars_key};
 use crate::session::{self, Session};
 
+pub use events::{RunEvent, Stream};
 pub use record::{render_report, step_end};
 
 /// What to run.
