@@ -133,6 +133,11 @@ pub enum Command {
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
     },
+    /// API keys for `flow serve`, kept hashed in the flow database's `_flow.keys`.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// Show what `pg:target:populate` would change in the API database: each schema
     /// difference, safe, data-dependent (with the rows that would break) or destructive,
     /// and the SQL it would run. Loads in a transaction it rolls back: nothing is written.
@@ -231,6 +236,39 @@ pub enum ScheduleCommand {
         /// Print the jobs as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key and print it, once: it is stored only as a hash.
+    Create {
+        file: PathBuf,
+        /// What the key is for (`ci`, `dashboard`): unique among live keys.
+        #[arg(long)]
+        name: String,
+        /// What it may do: `read` (look), `run` (also start and cancel runs), `admin`.
+        #[arg(long, default_value = "read", value_parser = ["read", "run", "admin"])]
+        scope: String,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
+    /// The keys, with scope, creation and last use (never the keys themselves).
+    List {
+        file: PathBuf,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+        /// Print the keys as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke the live key of that name: it stops working at once.
+    Revoke {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
     },
 }
 

@@ -1,13 +1,11 @@
 //! `flow runs` and `flow show`: the run records, for people and machines.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use flow_engine::{Records, Registry, Session};
+use flow_engine::{Records, Registry};
 
 use crate::cli_error::CliError;
 use crate::exit::Exit;
-use crate::run::block_on;
 use crate::{load, output};
 
 enum Query {
@@ -88,34 +86,8 @@ async fn resolve_run(records: &Records, flow: &str, run: Option<i64>) -> Result<
 }
 
 fn history(file: &Path, env: Option<&str>, query: &Query, json: bool, registry: &Registry) -> Exit {
-    let Some(flow) = load::flow(file, registry) else {
-        return Exit::Invalid;
-    };
-    let Some(environment) = load::environment(&flow, env) else {
-        return Exit::Invalid;
-    };
-    let pipeline = &flow.pipeline;
-    block_on(async move {
-        let needed = BTreeSet::from(["flow".to_owned()]);
-        let session = match Session::open(&environment, &flow.base, &needed, 2, &[]).await {
-            Ok(session) => session,
-            Err(error) => {
-                output::error(error);
-                return Exit::Failure;
-            }
-        };
-        let exit = match session.databases.get("flow") {
-            Some(database) => match Records::open(database).await {
-                Ok(records) => answer(&records, &pipeline.name, query, json).await,
-                Err(error) => {
-                    output::error(error);
-                    Exit::Failure
-                }
-            },
-            None => Exit::Failure,
-        };
-        session.close().await;
-        exit
+    load::with_records(file, env, registry, async |records, flow| {
+        answer(records, &flow.pipeline.name, query, json).await
     })
 }
 

@@ -2,7 +2,9 @@ use std::path::Path;
 
 use crate::cli_error::CliError;
 use crate::output;
-use flow_engine::{Environment, FlowFile, Pipeline, Registry};
+use flow_engine::{Environment, FlowFile, Pipeline, Records, Registry, Session};
+
+use crate::exit::Exit;
 
 /// [`load`], kept with the folder its paths start from.
 pub fn flow(path: &Path, registry: &Registry) -> Option<FlowFile> {
@@ -49,6 +51,45 @@ pub fn load(path: &Path, registry: &Registry) -> Option<Pipeline> {
             None
         }
     }
+}
+
+/// Runs `work` with the records of the flow database of `file`'s
+/// environment (made on first use), then closes them.
+pub fn with_records(
+    file: &Path,
+    env: Option<&str>,
+    registry: &Registry,
+    work: impl AsyncFnOnce(&Records, &FlowFile) -> Exit,
+) -> Exit {
+    let Some(flow) = flow(file, registry) else {
+        return Exit::Invalid;
+    };
+    let Some(environment) = environment(&flow, env) else {
+        return Exit::Invalid;
+    };
+    crate::run::block_on(async move {
+        let needed = std::collections::BTreeSet::from([flow_engine::FLOW_DATABASE.to_owned()]);
+        let session = match Session::open(&environment, &flow.base, &needed, 2, &[]).await {
+            Ok(session) => session,
+            Err(error) => {
+                output::error(error);
+                return Exit::Failure;
+            }
+        };
+        let opened = match session.database(flow_engine::FLOW_DATABASE) {
+            Ok(database) => Records::open(database).await,
+            Err(error) => Err(error),
+        };
+        let exit = match opened {
+            Ok(records) => work(&records, &flow).await,
+            Err(error) => {
+                output::error(error);
+                Exit::Failure
+            }
+        };
+        session.close().await;
+        exit
+    })
 }
 
 pub fn read(path: &Path) -> Option<String> {

@@ -12,6 +12,7 @@ mod exit;
 mod fmt;
 mod history;
 mod init;
+mod keys;
 mod load;
 mod output;
 mod plan;

@@ -66,7 +66,10 @@ pub use pipeline::{
     Check, Declaration, EdgeReason, Missed, Node, Pipeline, Schedule, StepIndex, StepNode,
 };
 pub use plan::{Plan, PlannedStep};
-pub use records::{FireRecord, Records, RunRecord, StepEnd, StepRecord, Success, vars_key};
+pub use records::{
+    FireRecord, KeyCheck, KeyRecord, Records, RunRecord, Scope as KeyScope, StepEnd, StepRecord,
+    Success, vars_key,
+};
 pub use registry::Registry;
 pub use render::{GraphFormat, render_graph};
 pub use resource::{Access, Resource, check_glob, table_ref};

@@ -10,10 +10,12 @@
 use flow_db::{Database, DbError};
 
 mod fires;
+mod keys;
 mod locks;
 mod runs;
 
 pub use fires::FireRecord;
+pub use keys::{KeyCheck, KeyRecord, Scope};
 pub use runs::{RunRecord, StepEnd, StepRecord};
 
 const SCHEMA: &str = "
@@ -72,6 +74,16 @@ CREATE TABLE IF NOT EXISTS _flow.fires (
 );
 ALTER TABLE _flow.fires ADD COLUMN IF NOT EXISTS closed_at timestamptz;
 ALTER TABLE _flow.runs ADD COLUMN IF NOT EXISTS vars text NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS _flow.keys (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    scope text NOT NULL,
+    hash bytea NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_used_at timestamptz,
+    revoked_at timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS keys_active_name ON _flow.keys (name) WHERE revoked_at IS NULL;
 ";
 
 /// The run's values as one text, the key of a fan-out item's history.
