@@ -13,6 +13,7 @@ mod fires;
 mod keys;
 mod locks;
 mod runs;
+mod scope;
 
 pub use fires::FireRecord;
 pub use keys::{KeyCheck, KeyRecord, Scope};
