@@ -133,6 +133,18 @@ pub enum Command {
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
     },
+    /// Serve flows over HTTP: list them, start, watch and cancel runs, with API keys
+    /// (`flow keys`). Binds 127.0.0.1 unless told otherwise.
+    Serve {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDRESS:PORT")]
+        bind: std::net::SocketAddr,
+        /// The environment runs go to; the first flow's flow database keeps the keys.
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
     /// API keys for `flow serve`, kept hashed in the flow database's `_flow.keys`.
     Keys {
         #[command(subcommand)]

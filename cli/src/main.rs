@@ -19,6 +19,7 @@ mod plan;
 mod rollback;
 mod run;
 mod schedule;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,130 @@
+//! `flow serve`: the flows given, over HTTP, as clients of the engine's run
+//! API. Every route but `/healthz` needs an API key (`flow keys`) as
+//! `Authorization: Bearer KEY`, checked against the keys of the first flow's
+//! flow database; a missing, unknown or revoked key gets 401 and nothing
+//! else, a key whose scope is too small 403.
+//!
+//! | route | scope | does |
+//! |---|---|---|
+//! | `GET /healthz` | none | `ok` |
+//! | `GET /flows` | read | the flows: name, file, groups, steps |
+//! | `GET /flows/{flow}/runs` | read | the flow's recorded runs, newest first (`?limit=`) |
+//! | `POST /flows/{flow}/runs` | run | starts a run: `{"groups": [...], "steps": [...], "vars": {...}}`; 202 with its id |
+//! | `GET /runs/{id}` | read | a run and its steps |
+//! | `POST /runs/{id}/cancel` | run | cancels a run this server started |
+
+mod routes;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use flow_engine::{FlowFile, KeyCheck, KeyScope, Records, Session};
+use tokio_util::sync::CancellationToken;
+
+/// What the routes share.
+pub struct Served {
+    flows: Vec<Arc<FlowFile>>,
+    /// The environment runs go to (`--env`).
+    env: Option<String>,
+    /// The records of the first flow's flow database: keys live there.
+    keys: Records,
+    /// The runs this server started and that are still going, by id.
+    running: Mutex<HashMap<i64, CancellationToken>>,
+}
+
+impl Served {
+    fn flow(&self, name: &str) -> Option<&Arc<FlowFile>> {
+        self.flows.iter().find(|f| f.pipeline.name == name)
+    }
+
+    /// Whether `header` (the `Authorization` value) carries a key that may do
+    /// what `needed` allows.
+    async fn authorize(&self, header: Option<&str>, needed: KeyScope) -> Result<String, Refusal> {
+        let key = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(Refusal::Unauthorized)?;
+        match self.keys.check_key(key.trim(), needed).await {
+            Ok(KeyCheck::Allowed(name)) => Ok(name),
+            Ok(KeyCheck::Forbidden(_)) => Err(Refusal::Forbidden(needed)),
+            Ok(KeyCheck::Unknown) => Err(Refusal::Unauthorized),
+            Err(error) => {
+                tracing::error!(%error, "cannot check a key");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+}
+
+/// Why a request is refused before it is served.
+#[derive(Debug)]
+enum Refusal {
+    Unauthorized,
+    Forbidden(KeyScope),
+    Unavailable,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ServeError {
+    #[error("cannot listen on {address}: {reason}")]
+    #[diagnostic(
+        code(flow::serve::bind),
+        help("another process may use the port: pick another with `--bind 127.0.0.1:PORT`")
+    )]
+    Bind { address: SocketAddr, reason: String },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Db(#[from] flow_db::DbError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Environment(#[from] flow_engine::EnvironmentError),
+}
+
+/// Serves `flows` on `address` until `stop` is cancelled; runs still going
+/// are cancelled then, and waited for.
+pub async fn serve(
+    flows: Vec<Arc<FlowFile>>,
+    env: Option<String>,
+    address: SocketAddr,
+    stop: CancellationToken,
+) -> Result<(), ServeError> {
+    let Some(first) = flows.first() else {
+        return Ok(());
+    };
+    let environment = first.environment(env.as_deref())?;
+    let needed = std::collections::BTreeSet::from([flow_engine::FLOW_DATABASE.to_owned()]);
+    let session = Session::open(&environment, &first.base, &needed, 4, &[]).await?;
+    let keys = Records::open(session.database(flow_engine::FLOW_DATABASE)?).await?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| ServeError::Bind {
+            address,
+            reason: e.to_string(),
+        })?;
+    let served = Arc::new(Served {
+        flows,
+        env,
+        keys,
+        running: Mutex::default(),
+    });
+    tracing::info!(%address, "serving");
+    let app = routes::router(Arc::clone(&served));
+    let stopping = stop.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        .await;
+    let running: Vec<CancellationToken> = served
+        .running
+        .lock()
+        .map(|r| r.values().cloned().collect())
+        .unwrap_or_default();
+    running.iter().for_each(CancellationToken::cancel);
+    session.close().await;
+    result.map_err(|e| ServeError::Bind {
+        address,
+        reason: e.to_string(),
+    })
+}

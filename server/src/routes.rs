@@ -1,0 +1,253 @@
+//! The routes: each checks its key's scope, then asks the engine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flow_engine::executor::{Event, Options, StepResult};
+use flow_engine::run::{self, Observer, RunRequest, RunStatus};
+use flow_engine::{KeyScope, Selection, StepIndex};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::{Refusal, Served};
+
+type Shared = State<Arc<Served>>;
+
+pub(super) fn router(served: Arc<Served>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/flows", get(flows))
+        .route("/flows/{flow}/runs", get(runs).post(start))
+        .route("/runs/{id}", get(one_run))
+        .route("/runs/{id}/cancel", post(cancel))
+        .with_state(served)
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Refusal::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "a valid API key is needed".to_owned(),
+            ),
+            Refusal::Forbidden(scope) => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this key's scope does not allow it: it needs `{}`",
+                    scope.as_str()
+                ),
+            ),
+            Refusal::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the flow database cannot be reached".to_owned(),
+            ),
+        };
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("header"));
+        }
+        response
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn allowed(served: &Served, headers: &HeaderMap, needed: KeyScope) -> Result<(), Response> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    served
+        .authorize(header, needed)
+        .await
+        .map(|_| ())
+        .map_err(IntoResponse::into_response)
+}
+
+async fn flows(State(served): Shared, headers: HeaderMap) -> Response {
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
+        return refused;
+    }
+    let flows: Vec<_> = served
+        .flows
+        .iter()
+        .map(|flow| {
+            json!({
+                "name": flow.pipeline.name,
+                "file": flow.file.display().to_string(),
+                "groups": flow.pipeline.groups,
+                "steps": flow.pipeline.steps.iter().map(|s| s.key.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(flows).into_response()
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn runs(
+    State(served): Shared,
+    headers: HeaderMap,
+    Path(flow): Path<String>,
+    Query(limit): Query<Limit>,
+) -> Response {
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
+        return refused;
+    }
+    if served.flow(&flow).is_none() {
+        return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
+    }
+    let limit = limit.limit.unwrap_or(20).clamp(1, 1000);
+    match served.keys.runs(Some(&flow), limit).await {
+        Ok(runs) => Json(runs).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn one_run(State(served): Shared, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
+        return refused;
+    }
+    match served.keys.run(id).await {
+        Ok(Some((run, steps))) => Json(json!({ "run": run, "steps": steps })).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("there is no run {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// What to run: groups and steps (as `flow run --group`/`--step`), and values.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    steps: Vec<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// Says the run's id as soon as it is recorded.
+struct Announce(Option<oneshot::Sender<i64>>);
+
+impl Observer for Announce {
+    fn started(&mut self, run: i64, _: &str, _: usize) {
+        if let Some(sender) = self.0.take() {
+            let _ = sender.send(run);
+        }
+    }
+
+    fn event(&mut self, _: &Event<'_>) {}
+
+    fn finished(&mut self, _: i64, _: RunStatus, _: &HashMap<StepIndex, StepResult>) {}
+}
+
+async fn start(
+    State(served): Shared,
+    headers: HeaderMap,
+    Path(flow): Path<String>,
+    body: Option<Json<StartRequest>>,
+) -> Response {
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Run).await {
+        return refused;
+    }
+    let Some(file) = served.flow(&flow).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
+    };
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let selection = Selection {
+        groups: request.groups.clone(),
+        steps: request.steps.clone(),
+        ..Selection::default()
+    };
+    let selected = match selection.apply(&file.pipeline) {
+        Ok(selected) => selected,
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return error(StatusCode::UNPROCESSABLE_ENTITY, text.join("; "));
+        }
+    };
+    let environment = match file.environment(served.env.as_deref()) {
+        Ok(environment) => environment,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    };
+    let mut described: Vec<String> = request
+        .groups
+        .iter()
+        .map(|g| format!("--group {g}"))
+        .collect();
+    described.extend(request.steps.iter().map(|s| format!("--step {s}")));
+    let run_request = RunRequest {
+        selected,
+        selection: format!("serve {}", described.join(" "))
+            .trim_end()
+            .to_owned(),
+        vars: request.vars.into_iter().collect(),
+        options: Options::default(),
+        resume: false,
+        db_connections: 8,
+    };
+    let (sender, receiver) = oneshot::channel();
+    let cancel = CancellationToken::new();
+    let handle = run::start(
+        file,
+        environment,
+        run_request,
+        Announce(Some(sender)),
+        cancel.clone(),
+    );
+    let Ok(id) = receiver.await else {
+        let (end, _) = handle.finish().await;
+        let why = match end.status {
+            Err(e) => e.to_string(),
+            Ok(status) => format!("the run ended as {}", status.as_str()),
+        };
+        return error(StatusCode::SERVICE_UNAVAILABLE, why);
+    };
+    if let Ok(mut running) = served.running.lock() {
+        running.insert(id, cancel);
+    }
+    let done = Arc::clone(&served);
+    tokio::spawn(async move {
+        handle.finish().await;
+        if let Ok(mut running) = done.running.lock() {
+            running.remove(&id);
+        }
+    });
+    (StatusCode::ACCEPTED, Json(json!({ "run": id }))).into_response()
+}
+
+async fn cancel(State(served): Shared, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Run).await {
+        return refused;
+    }
+    let token = served.running.lock().ok().and_then(|r| r.get(&id).cloned());
+    match token {
+        Some(token) => {
+            token.cancel();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "run": id, "cancelling": true })),
+            )
+                .into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("run {id} is not going on in this server"),
+        ),
+    }
+}
