@@ -144,6 +144,10 @@ pub enum Command {
         /// The environment runs go to; the first flow's flow database keeps the keys.
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
+        /// Also run the flows' schedules in this process (as `flow schedule` does,
+        /// with the same leader election).
+        #[arg(long)]
+        schedule: bool,
     },
     /// API keys for `flow serve`, kept hashed in the flow database's `_flow.keys`.
     Keys {

@@ -33,9 +33,12 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
         Command::Run { file, select, run } => crate::run::run(&file, &select, &run, registry),
         Command::Db { action } => crate::db::db(&action),
         Command::Keys { action } => crate::keys::keys(action, registry),
-        Command::Serve { files, bind, env } => {
-            crate::serve::serve(&files, bind, env.as_deref(), registry)
-        }
+        Command::Serve {
+            files,
+            bind,
+            env,
+            schedule,
+        } => crate::serve::serve(&files, bind, env.as_deref(), schedule, registry),
         Command::Schedule {
             list: Some(crate::args::ScheduleCommand::List { files, env, json }),
             ..

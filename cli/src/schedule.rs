@@ -90,7 +90,7 @@ pub fn list(files: &[PathBuf], env: Option<&str>, json: bool, registry: &Registr
 }
 
 /// Notes on stderr; each scheduled run shown in plain lines.
-struct Terminal;
+pub(crate) struct Terminal;
 
 impl Hooks for Terminal {
     fn note(&self, text: &str) {

@@ -23,6 +23,18 @@ step sh:run hello {
   args = ["-c", "echo hello"]
   reads = []
 }
+
+step sh:run slow {
+  group = manual
+  command = "sh"
+  args = ["-c", "sleep 1; echo slowly"]
+  reads = []
+}
+
+schedule nightly {
+  cron = "0 2 * * *"
+  run = [work]
+}
 "#;
 
 struct Server(Child);
@@ -170,4 +182,87 @@ async fn keys_guard_every_route_and_a_run_key_starts_a_recorded_run() {
     for secret in [&reader, &runner] {
         assert!(!body.contains(secret.as_str()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_s_events_stream_live_and_its_log_and_the_schedules_are_served() {
+    let project = Project::new("serve", "serveevents", "served.flow", FLOW).await;
+    let reader = key(&project, "watch", "read");
+    let runner = key(&project, "ci", "run");
+    let (_server, port) = start(&project);
+
+    let (status, body) = http(port, "GET", "/flows/served/schedules", Some(&reader), "");
+    assert_eq!(status, 200, "{body}");
+    let jobs: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(jobs[0]["job"], "nightly");
+    assert!(jobs[0]["next_fire"].is_string(), "{body}");
+
+    let (status, body) = http(
+        port,
+        "POST",
+        "/flows/served/runs",
+        Some(&runner),
+        r#"{"steps": ["sh:run/slow"]}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let run = serde_json::from_str::<serde_json::Value>(&body).expect("json")["run"]
+        .as_i64()
+        .expect("id");
+    // The stream, from now on, until the run ends.
+    let (status, streamed) = http(
+        port,
+        "GET",
+        &format!("/runs/{run}/events"),
+        Some(&reader),
+        "",
+    );
+    assert_eq!(status, 200, "{streamed}");
+    assert!(
+        streamed.contains("text/event-stream") || streamed.contains("data:"),
+        "{streamed}"
+    );
+    let finished = streamed
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data.trim()).ok())
+        .collect::<Vec<_>>();
+    assert!(
+        finished.iter().any(|e| e["event"] == "step_finished"
+            && e["step"] == "sh:run/slow"
+            && e["status"] == "succeeded"),
+        "{streamed}"
+    );
+    assert_eq!(
+        finished.last().map(|e| e["event"].clone()),
+        Some("run_finished".into())
+    );
+
+    let (status, log) = http(
+        port,
+        "GET",
+        &format!("/runs/{run}/log/sh:run/slow"),
+        Some(&reader),
+        "",
+    );
+    assert_eq!(status, 200, "{log}");
+    assert!(log.contains("slowly"), "{log}");
+    let (status, _) = http(
+        port,
+        "GET",
+        &format!("/runs/{run}/log/sh:run/none"),
+        Some(&reader),
+        "",
+    );
+    assert_eq!(status, 404);
+    // A run that has ended has no stream; its record says how it went.
+    let (status, _) = http(
+        port,
+        "GET",
+        &format!("/runs/{run}/events"),
+        Some(&reader),
+        "",
+    );
+    assert_eq!(status, 404);
+    let (status, _) = http(port, "GET", &format!("/runs/{run}/events"), None, "");
+    assert_eq!(status, 401);
 }

@@ -12,6 +12,9 @@
 //! | `POST /flows/{flow}/runs` | run | starts a run: `{"groups": [...], "steps": [...], "vars": {...}}`; 202 with its id |
 //! | `GET /runs/{id}` | read | a run and its steps |
 //! | `POST /runs/{id}/cancel` | run | cancels a run this server started |
+//! | `GET /runs/{id}/events` | read | a going run's events, from now on, as Server-Sent Events |
+//! | `GET /runs/{id}/log/{step}` | read | what a step's command printed |
+//! | `GET /flows/{flow}/schedules` | read | each job's last fire, result and next fire |
 
 mod routes;
 
@@ -29,8 +32,9 @@ pub struct Served {
     env: Option<String>,
     /// The records of the first flow's flow database: keys live there.
     keys: Records,
-    /// The runs this server started and that are still going, by id.
-    running: Mutex<HashMap<i64, CancellationToken>>,
+    /// The runs this server started and that are still going, by id: how to
+    /// cancel each, and where its events go.
+    running: Mutex<HashMap<i64, Going>>,
 }
 
 impl Served {
@@ -54,6 +58,13 @@ impl Served {
             }
         }
     }
+}
+
+/// A run this server started, still going.
+#[derive(Clone)]
+struct Going {
+    cancel: CancellationToken,
+    events: tokio::sync::broadcast::Sender<flow_engine::run::RunEvent>,
 }
 
 /// Why a request is refused before it is served.
@@ -116,12 +127,12 @@ pub async fn serve(
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stopping.cancelled().await })
         .await;
-    let running: Vec<CancellationToken> = served
+    let running: Vec<Going> = served
         .running
         .lock()
         .map(|r| r.values().cloned().collect())
         .unwrap_or_default();
-    running.iter().for_each(CancellationToken::cancel);
+    running.iter().for_each(|going| going.cancel.cancel());
     session.close().await;
     result.map_err(|e| ServeError::Bind {
         address,

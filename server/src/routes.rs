@@ -10,14 +10,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flow_engine::executor::{Event, Options, StepResult};
-use flow_engine::run::{self, Observer, RunRequest, RunStatus};
+use flow_engine::run::{self, Observer, RunRequest, RunStatus, Stream};
 use flow_engine::{KeyScope, Selection, StepIndex};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{Refusal, Served};
+use super::{Going, Refusal, Served};
 
 type Shared = State<Arc<Served>>;
 
@@ -28,6 +28,9 @@ pub(super) fn router(served: Arc<Served>) -> Router {
         .route("/flows/{flow}/runs", get(runs).post(start))
         .route("/runs/{id}", get(one_run))
         .route("/runs/{id}/cancel", post(cancel))
+        .route("/runs/{id}/events", get(events))
+        .route("/runs/{id}/log/{*step}", get(log))
+        .route("/flows/{flow}/schedules", get(schedules))
         .with_state(served)
 }
 
@@ -203,13 +206,10 @@ async fn start(
     };
     let (sender, receiver) = oneshot::channel();
     let cancel = CancellationToken::new();
-    let handle = run::start(
-        file,
-        environment,
-        run_request,
-        Announce(Some(sender)),
-        cancel.clone(),
-    );
+    let (stream, _) = Stream::new(Arc::clone(&file.pipeline), 1024);
+    let sender_of_events = stream.sender();
+    let observer = (Announce(Some(sender)), stream);
+    let handle = run::start(file, environment, run_request, observer, cancel.clone());
     let Ok(id) = receiver.await else {
         let (end, _) = handle.finish().await;
         let why = match end.status {
@@ -219,7 +219,13 @@ async fn start(
         return error(StatusCode::SERVICE_UNAVAILABLE, why);
     };
     if let Ok(mut running) = served.running.lock() {
-        running.insert(id, cancel);
+        running.insert(
+            id,
+            Going {
+                cancel,
+                events: sender_of_events,
+            },
+        );
     }
     let done = Arc::clone(&served);
     tokio::spawn(async move {
@@ -235,10 +241,10 @@ async fn cancel(State(served): Shared, headers: HeaderMap, Path(id): Path<i64>) 
     if let Err(refused) = allowed(&served, &headers, KeyScope::Run).await {
         return refused;
     }
-    let token = served.running.lock().ok().and_then(|r| r.get(&id).cloned());
-    match token {
-        Some(token) => {
-            token.cancel();
+    let going = served.running.lock().ok().and_then(|r| r.get(&id).cloned());
+    match going {
+        Some(going) => {
+            going.cancel.cancel();
             (
                 StatusCode::ACCEPTED,
                 Json(json!({ "run": id, "cancelling": true })),
@@ -250,4 +256,110 @@ async fn cancel(State(served): Shared, headers: HeaderMap, Path(id): Path<i64>) 
             format!("run {id} is not going on in this server"),
         ),
     }
+}
+
+/// A going run's events, from now on, as Server-Sent Events; the stream ends
+/// after `run_finished`.
+async fn events(State(served): Shared, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    use axum::response::sse::{Event as Sent, KeepAlive, Sse};
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
+        return refused;
+    }
+    let going = served.running.lock().ok().and_then(|r| r.get(&id).cloned());
+    let Some(going) = going else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("run {id} is not going on in this server: `GET /runs/{id}` says how it went"),
+        );
+    };
+    let receiver = going.events.subscribe();
+    let stream =
+        futures_util::stream::unfold((receiver, false), |(mut receiver, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match receiver.recv().await {
+                    Ok(event) => {
+                        let last = matches!(event, run::RunEvent::RunFinished { .. });
+                        let sent = Sent::default().json_data(&event).unwrap_or_default();
+                        return Some((
+                            Ok::<Sent, std::convert::Infallible>(sent),
+                            (receiver, last),
+                        ));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// What a step's command printed in a run (`flow logs`).
+async fn log(
+    State(served): Shared,
+    headers: HeaderMap,
+    Path((id, step)): Path<(i64, String)>,
+) -> Response {
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
+        return refused;
+    }
+    let record = match served.keys.run(id).await {
+        Ok(Some((run, _))) => run,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("there is no run {id}")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let Some(flow) = served.flow(&record.flow) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("run {id} is of a flow not served here"),
+        );
+    };
+    let path = flow
+        .base
+        .join(".flow/logs")
+        .join(id.to_string())
+        .join(format!("{}.log", flow_engine::log_name(&step)));
+    match tokio::fs::read_to_string(&path).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("step `{step}` left no log in run {id}"),
+        ),
+    }
+}
+
+/// Each scheduled job of a flow: its last fire and result, and its next fire.
+async fn schedules(
+    State(served): Shared,
+    headers: HeaderMap,
+    Path(flow): Path<String>,
+) -> Response {
+    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
+        return refused;
+    }
+    let Some(file) = served.flow(&flow).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
+    };
+    let scheduled = flow_engine::scheduler::Scheduled {
+        flow: file,
+        env: served.env.clone(),
+    };
+    let (jobs, _) = flow_engine::scheduler::jobs(&scheduled, jiff::Timestamp::now()).await;
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .map(|job| {
+            json!({
+                "flow": job.flow,
+                "job": job.job,
+                "last_fire": job.last_fire.map(|at| at.to_string()),
+                "result": job.result,
+                "next_fire": job.next_fire.map(|at| at.to_string()),
+            })
+        })
+        .collect();
+    Json(jobs).into_response()
 }

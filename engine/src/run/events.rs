@@ -118,6 +118,11 @@ impl Stream {
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
         self.sender.subscribe()
     }
+
+    /// The sending end, to subscribe from once the stream has gone to its run.
+    pub fn sender(&self) -> broadcast::Sender<RunEvent> {
+        self.sender.clone()
+    }
 }
 
 impl Observer for Stream {
