@@ -179,6 +179,18 @@ async fn keys_guard_every_route_and_a_run_key_starts_a_recorded_run() {
     let (status, body) = http(port, "GET", "/flows/served/runs", Some(&reader), "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("\"id\":{run}")), "{body}");
+
+    let (status, _) = http(port, "GET", "/metrics", None, "");
+    assert_eq!(status, 401);
+    let (status, metrics) = http(port, "GET", "/metrics", Some(&reader), "");
+    assert_eq!(status, 200, "{metrics}");
+    for line in [
+        "flow_runs_total{flow=\"served\",status=\"succeeded\"} 1",
+        "flow_step_seconds_count{flow=\"served\",step=\"sh:run/hello\"} 1",
+        "flow_runs_going 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     for secret in [&reader, &runner] {
         assert!(!body.contains(secret.as_str()));
     }

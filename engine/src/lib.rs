@@ -67,8 +67,8 @@ pub use pipeline::{
 };
 pub use plan::{Plan, PlannedStep};
 pub use records::{
-    FireRecord, KeyCheck, KeyRecord, Records, RunRecord, Scope as KeyScope, StepEnd, StepRecord,
-    Success, vars_key,
+    Counts, FireRecord, KeyCheck, KeyRecord, Records, RunRecord, Scope as KeyScope, StepEnd,
+    StepRecord, Success, vars_key,
 };
 pub use registry::Registry;
 pub use render::{GraphFormat, render_graph};

@@ -15,6 +15,7 @@
 //! | `GET /runs/{id}/events` | read | a going run's events, from now on, as Server-Sent Events |
 //! | `GET /runs/{id}/log/{step}` | read | what a step's command printed |
 //! | `GET /flows/{flow}/schedules` | read | each job's last fire, result and next fire |
+//! | `GET /metrics` | read | Prometheus text: runs by status, runs going, step time, rows and bytes, missed fires |
 
 mod routes;
 

@@ -17,7 +17,7 @@ mod scope;
 
 pub use fires::FireRecord;
 pub use keys::{KeyCheck, KeyRecord, Scope};
-pub use runs::{RunRecord, StepEnd, StepRecord};
+pub use runs::{Counts, RunRecord, StepEnd, StepRecord};
 
 const SCHEMA: &str = "
 CREATE SCHEMA IF NOT EXISTS _flow;

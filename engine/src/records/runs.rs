@@ -261,3 +261,58 @@ impl Records {
             .collect())
     }
 }
+
+/// Counts for `/metrics`: runs by flow and status, each step's total time and
+/// rows and bytes, and missed fires by schedule.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// (flow, status, runs).
+    pub runs: Vec<(String, String, i64)>,
+    /// (flow, step, finished, seconds, rows, bytes).
+    pub steps: Vec<(String, String, i64, f64, i64, i64)>,
+    /// (flow, schedule, missed fires).
+    pub missed: Vec<(String, String, i64)>,
+}
+
+impl Records {
+    pub async fn counts(&self) -> Result<Counts, DbError> {
+        let client = self.database.client().await?;
+        let runs = client
+            .query(
+                "SELECT flow, status, count(*) FROM _flow.runs GROUP BY 1, 2 ORDER BY 1, 2",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let steps = client
+            .query(
+                "SELECT r.flow, s.step, count(*),
+                        coalesce(sum(extract(epoch FROM s.finished_at - s.started_at)), 0)::float8,
+                        coalesce(sum(s.rows), 0)::bigint, coalesce(sum(s.bytes), 0)::bigint
+                 FROM _flow.steps s JOIN _flow.runs r ON r.id = s.run_id
+                 WHERE s.finished_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+            .collect();
+        let missed = client
+            .query(
+                "SELECT flow, schedule, count(*) FROM _flow.fires WHERE status = 'missed'
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok(Counts {
+            runs,
+            steps,
+            missed,
+        })
+    }
+}
