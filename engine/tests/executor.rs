@@ -100,19 +100,24 @@ fn pipeline(text: &str) -> (Pipeline, String) {
     (pipeline, tag)
 }
 
+/// What every step of a test run shares: no databases, no storages.
+fn shared() -> Shared {
+    Shared {
+        base_dir: std::env::temp_dir(),
+        databases: Arc::default(),
+        storages: Arc::default(),
+        vars: Arc::default(),
+        run: None,
+    }
+}
+
 async fn run(
     pipeline: &Pipeline,
     options: Options,
     cancel: &CancellationToken,
 ) -> BTreeMap<String, Status> {
     let selected = Selection::default().apply(pipeline).expect("selection");
-    let shared = Shared {
-        base_dir: std::env::temp_dir(),
-        databases: Arc::default(),
-        storages: Arc::default(),
-        vars: Arc::default(),
-        run: None,
-    };
+    let shared = shared();
     let memory = executor::Memory::default();
     let results = executor::execute(
         pipeline,
@@ -394,13 +399,7 @@ async fn a_run_s_events_reach_every_receiver_of_its_stream_in_order() {
     let (mut stream, mut first) = Stream::new(Arc::clone(&pipeline), 64);
     let mut second = stream.subscribe();
     let selected = Selection::default().apply(&pipeline).expect("selection");
-    let shared = Shared {
-        base_dir: std::env::temp_dir(),
-        databases: Arc::default(),
-        storages: Arc::default(),
-        vars: Arc::default(),
-        run: None,
-    };
+    let shared = shared();
     stream.started(7, "default", 2);
     let results = executor::execute(
         &pipeline,
