@@ -278,7 +278,7 @@ impl Display {
             "step", "status", "time", "rows", "bytes"
         ));
         for (index, result) in rows {
-            let status = flow_engine::run::step_end(result).status;
+            let status = result.status.name();
             let (rows, bytes) = match &result.status {
                 Status::Succeeded(outcome) => (outcome.rows.to_string(), bytes_text(outcome.bytes)),
                 _ => ("-".into(), "-".into()),

@@ -345,11 +345,8 @@ async fn schedules(
     let Some(file) = served.flow(&flow).cloned() else {
         return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
     };
-    let scheduled = flow_engine::scheduler::Scheduled {
-        flow: file,
-        env: served.env.clone(),
-    };
-    let (jobs, _) = flow_engine::scheduler::jobs(&scheduled, jiff::Timestamp::now()).await;
+    let now = jiff::Timestamp::now();
+    let jobs = flow_engine::scheduler::jobs_in(&served.keys, &file.pipeline, now).await;
     let jobs: Vec<_> = jobs
         .into_iter()
         .map(|job| {

@@ -70,6 +70,19 @@ pub enum Status {
     },
 }
 
+impl Status {
+    /// The status as the records and events name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Succeeded(_) => "succeeded",
+            Status::Failed(_) => "failed",
+            Status::Cancelled => "cancelled",
+            Status::NotRun { .. } => "not_run",
+            Status::Skipped { .. } => "skipped",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct StepResult {
     pub status: Status,

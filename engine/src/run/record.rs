@@ -56,27 +56,15 @@ impl Recorder {
 
 /// A step's result as the records keep it.
 pub fn step_end(result: &StepResult) -> StepEnd {
-    let (status, rows, bytes, note, error) = match &result.status {
-        Status::Succeeded(outcome) => (
-            "succeeded",
-            outcome.rows,
-            outcome.bytes,
-            outcome.note.clone(),
-            None,
-        ),
-        Status::Failed(error) => ("failed", 0, 0, None, Some(render_report(&error.report))),
-        Status::Cancelled => ("cancelled", 0, 0, None, None),
-        Status::NotRun { reason } => ("not_run", 0, 0, reason.clone(), None),
-        Status::Skipped { since } => (
-            "skipped",
-            0,
-            0,
-            Some(format!("unchanged since run {since}")),
-            None,
-        ),
+    let (rows, bytes, note, error) = match &result.status {
+        Status::Succeeded(outcome) => (outcome.rows, outcome.bytes, outcome.note.clone(), None),
+        Status::Failed(error) => (0, 0, None, Some(render_report(&error.report))),
+        Status::Cancelled => (0, 0, None, None),
+        Status::NotRun { reason } => (0, 0, reason.clone(), None),
+        Status::Skipped { since } => (0, 0, Some(format!("unchanged since run {since}")), None),
     };
     StepEnd {
-        status,
+        status: result.status.name(),
         attempts: result.attempts,
         seconds: result.duration.as_secs_f64(),
         rows,

@@ -2,8 +2,9 @@
 
 use jiff::Timestamp;
 
-use super::Scheduled;
-use super::from_micros;
+use super::{Scheduled, from_micros};
+use crate::pipeline::Pipeline;
+use crate::records::{FireRecord, Records};
 
 /// A scheduled job as it stands.
 #[derive(Debug, Clone)]
@@ -18,18 +19,27 @@ pub struct JobState {
 /// The jobs of a flow's schedules, with their last fires when the records
 /// can be read (`Err` says why not, with the jobs still listed).
 pub async fn jobs(flow: &Scheduled, now: Timestamp) -> (Vec<JobState>, Option<String>) {
-    let pipeline = &flow.flow.pipeline;
-    let (last, unread) = match flow.records().await {
+    match flow.records().await {
         Ok((session, records)) => {
-            let fires = records
-                .last_fires(&pipeline.name, true)
-                .await
-                .unwrap_or_default();
+            let jobs = jobs_in(&records, &flow.flow.pipeline, now).await;
             session.close().await;
-            (fires, None)
+            (jobs, None)
         }
-        Err(error) => (Vec::new(), Some(error)),
-    };
+        Err(error) => (states(&flow.flow.pipeline, &[], now), Some(error)),
+    }
+}
+
+/// The jobs of a pipeline's schedules, with their last fires as `records`
+/// (already open: a server's) keep them.
+pub async fn jobs_in(records: &Records, pipeline: &Pipeline, now: Timestamp) -> Vec<JobState> {
+    let fires = records
+        .last_fires(&pipeline.name, true)
+        .await
+        .unwrap_or_default();
+    states(pipeline, &fires, now)
+}
+
+fn states(pipeline: &Pipeline, last: &[FireRecord], now: Timestamp) -> Vec<JobState> {
     let mut jobs = Vec::new();
     for schedule in &pipeline.schedules {
         let next = schedule.trigger().and_then(|t| t.next_after(now));
@@ -44,5 +54,5 @@ pub async fn jobs(flow: &Scheduled, now: Timestamp) -> (Vec<JobState>, Option<St
             });
         }
     }
-    (jobs, unread)
+    jobs
 }

@@ -40,7 +40,7 @@ use crate::records::Records;
 use crate::run::Observer;
 use crate::session::Session;
 
-pub use list::{JobState, jobs};
+pub use list::{JobState, jobs, jobs_in};
 
 /// How long a new leader waits before firing: longer than a dead leader's
 /// commands take to end (their supervisors look every 50 ms).
