@@ -133,10 +133,11 @@ pub enum Command {
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
     },
-    /// Serve flows over HTTP: list them, start, watch and cancel runs, with API keys
-    /// (`flow keys`). Binds 127.0.0.1 unless told otherwise.
+    /// Serve flows over HTTP and a web page: list them, start, watch and cancel runs,
+    /// with API keys (`flow keys`). Binds 127.0.0.1 unless told otherwise.
     Serve {
-        #[arg(required = true)]
+        /// Flow files, or folders whose `*.flow` files to serve.
+        #[arg(required = true, value_name = "FOLDER_OR_FILES")]
         files: Vec<PathBuf>,
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDRESS:PORT")]
@@ -148,6 +149,12 @@ pub enum Command {
         /// with the same leader election).
         #[arg(long)]
         schedule: bool,
+        /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of `--tls-cert`.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// API keys for `flow serve`, kept hashed in the flow database's `_flow.keys`.
     Keys {

@@ -38,7 +38,16 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
             bind,
             env,
             schedule,
-        } => crate::serve::serve(&files, bind, env.as_deref(), schedule, registry),
+            tls_cert,
+            tls_key,
+        } => {
+            let options = flow_server::Options {
+                bind,
+                env,
+                tls: tls_cert.zip(tls_key),
+            };
+            crate::serve::serve(&files, options, schedule, registry)
+        }
         Command::Schedule {
             list: Some(crate::args::ScheduleCommand::List { files, env, json }),
             ..

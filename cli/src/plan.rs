@@ -1,6 +1,5 @@
 //! `flow plan` and `flow graph`: what a run would do, without running it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use flow_engine::{FlowFile, GraphFormat, Plan, Registry};
@@ -43,19 +42,19 @@ pub fn plan(
             Exit::Success
         });
     }
-    let connections = connections(&flow, env);
+    let connections = flow.connections(env);
     if json {
-        let mut value = serde_json::to_value(&plan).unwrap_or_default();
-        value["environment"] = serde_json::json!(connections.0);
-        value["databases"] = serde_json::json!(connections.1);
-        value["storages"] = serde_json::json!(connections.2);
+        let value = flow_engine::plan_json(&plan, &connections);
         output::out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ));
     } else {
-        let mut header = format!("environment `{}`\n", connections.0);
-        for (kind, entries) in [("database", &connections.1), ("storage", &connections.2)] {
+        let mut header = format!("environment `{}`\n", connections.environment);
+        for (kind, entries) in [
+            ("database", &connections.databases),
+            ("storage", &connections.storages),
+        ] {
             for (name, location) in entries {
                 header.push_str(&format!("  {kind} {name}: {location}\n"));
             }
@@ -95,33 +94,5 @@ fn load_and_plan(
             errors.into_iter().for_each(output::error);
             None
         }
-    }
-}
-
-type Connections = (String, BTreeMap<String, String>, BTreeMap<String, String>);
-
-/// The environment and its connections, passwords hidden; a variable that is
-/// not set shows as such instead of failing the plan.
-fn connections(flow: &FlowFile, env: Option<&str>) -> Connections {
-    let name = flow_engine::environment_name(env);
-    match flow.environment(env) {
-        Ok(environment) => (
-            environment.name,
-            environment
-                .databases
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
-            environment
-                .storages
-                .iter()
-                .map(|(k, v)| (k.clone(), flow_db::redact(v)))
-                .collect(),
-        ),
-        Err(error) => (
-            name,
-            BTreeMap::from([("error".to_owned(), error.to_string())]),
-            BTreeMap::new(),
-        ),
     }
 }

@@ -74,14 +74,14 @@ async fn a_key_is_shown_once_kept_as_a_hash_checked_by_scope_and_revoked() {
     let records = records(&project).await;
     assert_eq!(
         records.check_key(&key, KeyScope::Run).await.expect("check"),
-        KeyCheck::Allowed("ci".into())
+        KeyCheck::Allowed("ci".into(), KeyScope::Run)
     );
     assert_eq!(
         records
             .check_key(&key, KeyScope::Admin)
             .await
             .expect("check"),
-        KeyCheck::Forbidden("ci".into())
+        KeyCheck::Forbidden("ci".into(), KeyScope::Run)
     );
     let last = if key.ends_with('0') { '1' } else { '0' };
     let wrong = format!("{}{last}", &key[..key.len() - 1]);

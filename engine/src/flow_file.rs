@@ -1,6 +1,7 @@
 //! A flow file as the engine runs it: its compiled pipeline and the folder
 //! its relative paths start from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,6 +41,40 @@ impl FlowFile {
     pub fn environment(&self, flag: Option<&str>) -> Result<Environment, EnvironmentError> {
         Environment::resolve(&self.pipeline, &environment_name(flag))
     }
+
+    /// The environment `flag` names and its connections, passwords hidden,
+    /// to show (`flow plan`, `flow serve`); a variable that is not set shows
+    /// as an `error` entry instead of failing.
+    pub fn connections(&self, flag: Option<&str>) -> Connections {
+        match self.environment(flag) {
+            Ok(environment) => Connections {
+                environment: environment.name,
+                databases: environment
+                    .databases
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect(),
+                storages: environment
+                    .storages
+                    .iter()
+                    .map(|(k, v)| (k.clone(), flow_db::redact(v)))
+                    .collect(),
+            },
+            Err(error) => Connections {
+                environment: environment_name(flag),
+                databases: BTreeMap::from([("error".to_owned(), error.to_string())]),
+                storages: BTreeMap::new(),
+            },
+        }
+    }
+}
+
+/// An environment's connections as shown: passwords hidden.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Connections {
+    pub environment: String,
+    pub databases: BTreeMap<String, String>,
+    pub storages: BTreeMap<String, String>,
 }
 
 /// The directory a flow's relative paths start from: the flow file's.

@@ -54,7 +54,7 @@ pub use compile_error::CompileError;
 pub use compiler::compile;
 pub use env_files::{environment_name, load_env_files};
 pub use environment::{Environment, EnvironmentError};
-pub use flow_file::{FlowFile, base_dir};
+pub use flow_file::{Connections, FlowFile, base_dir};
 pub use inputs::missing_files;
 pub use operation::{
     BoxFuture, Operation, OperationSpec, Prepared, Preview, Problem, Registration, Settings,
@@ -65,7 +65,7 @@ pub use partial_file::PartialFile;
 pub use pipeline::{
     Check, Declaration, EdgeReason, Missed, Node, Pipeline, Schedule, StepIndex, StepNode,
 };
-pub use plan::{Plan, PlannedStep};
+pub use plan::{Plan, PlannedStep, plan_json};
 pub use records::{
     Counts, FireRecord, KeyCheck, KeyRecord, Records, RunRecord, Scope as KeyScope, StepEnd,
     StepRecord, Success, vars_key,

@@ -193,3 +193,13 @@ fn planned(
         parts: Vec::new(),
     }
 }
+
+/// A plan as `flow plan --json` prints it (and `flow serve` serves it): its
+/// steps, and the environment's connections with passwords hidden.
+pub fn plan_json(plan: &Plan, connections: &crate::Connections) -> serde_json::Value {
+    let mut value = serde_json::to_value(plan).unwrap_or_default();
+    value["environment"] = serde_json::json!(connections.environment);
+    value["databases"] = serde_json::json!(connections.databases);
+    value["storages"] = serde_json::json!(connections.storages);
+    value
+}

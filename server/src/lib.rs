@@ -1,26 +1,41 @@
 //! `flow serve`: the flows given, over HTTP, as clients of the engine's run
-//! API. Every route but `/healthz` needs an API key (`flow keys`) as
+//! API, and a web page to watch them. Every route but `/healthz`, the page
+//! (`/`) and its assets needs an API key (`flow keys`) as
 //! `Authorization: Bearer KEY`, checked against the keys of the first flow's
 //! flow database; a missing, unknown or revoked key gets 401 and nothing
-//! else, a key whose scope is too small 403.
+//! else, a key whose scope is too small 403. The page and its assets are
+//! the same bytes for everyone and hold no data: what they show comes from
+//! the keyed routes, with the key the user gives the page.
 //!
 //! | route | scope | does |
 //! |---|---|---|
 //! | `GET /healthz` | none | `ok` |
+//! | `GET /` | none | the web page (assets under `/assets/`) |
+//! | `GET /openapi.json` | read | the OpenAPI document of these routes |
+//! | `GET /whoami` | read | the key's name and scope |
 //! | `GET /flows` | read | the flows: name, file, groups, steps |
+//! | `GET /flows/{flow}/plan` | read | the plan, as `flow plan --json` prints it |
+//! | `GET /flows/{flow}/graph` | read | the DAG laid out: steps with their place, edges with their reasons |
 //! | `GET /flows/{flow}/runs` | read | the flow's recorded runs, newest first (`?limit=`) |
 //! | `POST /flows/{flow}/runs` | run | starts a run: `{"groups": [...], "steps": [...], "vars": {...}}`; 202 with its id |
 //! | `GET /runs/{id}` | read | a run and its steps |
 //! | `POST /runs/{id}/cancel` | run | cancels a run this server started |
-//! | `GET /runs/{id}/events` | read | a going run's events, from now on, as Server-Sent Events |
+//! | `GET /runs/{id}/events` | read | a going run's events as Server-Sent Events: those so far, then live |
 //! | `GET /runs/{id}/log/{step}` | read | what a step's command printed |
 //! | `GET /flows/{flow}/schedules` | read | each job's last fire, result and next fire |
 //! | `GET /metrics` | read | Prometheus text: runs by status, runs going, step time, rows and bytes, missed fires |
 
+mod flows;
+mod layout;
+mod metrics;
 mod routes;
+mod runs;
+mod tls;
+mod web;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use flow_engine::{FlowFile, KeyCheck, KeyScope, Records, Session};
@@ -36,6 +51,8 @@ pub struct Served {
     /// The runs this server started and that are still going, by id: how to
     /// cancel each, and where its events go.
     running: Mutex<HashMap<i64, Going>>,
+    /// Each flow's DAG laid out, as JSON, once asked for.
+    graphs: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl Served {
@@ -45,13 +62,17 @@ impl Served {
 
     /// Whether `header` (the `Authorization` value) carries a key that may do
     /// what `needed` allows.
-    async fn authorize(&self, header: Option<&str>, needed: KeyScope) -> Result<String, Refusal> {
+    async fn authorize(
+        &self,
+        header: Option<&str>,
+        needed: KeyScope,
+    ) -> Result<(String, KeyScope), Refusal> {
         let key = header
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(Refusal::Unauthorized)?;
         match self.keys.check_key(key.trim(), needed).await {
-            Ok(KeyCheck::Allowed(name)) => Ok(name),
-            Ok(KeyCheck::Forbidden(_)) => Err(Refusal::Forbidden(needed)),
+            Ok(KeyCheck::Allowed(name, scope)) => Ok((name, scope)),
+            Ok(KeyCheck::Forbidden(..)) => Err(Refusal::Forbidden(needed)),
             Ok(KeyCheck::Unknown) => Err(Refusal::Unauthorized),
             Err(error) => {
                 tracing::error!(%error, "cannot check a key");
@@ -65,7 +86,7 @@ impl Served {
 #[derive(Clone)]
 struct Going {
     cancel: CancellationToken,
-    events: tokio::sync::broadcast::Sender<flow_engine::run::RunEvent>,
+    events: flow_engine::run::Watch,
 }
 
 /// Why a request is refused before it is served.
@@ -86,6 +107,15 @@ pub enum ServeError {
     )]
     Bind { address: SocketAddr, reason: String },
 
+    #[error("cannot use the TLS certificate or key {path}: {reason}")]
+    #[diagnostic(
+        code(flow::serve::tls),
+        help(
+            "give a PEM certificate chain with `--tls-cert` and its PEM private key with `--tls-key`"
+        )
+    )]
+    Tls { path: PathBuf, reason: String },
+
     #[error(transparent)]
     #[diagnostic(transparent)]
     Db(#[from] flow_db::DbError),
@@ -95,14 +125,32 @@ pub enum ServeError {
     Environment(#[from] flow_engine::EnvironmentError),
 }
 
-/// Serves `flows` on `address` until `stop` is cancelled; runs still going
-/// are cancelled then, and waited for.
+/// How to serve.
+pub struct Options {
+    /// The address to listen on.
+    pub bind: SocketAddr,
+    /// The environment runs go to.
+    pub env: Option<String>,
+    /// A PEM certificate chain and its private key: HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Serves `flows` until `stop` is cancelled; runs still going are cancelled
+/// then.
 pub async fn serve(
     flows: Vec<Arc<FlowFile>>,
-    env: Option<String>,
-    address: SocketAddr,
+    options: Options,
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
+    let Options {
+        bind: address,
+        env,
+        tls,
+    } = options;
+    // A certificate that cannot be read fails before anything is opened.
+    let acceptor = tls
+        .map(|(cert, key)| tls::acceptor(&cert, &key))
+        .transpose()?;
     let Some(first) = flows.first() else {
         return Ok(());
     };
@@ -121,13 +169,25 @@ pub async fn serve(
         env,
         keys,
         running: Mutex::default(),
+        graphs: Mutex::default(),
     });
     tracing::info!(%address, "serving");
     let app = routes::router(Arc::clone(&served));
     let stopping = stop.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stopping.cancelled().await })
-        .await;
+    let shutdown = async move { stopping.cancelled().await };
+    let result = match acceptor {
+        Some(acceptor) => {
+            let listener = tls::Listener::new(listener, acceptor);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     let running: Vec<Going> = served
         .running
         .lock()

@@ -25,10 +25,10 @@ pub struct KeyRecord {
 /// What a presented key turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyCheck {
-    /// A live key whose scope allows what was asked; its name.
-    Allowed(String),
+    /// A live key whose scope allows what was asked; its name and scope.
+    Allowed(String, Scope),
     /// A live key whose scope does not.
-    Forbidden(String),
+    Forbidden(String, Scope),
     /// No live key: unknown, revoked, or not a key at all.
     Unknown,
 }
@@ -112,7 +112,8 @@ impl Records {
     }
 
     /// Whether `presented` is a live key that may do what `needed` allows;
-    /// a live key's last use is recorded.
+    /// a live key's last use is recorded, to the minute (a server checks a
+    /// key on every request: one write per request would serialize them).
     pub async fn check_key(&self, presented: &str, needed: Scope) -> Result<KeyCheck, DbError> {
         if !presented.starts_with(PREFIX) {
             return Ok(KeyCheck::Unknown);
@@ -123,8 +124,13 @@ impl Records {
             .client()
             .await?
             .query_opt(
-                "UPDATE _flow.keys SET last_used_at = clock_timestamp()
-                 WHERE hash = $1 AND revoked_at IS NULL RETURNING name, scope, hash",
+                "WITH used AS (
+                   UPDATE _flow.keys SET last_used_at = clock_timestamp()
+                   WHERE hash = $1 AND revoked_at IS NULL
+                     AND (last_used_at IS NULL
+                          OR last_used_at < clock_timestamp() - interval '1 minute'))
+                 SELECT name, scope, hash FROM _flow.keys
+                 WHERE hash = $1 AND revoked_at IS NULL",
                 &[&wanted],
             )
             .await?;
@@ -138,9 +144,9 @@ impl Records {
         let name: String = row.get(0);
         let scope = Scope::parse(row.get(1)).unwrap_or(Scope::Read);
         Ok(if scope.allows(needed) {
-            KeyCheck::Allowed(name)
+            KeyCheck::Allowed(name, scope)
         } else {
-            KeyCheck::Forbidden(name)
+            KeyCheck::Forbidden(name, scope)
         })
     }
 }

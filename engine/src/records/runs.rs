@@ -35,6 +35,10 @@ pub struct StepRecord {
     pub bytes: i64,
     pub note: Option<String>,
     pub error: Option<String>,
+    /// Seconds from the run's start to the step's, when it started.
+    pub offset: Option<f64>,
+    /// Seconds the step took, or has taken so far while it runs.
+    pub elapsed: Option<f64>,
 }
 
 /// What is written when a step ends.
@@ -182,7 +186,9 @@ impl Records {
         let steps = client
             .query(
                 "SELECT step, status, attempts, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                        extract(epoch FROM finished_at - started_at)::float8, rows, bytes, note, error
+                        extract(epoch FROM finished_at - started_at)::float8, rows, bytes, note, error,
+                        extract(epoch FROM started_at - (SELECT started_at FROM _flow.runs WHERE id = $1))::float8,
+                        extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8
                  FROM _flow.steps WHERE run_id = $1 ORDER BY started_at NULLS LAST, step",
                 &[&id],
             )
@@ -199,6 +205,8 @@ impl Records {
                 bytes: r.get(6),
                 note: r.get(7),
                 error: r.get(8),
+                offset: r.get(9),
+                elapsed: r.get(10),
             })
             .collect();
         Ok(Some((run_record(&row), steps)))

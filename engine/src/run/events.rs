@@ -89,45 +89,66 @@ fn finished(step: &str, result: &StepResult) -> RunEvent {
     }
 }
 
-/// An observer that sends a run's events to every receiver subscribed
-/// (a server's event streams); a receiver that falls behind misses the
-/// oldest, and none at all is fine.
+/// An observer that keeps a run's events and sends each to every receiver
+/// subscribed (a server's event streams). A watcher that comes late gets
+/// the events so far first, then the rest, none twice and none missed; a
+/// receiver that falls behind by more than the capacity misses the oldest
+/// of those it has not read.
 pub struct Stream {
     pipeline: std::sync::Arc<Pipeline>,
-    sender: broadcast::Sender<RunEvent>,
+    watch: Watch,
     started: Instant,
 }
 
+/// Where a run's events can be watched from, once its [`Stream`] has gone
+/// to the run.
+#[derive(Clone)]
+pub struct Watch {
+    shared: std::sync::Arc<std::sync::Mutex<Vec<RunEvent>>>,
+    sender: broadcast::Sender<RunEvent>,
+}
+
+impl Watch {
+    /// The events so far, and a receiver of those after them.
+    pub fn subscribe(&self) -> (Vec<RunEvent>, broadcast::Receiver<RunEvent>) {
+        match self.shared.lock() {
+            Ok(sent) => (sent.clone(), self.sender.subscribe()),
+            Err(_) => (Vec::new(), self.sender.subscribe()),
+        }
+    }
+
+    fn send(&self, event: RunEvent) {
+        // Kept and sent under one lock, so a subscriber sees each once.
+        if let Ok(mut sent) = self.shared.lock() {
+            sent.push(event.clone());
+            let _ = self.sender.send(event);
+        }
+    }
+}
+
 impl Stream {
-    /// The stream, holding up to `capacity` events a slow receiver has not
-    /// read yet, and its first receiver.
-    pub fn new(
-        pipeline: std::sync::Arc<Pipeline>,
-        capacity: usize,
-    ) -> (Self, broadcast::Receiver<RunEvent>) {
-        let (sender, receiver) = broadcast::channel(capacity.max(1));
-        let stream = Self {
+    /// The stream; a receiver may fall `capacity` events behind.
+    pub fn new(pipeline: std::sync::Arc<Pipeline>, capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self {
             pipeline,
-            sender,
+            watch: Watch {
+                shared: std::sync::Arc::default(),
+                sender,
+            },
             started: Instant::now(),
-        };
-        (stream, receiver)
+        }
     }
 
-    /// Another receiver, from the next event on.
-    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
-        self.sender.subscribe()
-    }
-
-    /// The sending end, to subscribe from once the stream has gone to its run.
-    pub fn sender(&self) -> broadcast::Sender<RunEvent> {
-        self.sender.clone()
+    /// Where to watch the run from.
+    pub fn watch(&self) -> Watch {
+        self.watch.clone()
     }
 }
 
 impl Observer for Stream {
     fn started(&mut self, run: i64, environment: &str, steps: usize) {
-        let _ = self.sender.send(RunEvent::RunStarted {
+        self.watch.send(RunEvent::RunStarted {
             run,
             flow: self.pipeline.name.clone(),
             environment: environment.to_owned(),
@@ -136,11 +157,11 @@ impl Observer for Stream {
     }
 
     fn event(&mut self, event: &Event<'_>) {
-        let _ = self.sender.send(RunEvent::of_step(&self.pipeline, event));
+        self.watch.send(RunEvent::of_step(&self.pipeline, event));
     }
 
     fn finished(&mut self, run: i64, status: RunStatus, _: &HashMap<StepIndex, StepResult>) {
-        let _ = self.sender.send(RunEvent::RunFinished {
+        self.watch.send(RunEvent::RunFinished {
             run,
             status: status.as_str(),
             seconds: self.started.elapsed().as_secs_f64(),

@@ -26,7 +26,7 @@ use crate::pipeline::StepIndex;
 use crate::records::{Records, vars_key};
 use crate::session::{self, Session};
 
-pub use events::{RunEvent, Stream};
+pub use events::{RunEvent, Stream, Watch};
 pub use record::{render_report, step_end};
 
 /// What to run.
