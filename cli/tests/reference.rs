@@ -3,63 +3,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
-use flow_db::testing::TestDatabase;
-use support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use support::reference::{Reference, copy_dir};
 use support::{Flow, root};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
-        }
-    }
-}
-
-struct Reference {
-    dir: PathBuf,
-    flow: TestDatabase,
-    api: TestDatabase,
-    spaces: String,
-}
-
-impl Reference {
-    fn run(&self, args: &[&str]) -> Flow {
-        let mut all = vec!["run", "parcels.flow", "--plain"];
-        all.extend(args);
-        Flow::new(all)
-            .dir(&self.dir)
-            .env("FLOW_DATABASE_URL", self.flow.url())
-            .env("API_DATABASE_URL", self.api.url())
-            .env("SPACES_URL", &self.spaces)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    }
-
-    async fn api(&self) -> flow_db::tokio_postgres::Client {
-        self.api.client().await.expect("api")
-    }
-
-    async fn one<T: for<'a> flow_db::tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
-        self.api()
-            .await
-            .query_one(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The status of each step in a run's summary table.
 fn status(output: &support::Output, step: &str) -> String {
@@ -75,27 +20,7 @@ fn status(output: &support::Output, step: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reference_pipeline_runs_end_to_end_and_then_only_what_changed() {
-    let server = S3Server::shared().await;
-    let bucket = server.bucket("spaces").await;
-    let town = root().join("fixtures/spaces/shapefiles/town");
-    for entry in std::fs::read_dir(&town).expect("fixtures").flatten() {
-        let key = format!("shapefiles/town/{}", entry.file_name().to_string_lossy());
-        bucket
-            .put_object(key, &std::fs::read(entry.path()).expect("read"))
-            .await
-            .expect("upload");
-    }
-    let dir = std::env::temp_dir().join(format!("flow-reference-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&root().join("flows/parcels"), &dir.join("parcels"));
-    std::fs::copy(root().join("flows/parcels.flow"), dir.join("parcels.flow")).expect("flow");
-    let reference = Reference {
-        dir,
-        flow: TestDatabase::create("referencef").await.expect("flow db"),
-        api: TestDatabase::create("referencea").await.expect("api db"),
-        spaces: server.url(&bucket, ""),
-    };
-
+    let reference = Reference::new("").await;
     let first = reference.run(&[]).expect(0);
     for step in [
         "minio:download",

@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Flow, Project};
+use support::Project;
+use support::server::{self, Server, http};
 
 const FLOW: &str = r#"flow served
 
@@ -37,81 +36,18 @@ schedule nightly {
 }
 "#;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A request; the status and the body.
-fn http(port: u16, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 fn key(project: &Project, name: &str, scope: &str) -> String {
-    Flow::new([
-        "keys",
-        "create",
-        "served.flow",
-        "--name",
-        name,
-        "--scope",
-        scope,
-    ])
-    .dir(&project.dir)
-    .env("FLOW_DATABASE_URL", project.db.url())
-    .expect(0)
-    .stdout
-    .trim()
-    .to_owned()
+    let env = [("FLOW_DATABASE_URL", project.db.url())];
+    server::key(&project.dir, "served.flow", &env, name, scope)
 }
 
 fn start(project: &Project) -> (Server, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_flow"))
-        .args([
-            "serve",
-            "served.flow",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .current_dir(&project.dir)
-        .env("FLOW_DATABASE_URL", project.db.url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("flow serve starts");
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "flow serve did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (server, port)
+    start_with(project, &[])
+}
+
+fn start_with(project: &Project, more: &[&str]) -> (Server, u16) {
+    let env = [("FLOW_DATABASE_URL", project.db.url())];
+    server::serve(&project.dir, "served.flow", &env, more)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,6 +184,16 @@ async fn a_run_s_events_stream_live_and_its_log_and_the_schedules_are_served() {
         finished.last().map(|e| e["event"].clone()),
         Some("run_finished".into())
     );
+    // Asked for after the run started, the stream still begins at its start.
+    assert_eq!(
+        finished.first().map(|e| e["event"].clone()),
+        Some("run_started".into()),
+        "{streamed}"
+    );
+    assert!(
+        streamed.contains("id: 0") || streamed.contains("id:0"),
+        "{streamed}"
+    );
 
     let (status, log) = http(
         port,
@@ -277,4 +223,166 @@ async fn a_run_s_events_stream_live_and_its_log_and_the_schedules_are_served() {
     assert_eq!(status, 404);
     let (status, _) = http(port, "GET", &format!("/runs/{run}/events"), None, "");
     assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_the_graph_the_document_and_the_page_are_served() {
+    let project = Project::new("serve", "serveplan", "served.flow", FLOW).await;
+    let reader = key(&project, "page", "read");
+    let runner = key(&project, "ci", "run");
+    let (_server, port) = start(&project);
+
+    let (status, body) = http(port, "GET", "/whoami", Some(&runner), "");
+    assert_eq!(status, 200, "{body}");
+    let who: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (who["name"].as_str(), who["scope"].as_str()),
+        (Some("ci"), Some("run"))
+    );
+
+    // The plan is `flow plan --json`'s, passwords hidden.
+    let (status, body) = http(port, "GET", "/flows/served/plan", Some(&reader), "");
+    assert_eq!(status, 200, "{body}");
+    let plan: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let printed = project.flow(&["plan", "--json"]).expect(0);
+    let printed: serde_json::Value = serde_json::from_str(&printed.stdout).expect("json");
+    assert_eq!(plan["steps"], printed["steps"]);
+    assert_eq!(plan["environment"], printed["environment"]);
+
+    let (status, body) = http(port, "GET", "/flows/served/graph", Some(&reader), "");
+    assert_eq!(status, 200, "{body}");
+    let graph: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(graph["nodes"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(graph["groups"][0], "work");
+    for route in [
+        "/flows/nothing/graph",
+        "/flows/nothing/plan",
+        "/runs/999999",
+    ] {
+        assert_eq!(
+            http(port, "GET", route, Some(&reader), "").0,
+            404,
+            "{route}"
+        );
+    }
+    assert_eq!(
+        http(port, "GET", "/no/such/route", Some(&reader), "").0,
+        404
+    );
+
+    // The document describes every route the server has.
+    assert_eq!(http(port, "GET", "/openapi.json", None, "").0, 401);
+    let (status, body) = http(port, "GET", "/openapi.json", Some(&reader), "");
+    assert_eq!(status, 200, "{body}");
+    let document: serde_json::Value = serde_json::from_str(&body).expect("json");
+    for route in [
+        "/healthz",
+        "/whoami",
+        "/flows",
+        "/flows/{flow}/plan",
+        "/flows/{flow}/graph",
+        "/flows/{flow}/runs",
+        "/flows/{flow}/schedules",
+        "/runs/{id}",
+        "/runs/{id}/cancel",
+        "/runs/{id}/events",
+        "/runs/{id}/log/{step}",
+        "/metrics",
+    ] {
+        assert!(
+            document["paths"][route].is_object(),
+            "{route} is documented"
+        );
+    }
+
+    // The page and its assets need no key and hold no data.
+    let (status, page) = http(port, "GET", "/", None, "");
+    assert_eq!(status, 200);
+    assert!(page.contains("/assets/app.js"), "{page}");
+    assert!(!page.contains("served"), "{page}");
+    let (status, script) = http(port, "GET", "/assets/app.js", None, "");
+    assert_eq!(status, 200);
+    assert!(
+        script.contains("/runs/"),
+        "the script asks the keyed routes"
+    );
+    assert_eq!(http(port, "GET", "/assets/nothing.js", None, "").0, 404);
+
+    // A request a run cannot take is refused, saying why.
+    for body in ["{", r#"{"group": ["work"]}"#, r#"{"vars": {"a": 1}}"#] {
+        let (status, text) = http(port, "POST", "/flows/served/runs", Some(&runner), body);
+        assert_eq!(status, 422, "{body}: {text}");
+        assert!(text.contains("\"error\""), "{text}");
+    }
+    let (status, _) = http(port, "POST", "/runs/424242/cancel", Some(&runner), "");
+    assert_eq!(status, 404);
+    let (status, _) = http(port, "POST", "/runs/424242/cancel", Some(&reader), "");
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_certificate_the_server_speaks_https_only() {
+    let project = Project::new("serve", "servetls", "served.flow", FLOW).await;
+    let reader = key(&project, "tls", "read");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(&project.dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (_server, port) = start_with(
+        &project,
+        &["--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+    );
+    let curl = |args: &[&str]| {
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", "cert.pem"])
+            .args(args)
+            .current_dir(&project.dir)
+            .output()
+            .expect("curl runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let base = format!("https://127.0.0.1:{port}");
+    assert_eq!(curl(&[&format!("{base}/healthz")]), (true, "ok".into()));
+    let auth = format!("Authorization: Bearer {reader}");
+    let (ok, body) = curl(&["-H", &auth, &format!("{base}/flows")]);
+    assert!(ok && body.contains("\"served\""), "{body}");
+    // Plain HTTP gets no answer.
+    let (ok, _) = curl(&[&format!("http://127.0.0.1:{port}/healthz")]);
+    assert!(!ok);
+
+    // A certificate that cannot be read stops the server before it listens.
+    let failed = project
+        .flow(&["serve", "--tls-cert", "none.pem", "--tls-key", "key.pem"])
+        .expect(1);
+    assert!(
+        failed.stderr.contains("flow::serve::tls"),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed.stderr.contains("none.pem"), "{}", failed.stderr);
 }

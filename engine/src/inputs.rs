@@ -8,29 +8,29 @@ use std::path::Path;
 
 use crate::CompileError;
 use crate::pipeline::Pipeline;
-use crate::resource::{Access, Resource};
+use crate::resource::{Access, Resource, ResourceIndex};
 
 /// A diagnostic for each file glob a step reads that matches nothing and
 /// that no step of the flow writes.
 pub fn missing_files(pipeline: &Pipeline, base: &Path) -> Vec<CompileError> {
-    let written: Vec<&Resource> = pipeline
-        .steps
-        .iter()
-        .flat_map(|step| step.prepared.accesses.iter())
-        .filter(|(access, _)| matches!(access, Access::Write | Access::Create))
-        .map(|(_, resource)| resource)
-        .collect();
+    // Indexed, so that thousands of reads and writes are not all compared.
+    let mut written = ResourceIndex::default();
+    for (i, step) in pipeline.steps.iter().enumerate() {
+        for (access, resource) in &step.prepared.accesses {
+            written.insert(i, *access, resource);
+        }
+    }
     let mut missing = Vec::new();
     for step in &pipeline.steps {
         for (access, resource) in &step.prepared.accesses {
             let (Access::Read, Resource::File { glob }) = (access, resource) else {
                 continue;
             };
-            if glob.is_empty()
-                || written
-                    .iter()
-                    .any(|w| crate::resource::overlaps(w, resource))
-            {
+            let mut is_written = false;
+            written.upstream(usize::MAX, Access::Read, resource, |_, _, _| {
+                is_written = true;
+            });
+            if glob.is_empty() || is_written {
                 continue;
             }
             let pattern = base.join(glob);

@@ -7,7 +7,7 @@
 //! This is a deliberate over-approximation: a wrong extra edge costs parallelism,
 //! a missing edge costs correctness.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -215,11 +215,24 @@ pub(crate) fn overlaps(a: &Resource, b: &Resource) -> bool {
     }
 }
 
+type Entry<'a> = (usize, Access, &'a Resource);
+
+/// Whether a file glob has a wildcard.
+fn is_wild(glob: &str) -> bool {
+    glob.contains(['*', '?', '[', '{'])
+}
+
 /// An index of who touches what, to find every step's dependencies without
 /// comparing every pair of steps.
 #[derive(Default)]
 pub(crate) struct ResourceIndex<'a> {
-    by_key: BTreeMap<Key, Vec<(usize, Access, &'a Resource)>>,
+    by_key: BTreeMap<Key, Vec<Entry<'a>>>,
+    /// File writes by the literal directory before their first wildcard:
+    /// those with a wildcard, and plain paths.
+    files: BTreeMap<String, (Vec<Entry<'a>>, Vec<Entry<'a>>)>,
+    /// File writes without a wildcard, by path: a plain path read is found
+    /// among thousands in one folder without comparing it with each.
+    exact: HashMap<&'a str, Vec<Entry<'a>>>,
 }
 
 impl<'a> ResourceIndex<'a> {
@@ -229,10 +242,19 @@ impl<'a> ResourceIndex<'a> {
         if access == Access::Read {
             return;
         }
-        self.by_key
-            .entry(key(resource))
-            .or_default()
-            .push((step, access, resource));
+        let entry = (step, access, resource);
+        match resource {
+            Resource::File { glob } => {
+                let (wild, plain) = self.files.entry(literal_dir(glob)).or_default();
+                if is_wild(glob) {
+                    wild.push(entry);
+                } else {
+                    plain.push(entry);
+                    self.exact.entry(glob.as_str()).or_default().push(entry);
+                }
+            }
+            _ => self.by_key.entry(key(resource)).or_default().push(entry),
+        }
     }
 
     /// The steps that `step`, touching `resource` with `access`, must wait for,
@@ -244,7 +266,7 @@ impl<'a> ResourceIndex<'a> {
         resource: &Resource,
         mut found: impl FnMut(usize, Access, &'a Resource),
     ) {
-        let mut visit = |entries: &Vec<(usize, Access, &'a Resource)>| {
+        let mut visit = |entries: &Vec<Entry<'a>>| {
             for &(other, other_access, other_resource) in entries {
                 if other != step
                     && access.waits_for(other_access)
@@ -256,13 +278,19 @@ impl<'a> ResourceIndex<'a> {
         };
         match key(resource) {
             Key::File { dir } => {
+                // A plain path meets plain paths only when equal.
+                let wild = matches!(resource, Resource::File { glob } if is_wild(glob));
+                let mut visit_dir = |entries: &(Vec<Entry<'a>>, Vec<Entry<'a>>)| {
+                    visit(&entries.0);
+                    if wild {
+                        visit(&entries.1);
+                    }
+                };
                 // Directories that contain this one, then those inside it.
                 let mut ancestor = dir.clone();
                 loop {
-                    if let Some(entries) = self.by_key.get(&Key::File {
-                        dir: ancestor.clone(),
-                    }) {
-                        visit(entries);
+                    if let Some(entries) = self.files.get(&ancestor) {
+                        visit_dir(entries);
                     }
                     if ancestor.is_empty() {
                         break;
@@ -270,16 +298,19 @@ impl<'a> ResourceIndex<'a> {
                     ancestor.pop();
                     ancestor.truncate(ancestor.rfind('/').map_or(0, |i| i + 1));
                 }
-                let start = Key::File { dir: dir.clone() };
-                for (key, entries) in self.by_key.range(start..) {
-                    match key {
-                        Key::File { dir: inner } if inner.starts_with(&dir) => {
-                            if inner != &dir {
-                                visit(entries);
-                            }
-                        }
-                        _ => break,
+                for (inner, entries) in self.files.range(dir.clone()..) {
+                    if !inner.starts_with(&dir) {
+                        break;
                     }
+                    if inner != &dir {
+                        visit_dir(entries);
+                    }
+                }
+                if let Resource::File { glob } = resource
+                    && !wild
+                    && let Some(entries) = self.exact.get(glob.as_str())
+                {
+                    visit(entries);
                 }
             }
             Key::Table {

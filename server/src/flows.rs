@@ -59,8 +59,9 @@ pub(crate) async fn schedules(
     Json(jobs).into_response()
 }
 
-/// The plan of every step, as `flow plan --json` prints it, with what a run
-/// would skip when the run records can be read.
+/// The plan of what a run with no selection would run, as `flow plan
+/// --json` prints it, with what it would skip when the run records can be
+/// read.
 pub(crate) async fn plan(
     State(served): Shared,
     headers: HeaderMap,
@@ -72,7 +73,13 @@ pub(crate) async fn plan(
     let Some(file) = served.flow(&flow).cloned() else {
         return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
     };
-    let selected = vec![true; file.pipeline.steps.len()];
+    let selected = match flow_engine::Selection::default().apply(&file.pipeline) {
+        Ok(selected) => selected,
+        Err(errors) => {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return error(StatusCode::UNPROCESSABLE_ENTITY, text.join("; "));
+        }
+    };
     let mut plan = flow_engine::Plan::with_parts(&file.pipeline, &selected, &file.base);
     let env = served.env.as_deref();
     if let Ok(environment) = file.environment(env) {
@@ -87,7 +94,7 @@ pub(crate) async fn plan(
     Json(flow_engine::plan_json(&plan, &file.connections(env))).into_response()
 }
 
-/// The DAG laid out (see `layout`), computed once per flow.
+/// The DAG of every step, laid out (see `layout`), computed once per flow.
 pub(crate) async fn graph(
     State(served): Shared,
     headers: HeaderMap,

@@ -20,6 +20,7 @@ pub(super) fn router(served: Arc<Served>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/", get(web::page))
         .route("/assets/{file}", get(web::asset))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/openapi.json", get(web::openapi))
         .route("/whoami", get(whoami))
         .route("/flows", get(flows::flows))

@@ -138,7 +138,12 @@ function fit() {
   const g = state.graph;
   const width = Math.max(1, g.columns * CELL_W), height = Math.max(1, g.rows * CELL_H);
   const k = Math.min(1.5, Math.max(0.02, Math.min(canvas.clientWidth / width, canvas.clientHeight / height)));
-  state.view = { k, x: 10, y: 10 };
+  // Centred: the middle of the canvas is the middle of the graph.
+  state.view = {
+    k,
+    x: Math.max(10, (canvas.clientWidth - width * k) / 2),
+    y: Math.max(10, (canvas.clientHeight - height * k) / 2),
+  };
 }
 
 let drawing = false;
@@ -218,6 +223,7 @@ function draw() {
       ctx.fillText(text, node.column * CELL_W + 5, node.row * CELL_H + NODE_H / 2, NODE_W - 8);
     }
   }
+  window.flowStats.lastDrawn = shown.length;
   const frames = window.flowStats.frames;
   frames.push(performance.now() - started);
   if (frames.length > 500) frames.shift();

@@ -131,7 +131,9 @@ impl Flow {
     }
 }
 
+pub mod reference;
 pub mod s3;
+pub mod server;
 
 /// A fresh temporary folder for a test's flow and its files, removed when
 /// the test is done: what every test project is built on.
