@@ -145,5 +145,8 @@ async fn a_ten_thousand_step_dag_draws_pans_and_zooms() {
         "{seen}"
     );
     assert!(is_png(&picture));
-    eprintln!("10,000 steps in the browser: {seen}");
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("10,000 steps in the browser: {seen}");
+    }
 }
