@@ -116,13 +116,15 @@ pub(crate) async fn start(
     let selected = match selection.apply(&file.pipeline) {
         Ok(selected) => selected,
         Err(errors) => {
+            // A group or step the flow does not have: not found, as an
+            // unknown flow is.
             let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return error(StatusCode::UNPROCESSABLE_ENTITY, text.join("; "));
+            return error(StatusCode::NOT_FOUND, text.join("; "));
         }
     };
     let environment = match file.environment(served.env.as_deref()) {
         Ok(environment) => environment,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let mut described: Vec<String> = request
         .groups
