@@ -85,7 +85,10 @@ async function loadFlows() {
     item.dataset.flow = flow.name;
     return item;
   }));
-  if (flows.length) await openFlow(flows[0]);
+  // `/#NAME` opens that flow first.
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  const first = flows.find((flow) => flow.name === wanted) || flows[0];
+  if (first) await openFlow(first);
 }
 
 async function openFlow(flow) {
@@ -137,7 +140,7 @@ function fit() {
   const canvas = $('graph');
   const g = state.graph;
   const width = Math.max(1, g.columns * CELL_W), height = Math.max(1, g.rows * CELL_H);
-  const k = Math.min(1.5, Math.max(0.02, Math.min(canvas.clientWidth / width, canvas.clientHeight / height)));
+  const k = Math.min(1.5, Math.max(0.002, Math.min(canvas.clientWidth / width, canvas.clientHeight / height)));
   // Centred: the middle of the canvas is the middle of the graph.
   state.view = {
     k,
@@ -277,7 +280,7 @@ function setUpCanvas() {
     const box = canvas.getBoundingClientRect();
     const mx = e.clientX - box.left, my = e.clientY - box.top;
     const factor = Math.exp(-e.deltaY * 0.0015);
-    const k = Math.min(3, Math.max(0.01, state.view.k * factor));
+    const k = Math.min(3, Math.max(0.002, state.view.k * factor));
     state.view.x = mx - (mx - state.view.x) * (k / state.view.k);
     state.view.y = my - (my - state.view.y) * (k / state.view.k);
     state.view.k = k;
