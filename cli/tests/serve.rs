@@ -117,6 +117,20 @@ async fn keys_guard_every_route_and_a_run_key_starts_a_recorded_run() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("\"id\":{run}")), "{body}");
 
+    // As if the nightly schedule had fired this run 2.5 s before it started.
+    project
+        .db
+        .client()
+        .await
+        .expect("connect")
+        .execute(
+            "INSERT INTO _flow.fires (flow, schedule, fire_at, status, run_id)
+             SELECT 'served', 'nightly', started_at - interval '2.5 seconds', 'fired', id
+             FROM _flow.runs WHERE id = $1",
+            &[&run],
+        )
+        .await
+        .expect("a fire");
     let (status, _) = http(port, "GET", "/metrics", None, "");
     assert_eq!(status, 401);
     let (status, metrics) = http(port, "GET", "/metrics", Some(&reader), "");
@@ -125,6 +139,7 @@ async fn keys_guard_every_route_and_a_run_key_starts_a_recorded_run() {
         "flow_runs_total{flow=\"served\",status=\"succeeded\"} 1",
         "flow_step_seconds_count{flow=\"served\",step=\"sh:run/hello\"} 1",
         "flow_runs_going 0",
+        "flow_schedule_lag_seconds{flow=\"served\",schedule=\"nightly\"} 2.5",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
@@ -310,7 +325,12 @@ async fn the_plan_the_graph_the_document_and_the_page_are_served() {
     assert_eq!(http(port, "GET", "/assets/nothing.js", None, "").0, 404);
 
     // A request a run cannot take is refused, saying why.
-    for body in ["{", r#"{"group": ["work"]}"#, r#"{"vars": {"a": 1}}"#] {
+    for body in [
+        "{",
+        r#"{"group": ["work"]}"#,
+        r#"{"vars": {"a": 1}}"#,
+        r#"{"env": "production"}"#,
+    ] {
         let (status, text) = http(port, "POST", "/flows/served/runs", Some(&runner), body);
         assert_eq!(status, 422, "{body}: {text}");
         assert!(text.contains("\"error\""), "{text}");

@@ -10,7 +10,7 @@ use flow_engine::KeyScope;
 use serde_json::json;
 
 use crate::layout;
-use crate::routes::{Shared, allowed, error};
+use crate::routes::{Shared, allowed, allowed_flow, selection_refused};
 pub(crate) async fn flows(State(served): Shared, headers: HeaderMap) -> Response {
     if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
         return refused;
@@ -36,11 +36,9 @@ pub(crate) async fn schedules(
     headers: HeaderMap,
     Path(flow): Path<String>,
 ) -> Response {
-    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
-        return refused;
-    }
-    let Some(file) = served.flow(&flow).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
+    let file = match allowed_flow(&served, &headers, KeyScope::Read, &flow).await {
+        Ok(file) => file,
+        Err(refused) => return refused,
     };
     let now = jiff::Timestamp::now();
     let jobs = flow_engine::scheduler::jobs_in(&served.keys, &file.pipeline, now).await;
@@ -67,18 +65,13 @@ pub(crate) async fn plan(
     headers: HeaderMap,
     Path(flow): Path<String>,
 ) -> Response {
-    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
-        return refused;
-    }
-    let Some(file) = served.flow(&flow).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
+    let file = match allowed_flow(&served, &headers, KeyScope::Read, &flow).await {
+        Ok(file) => file,
+        Err(refused) => return refused,
     };
     let selected = match flow_engine::Selection::default().apply(&file.pipeline) {
         Ok(selected) => selected,
-        Err(errors) => {
-            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return error(StatusCode::UNPROCESSABLE_ENTITY, text.join("; "));
-        }
+        Err(errors) => return selection_refused(StatusCode::UNPROCESSABLE_ENTITY, &errors),
     };
     let mut plan = flow_engine::Plan::with_parts(&file.pipeline, &selected, &file.base);
     let env = served.env.as_deref();
@@ -100,11 +93,9 @@ pub(crate) async fn graph(
     headers: HeaderMap,
     Path(flow): Path<String>,
 ) -> Response {
-    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
-        return refused;
-    }
-    let Some(file) = served.flow(&flow).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
+    let file = match allowed_flow(&served, &headers, KeyScope::Read, &flow).await {
+        Ok(file) => file,
+        Err(refused) => return refused,
     };
     let cached = served
         .graphs

@@ -23,7 +23,7 @@
 //! | `GET /runs/{id}/events` | read | a going run's events as Server-Sent Events: those so far, then live |
 //! | `GET /runs/{id}/log/{step}` | read | what a step's command printed |
 //! | `GET /flows/{flow}/schedules` | read | each job's last fire, result and next fire |
-//! | `GET /metrics` | read | Prometheus text: runs by status, runs going, step time, rows and bytes, missed fires |
+//! | `GET /metrics` | read | Prometheus text: runs by status, runs going, step time, rows and bytes, missed fires, schedule lag |
 
 mod flows;
 mod layout;
@@ -156,7 +156,7 @@ pub async fn serve(
     };
     let environment = first.environment(env.as_deref())?;
     let needed = std::collections::BTreeSet::from([flow_engine::FLOW_DATABASE.to_owned()]);
-    let session = Session::open(&environment, &first.base, &needed, 4, &[]).await?;
+    let session = Session::open(&environment, &first.base, &needed, 8, &[]).await?;
     let keys = Records::open(session.database(flow_engine::FLOW_DATABASE)?).await?;
     let listener = tokio::net::TcpListener::bind(address)
         .await

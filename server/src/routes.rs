@@ -86,6 +86,30 @@ pub(crate) async fn allowed(
         .map_err(IntoResponse::into_response)
 }
 
+/// The flow a route names, once the key allows `needed`; 404 for a flow
+/// not served here.
+pub(crate) async fn allowed_flow(
+    served: &Served,
+    headers: &HeaderMap,
+    needed: KeyScope,
+    flow: &str,
+) -> Result<Arc<flow_engine::FlowFile>, Response> {
+    allowed(served, headers, needed).await?;
+    served
+        .flow(flow)
+        .cloned()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`")))
+}
+
+/// A selection the flow cannot take, said in one message.
+pub(crate) fn selection_refused(
+    status: StatusCode,
+    errors: &[flow_engine::SelectionError],
+) -> Response {
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    error(status, text.join("; "))
+}
+
 /// The key's name and scope: what the page may offer.
 async fn whoami(State(served): Shared, headers: HeaderMap) -> Response {
     match allowed(&served, &headers, KeyScope::Read).await {

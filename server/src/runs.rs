@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::Going;
-use crate::routes::{Shared, allowed, error};
+use crate::routes::{Shared, allowed, allowed_flow, error, selection_refused};
+use crate::{Going, Served};
 #[derive(Deserialize)]
 pub(crate) struct Limit {
     limit: Option<i64>,
@@ -66,6 +66,11 @@ struct StartRequest {
     steps: Vec<String>,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    /// The environment, which must be the server's (`flow serve --env`):
+    /// one process holds one environment's variables, so that the files of
+    /// two never mix.
+    #[serde(default)]
+    env: Option<String>,
 }
 
 /// Says the run's id as soon as it is recorded.
@@ -89,11 +94,9 @@ pub(crate) async fn start(
     Path(flow): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = allowed(&served, &headers, KeyScope::Run).await {
-        return refused;
-    }
-    let Some(file) = served.flow(&flow).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`"));
+    let file = match allowed_flow(&served, &headers, KeyScope::Run, &flow).await {
+        Ok(file) => file,
+        Err(refused) => return refused,
     };
     let request: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StartRequest::default()
@@ -115,13 +118,19 @@ pub(crate) async fn start(
     };
     let selected = match selection.apply(&file.pipeline) {
         Ok(selected) => selected,
-        Err(errors) => {
-            // A group or step the flow does not have: not found, as an
-            // unknown flow is.
-            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return error(StatusCode::NOT_FOUND, text.join("; "));
-        }
+        // A group or step the flow does not have: not found, as an unknown
+        // flow is.
+        Err(errors) => return selection_refused(StatusCode::NOT_FOUND, &errors),
     };
+    let serving = flow_engine::environment_name(served.env.as_deref());
+    if let Some(asked) = request.env.as_deref().filter(|asked| *asked != serving) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "this server runs flows in environment `{serving}`, not `{asked}`: start `flow serve --env {asked}` for it"
+            ),
+        );
+    }
     let environment = match file.environment(served.env.as_deref()) {
         Ok(environment) => environment,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -180,12 +189,8 @@ pub(crate) async fn cancel(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(refused) = allowed(&served, &headers, KeyScope::Run).await {
-        return refused;
-    }
-    let going = served.running.lock().ok().and_then(|r| r.get(&id).cloned());
-    match going {
-        Some(going) => {
+    match going(&served, &headers, KeyScope::Run, id).await {
+        Ok(going) => {
             going.cancel.cancel();
             (
                 StatusCode::ACCEPTED,
@@ -193,11 +198,26 @@ pub(crate) async fn cancel(
             )
                 .into_response()
         }
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("run {id} is not going on in this server"),
-        ),
+        Err(refused) => refused,
     }
+}
+
+/// A run this server started and that is still going, once the key allows
+/// `needed`; 404 for another.
+async fn going(
+    served: &Served,
+    headers: &HeaderMap,
+    needed: KeyScope,
+    id: i64,
+) -> Result<Going, Response> {
+    allowed(served, headers, needed).await?;
+    let going = served.running.lock().ok().and_then(|r| r.get(&id).cloned());
+    going.ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("run {id} is not going on in this server: `GET /runs/{id}` says how it went"),
+        )
+    })
 }
 
 /// A going run's events as Server-Sent Events: those so far, then each as
@@ -211,15 +231,9 @@ pub(crate) async fn events(
     use axum::response::sse::{Event as Sent, KeepAlive, Sse};
     use futures_util::StreamExt as _;
     use tokio::sync::broadcast::error::RecvError;
-    if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
-        return refused;
-    }
-    let going = served.running.lock().ok().and_then(|r| r.get(&id).cloned());
-    let Some(going) = going else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("run {id} is not going on in this server: `GET /runs/{id}` says how it went"),
-        );
+    let going = match going(&served, &headers, KeyScope::Read, id).await {
+        Ok(going) => going,
+        Err(refused) => return refused,
     };
     let (so_far, receiver) = going.events.subscribe();
     let first = so_far.len();

@@ -51,9 +51,14 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
+/// The document, saying which environment this server's runs go to.
 pub(crate) async fn openapi(State(served): Shared, headers: HeaderMap) -> Response {
     if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
         return refused;
     }
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    let mut document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let serving = flow_engine::environment_name(served.env.as_deref());
+    document["components"]["schemas"]["StartRequest"]["properties"]["env"]["enum"] =
+        serde_json::json!([serving, null]);
+    axum::Json(document).into_response()
 }

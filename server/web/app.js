@@ -227,6 +227,7 @@ function draw() {
     }
   }
   window.flowStats.lastDrawn = shown.length;
+  window.flowStats.view = { ...state.view };
   const frames = window.flowStats.frames;
   frames.push(performance.now() - started);
   if (frames.length > 500) frames.shift();

@@ -85,13 +85,15 @@ async function main() {
     }));
     result.drawnAtFirst = await page.evaluate(() => window.flowStats.lastDrawn);
     await page.screenshot({ path: process.env.SCREENSHOT });
+    // Zoomed and dragged where steps are: the middle of the graph's top row.
     const box = await page.locator('#graph').boundingBox();
-    const cx = box.x + box.width / 2, cy = box.y + box.height / 2;
+    const view = await page.evaluate(() => window.flowStats.view);
+    const cx = box.x + box.width / 2, cy = box.y + view.y + 4;
     await page.mouse.move(cx, cy);
     const intervals = await frames(page, async () => {
       for (let i = 0; i < 25; i += 1) { await page.mouse.wheel(0, -150); await page.waitForTimeout(16); }
       await page.mouse.down();
-      for (let i = 0; i < 40; i += 1) { await page.mouse.move(cx - i * 15, cy - i * 6); await page.waitForTimeout(16); }
+      for (let i = 0; i < 40; i += 1) { await page.mouse.move(cx - i * 15, cy + i * 2); await page.waitForTimeout(16); }
       await page.mouse.up();
       for (let i = 0; i < 25; i += 1) { await page.mouse.wheel(0, 150); await page.waitForTimeout(16); }
     });

@@ -280,6 +280,9 @@ pub struct Counts {
     pub steps: Vec<(String, String, i64, f64, i64, i64)>,
     /// (flow, schedule, missed fires).
     pub missed: Vec<(String, String, i64)>,
+    /// (flow, schedule, seconds the last fired run started after its fire
+    /// was due).
+    pub lag: Vec<(String, String, f64)>,
 }
 
 impl Records {
@@ -317,10 +320,23 @@ impl Records {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
+        let lag = client
+            .query(
+                "SELECT DISTINCT ON (f.flow, f.schedule) f.flow, f.schedule,
+                        extract(epoch FROM r.started_at - f.fire_at)::float8
+                 FROM _flow.fires f JOIN _flow.runs r ON r.id = f.run_id
+                 ORDER BY f.flow, f.schedule, f.fire_at DESC",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
         Ok(Counts {
             runs,
             steps,
             missed,
+            lag,
         })
     }
 }
