@@ -285,7 +285,7 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke the live key of that name: it stops working at once.
+    /// Revoke the live key of that name: a running `flow serve` refuses it within a second.
     Revoke {
         file: PathBuf,
         #[arg(long)]

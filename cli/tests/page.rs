@@ -93,6 +93,50 @@ async fn the_page_starts_the_reference_pipeline_and_its_timeline_follows_it() {
     assert_eq!(parcels, 400);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_shows_its_diagnostic_under_the_timeline() {
+    let flow = r#"flow failing
+
+database flow = env("FLOW_DATABASE_URL")
+
+groups work
+
+step sh:run fine {
+  group = work
+  command = "true"
+  reads = []
+}
+
+step sh:run broken {
+  group = work
+  command = "sh"
+  args = ["-c", "echo 'the vendor feed is empty' >&2; exit 3"]
+  reads = []
+  retries = 0
+}
+"#;
+    let project = Project::new("page", "pagefail", "failing.flow", flow).await;
+    let env = [("FLOW_DATABASE_URL", project.db.url())];
+    let runner = server::key(&project.dir, "failing.flow", &env, "ci", "run");
+    let (_server, port) = server::serve(&project.dir, "failing.flow", &env, &[]);
+    let seen = browser(
+        "fail",
+        &[
+            ("FLOW_URL", format!("http://127.0.0.1:{port}/")),
+            ("FLOW_KEY", runner),
+        ],
+    );
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    let diagnostics = seen["diagnostics"].to_string();
+    assert!(diagnostics.contains("sh:run/broken"), "{seen}");
+    assert!(diagnostics.contains("exit"), "{seen}");
+    assert_eq!(
+        seen["diagnostics"].as_array().map(Vec::len),
+        Some(1),
+        "{seen}"
+    );
+}
+
 /// 100 waves of 100 steps; each reads what two steps of the wave before
 /// write.
 fn ten_thousand_steps() -> String {

@@ -146,6 +146,16 @@ async fn keys_guard_every_route_and_a_run_key_starts_a_recorded_run() {
     for secret in [&reader, &runner] {
         assert!(!body.contains(secret.as_str()));
     }
+
+    // A revoked key is refused within a second.
+    assert_eq!(http(port, "GET", "/flows", Some(&runner), "").0, 200);
+    support::Flow::new(["keys", "revoke", "served.flow", "--name", "ci"])
+        .dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .expect(0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(http(port, "GET", "/flows", Some(&runner), "").0, 401);
+    assert_eq!(http(port, "GET", "/flows", Some(&reader), "").0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,7 +53,20 @@ pub struct Served {
     running: Mutex<HashMap<i64, Going>>,
     /// Each flow's DAG laid out, as JSON, once asked for.
     graphs: Mutex<HashMap<String, Arc<str>>>,
+    /// Live keys checked in the last second: a client sending many requests
+    /// costs the flow database one key check a second, not one a request.
+    recent: Mutex<HashMap<String, Checked>>,
 }
+
+/// A live key, as the flow database said at `at`.
+struct Checked {
+    at: std::time::Instant,
+    name: String,
+    scope: KeyScope,
+}
+
+/// How long a key check holds: a revoked key is refused within this.
+const KEY_CHECK_HOLDS: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Served {
     fn flow(&self, name: &str) -> Option<&Arc<FlowFile>> {
@@ -69,8 +82,33 @@ impl Served {
     ) -> Result<(String, KeyScope), Refusal> {
         let key = header
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or(Refusal::Unauthorized)?;
-        match self.keys.check_key(key.trim(), needed).await {
+            .ok_or(Refusal::Unauthorized)?
+            .trim();
+        let held = self.recent.lock().ok().and_then(|recent| {
+            recent
+                .get(key)
+                .filter(|c| c.at.elapsed() < KEY_CHECK_HOLDS)
+                .map(|c| (c.name.clone(), c.scope))
+        });
+        if let Some((name, scope)) = held {
+            return if scope.allows(needed) {
+                Ok((name, scope))
+            } else {
+                Err(Refusal::Forbidden(needed))
+            };
+        }
+        let checked = self.keys.check_key(key, needed).await;
+        if let Ok(KeyCheck::Allowed(name, scope) | KeyCheck::Forbidden(name, scope)) = &checked
+            && let Ok(mut recent) = self.recent.lock()
+        {
+            if recent.len() > 10_000 {
+                recent.retain(|_, c| c.at.elapsed() < KEY_CHECK_HOLDS);
+            }
+            let at = std::time::Instant::now();
+            let (name, scope) = (name.clone(), *scope);
+            recent.insert(key.to_owned(), Checked { at, name, scope });
+        }
+        match checked {
             Ok(KeyCheck::Allowed(name, scope)) => Ok((name, scope)),
             Ok(KeyCheck::Forbidden(..)) => Err(Refusal::Forbidden(needed)),
             Ok(KeyCheck::Unknown) => Err(Refusal::Unauthorized),
@@ -156,7 +194,7 @@ pub async fn serve(
     };
     let environment = first.environment(env.as_deref())?;
     let needed = std::collections::BTreeSet::from([flow_engine::FLOW_DATABASE.to_owned()]);
-    let session = Session::open(&environment, &first.base, &needed, 8, &[]).await?;
+    let session = Session::open(&environment, &first.base, &needed, 4, &[]).await?;
     let keys = Records::open(session.database(flow_engine::FLOW_DATABASE)?).await?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -170,6 +208,7 @@ pub async fn serve(
         keys,
         running: Mutex::default(),
         graphs: Mutex::default(),
+        recent: Mutex::default(),
     });
     tracing::info!(%address, "serving");
     let app = routes::router(Arc::clone(&served));

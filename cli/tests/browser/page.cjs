@@ -2,6 +2,7 @@
 // Playwright's library, and prints what it saw as one JSON line.
 //
 //   node page.cjs run      FLOW_URL, FLOW_KEY (run scope), FLOW_READ_KEY, SCREENSHOT
+//   node page.cjs fail     FLOW_URL, FLOW_KEY: a run that fails, and its diagnostic
 //   node page.cjs measure  FLOW_URL, FLOW_KEY, SCREENSHOT: a large DAG, panned and zoomed
 'use strict';
 const path = require('path');
@@ -76,6 +77,13 @@ async function main() {
     result.head = await page.textContent('#run-head');
     result.runs = await page.$$eval('#runs li', (items) => items.map((i) => i.dataset.status));
     await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
+  } else if (mode === 'fail') {
+    await login(page, process.env.FLOW_KEY);
+    await page.click('#start');
+    await page.waitForSelector('body[data-run-status="failed"]', { timeout: 120000 });
+    result.status = 'failed';
+    result.diagnostics = await page.$$eval('#diagnostics details', (items) => items.map((d) => d.textContent));
+    result.bars = await page.$$eval('#timeline .row', (rows) => rows.map((r) => r.dataset.status));
   } else if (mode === 'measure') {
     result.interactiveMs = await login(page, process.env.FLOW_KEY);
     result.nodes = Number(await page.getAttribute('body', 'data-nodes'));
