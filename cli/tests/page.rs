@@ -94,12 +94,19 @@ async fn the_page_starts_the_reference_pipeline_and_its_timeline_follows_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_run_shows_its_diagnostic_under_the_timeline() {
+async fn a_failed_run_shows_its_diagnostic_and_a_going_run_is_cancelled_from_the_page() {
     let flow = r#"flow failing
 
 database flow = env("FLOW_DATABASE_URL")
 
 groups work
+
+step sh:run sleepy {
+  group = manual
+  command = "sleep"
+  args = ["60"]
+  reads = []
+}
 
 step sh:run fine {
   group = work

@@ -22,7 +22,7 @@ pub(crate) async fn flows(State(served): Shared, headers: HeaderMap) -> Response
             json!({
                 "name": flow.pipeline.name,
                 "file": flow.file.display().to_string(),
-                "groups": flow.pipeline.groups,
+                "groups": groups(&flow.pipeline),
                 "steps": flow.pipeline.steps.iter().map(|s| s.key.clone()).collect::<Vec<_>>(),
             })
         })
@@ -120,4 +120,18 @@ pub(crate) async fn graph(
         text.to_string(),
     )
         .into_response()
+}
+
+/// The flow's groups in their order, then those only some steps name (such
+/// as `manual`, which runs only when asked for).
+fn groups(pipeline: &flow_engine::Pipeline) -> Vec<String> {
+    let mut groups = pipeline.groups.clone();
+    for step in &pipeline.steps {
+        if let Some(group) = &step.group
+            && !groups.contains(group)
+        {
+            groups.push(group.clone());
+        }
+    }
+    groups
 }

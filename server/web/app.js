@@ -350,6 +350,11 @@ async function refreshRun() {
     state.statuses = new Map(record.steps.map((s) => [s.step, s.status]));
     renderRun(record);
     requestDraw();
+    // Over: nothing more to follow (a run of another process is polled).
+    if (record.run.status !== 'running' && state.refresh) {
+      stopWatching();
+      loadRuns();
+    }
   } catch (error) {
     fail(error);
   }
@@ -362,7 +367,7 @@ function refreshSoon() {
 }
 
 // Server-Sent Events through fetch, which can send the key (EventSource
-// cannot set a header).
+// cannot set a header); the record is also read every second meanwhile.
 async function watch(id) {
   const controller = new AbortController();
   state.stream = controller;
@@ -372,20 +377,23 @@ async function watch(id) {
       headers: { Authorization: 'Bearer ' + state.key },
       signal: controller.signal,
     });
-    if (response.ok) {
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let cut;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const chunk = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          const data = chunk.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('');
-          if (data) refreshSoon();
-        }
+    if (!response.ok) {
+      // Not a run of this server (`flow run` elsewhere): its record is
+      // polled every second until it ends.
+      return;
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf('\n\n')) >= 0) {
+        const chunk = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = chunk.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('');
+        if (data) refreshSoon();
       }
     }
   } catch (error) {

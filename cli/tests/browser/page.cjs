@@ -2,7 +2,7 @@
 // Playwright's library, and prints what it saw as one JSON line.
 //
 //   node page.cjs run      FLOW_URL, FLOW_KEY (run scope), FLOW_READ_KEY, SCREENSHOT
-//   node page.cjs fail     FLOW_URL, FLOW_KEY: a run that fails, and its diagnostic
+//   node page.cjs fail     FLOW_URL, FLOW_KEY: a run that fails, its diagnostic; a run cancelled
 //   node page.cjs measure  FLOW_URL, FLOW_KEY, SCREENSHOT: a large DAG, panned and zoomed
 'use strict';
 const path = require('path');
@@ -84,6 +84,15 @@ async function main() {
     result.status = 'failed';
     result.diagnostics = await page.$$eval('#diagnostics details', (items) => items.map((d) => d.textContent));
     result.bars = await page.$$eval('#timeline .row', (rows) => rows.map((r) => r.dataset.status));
+    // The manual group's slow step, started and cancelled from the page.
+    await page.selectOption('#group', 'manual');
+    await page.click('#start');
+    await page.waitForSelector('body[data-run-status="running"]', { timeout: 60000 });
+    await page.waitForSelector('#cancel', { state: 'visible', timeout: 60000 });
+    await page.click('#cancel');
+    await page.waitForSelector('body[data-run-status="cancelled"]', { timeout: 60000 });
+    result.cancelled = true;
+    result.cancelVisibleAfter = await page.isVisible('#cancel');
   } else if (mode === 'measure') {
     result.interactiveMs = await login(page, process.env.FLOW_KEY);
     result.nodes = Number(await page.getAttribute('body', 'data-nodes'));
