@@ -144,6 +144,46 @@ step sh:run broken {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_started_by_flow_run_elsewhere_is_followed_to_its_end() {
+    let flow = r#"flow elsewhere
+
+database flow = env("FLOW_DATABASE_URL")
+
+groups work
+
+step sh:run slowly {
+  group = work
+  command = "sleep"
+  args = ["4"]
+  reads = []
+}
+"#;
+    let project = Project::new("page", "pagefollow", "elsewhere.flow", flow).await;
+    let env = [("FLOW_DATABASE_URL", project.db.url())];
+    let reader = server::key(&project.dir, "elsewhere.flow", &env, "wall", "read");
+    let (_server, port) = server::serve(&project.dir, "elsewhere.flow", &env, &[]);
+    // The nightly run, started by the scheduler or a terminal, not the server.
+    let mut run = Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "elsewhere.flow", "--plain"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flow run starts");
+    let seen = browser(
+        "follow",
+        &[
+            ("FLOW_URL", format!("http://127.0.0.1:{port}/")),
+            ("FLOW_KEY", reader),
+        ],
+    );
+    let _ = run.wait();
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["status"], "succeeded", "{seen}");
+}
+
 /// 100 waves of 100 steps; each reads what two steps of the wave before
 /// write.
 fn ten_thousand_steps() -> String {

@@ -50,7 +50,12 @@ pub(crate) async fn one_run(
         return refused;
     }
     match served.keys.run(id).await {
-        Ok(Some((run, steps))) => Json(json!({ "run": run, "steps": steps })).into_response(),
+        Ok(Some((run, steps))) => {
+            // Whether `/runs/{id}/events` streams it: a run this server
+            // started and that is going.
+            let streamed = served.running.lock().is_ok_and(|r| r.contains_key(&id));
+            Json(json!({ "run": run, "steps": steps, "streamed": streamed })).into_response()
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("there is no run {id}")),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }

@@ -331,7 +331,15 @@ async function openRun(id) {
   showTab('run');
   for (const item of $('runs').children) item.classList.toggle('on', item.dataset.run === String(id));
   await refreshRun();
-  if (state.record && state.record.run.status === 'running') watch(id);
+  if (state.record && state.record.run.status === 'running') {
+    if (state.record.streamed) {
+      watch(id);
+    } else {
+      // A run of another process (`flow run`, `flow schedule`): its record
+      // is read every second until it ends.
+      state.refresh = setInterval(refreshSoon, 1000);
+    }
+  }
 }
 
 function stopWatching() {
@@ -377,11 +385,8 @@ async function watch(id) {
       headers: { Authorization: 'Bearer ' + state.key },
       signal: controller.signal,
     });
-    if (!response.ok) {
-      // Not a run of this server (`flow run` elsewhere): its record is
-      // polled every second until it ends.
-      return;
-    }
+    if (!response.ok) return; // it ended meanwhile: the record says how
+
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     for (;;) {

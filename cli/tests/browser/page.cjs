@@ -3,6 +3,7 @@
 //
 //   node page.cjs run      FLOW_URL, FLOW_KEY (run scope), FLOW_READ_KEY, SCREENSHOT
 //   node page.cjs fail     FLOW_URL, FLOW_KEY: a run that fails, its diagnostic; a run cancelled
+//   node page.cjs follow   FLOW_URL, FLOW_KEY: a run started elsewhere, followed
 //   node page.cjs measure  FLOW_URL, FLOW_KEY, SCREENSHOT: a large DAG, panned and zoomed
 'use strict';
 const path = require('path');
@@ -93,6 +94,15 @@ async function main() {
     await page.waitForSelector('body[data-run-status="cancelled"]', { timeout: 60000 });
     result.cancelled = true;
     result.cancelVisibleAfter = await page.isVisible('#cancel');
+  } else if (mode === 'follow') {
+    // A run another process started, followed to its end.
+    await login(page, process.env.FLOW_KEY);
+    await page.waitForSelector('#runs li[data-status="running"] button', { timeout: 60000 });
+    await page.click('#runs li[data-status="running"] button');
+    await page.waitForSelector('body[data-run-status="running"]', { timeout: 60000 });
+    await page.waitForSelector('body[data-run-status="succeeded"]', { timeout: 60000 });
+    result.status = 'succeeded';
+    result.runs = await page.$$eval('#runs li', (items) => items.map((i) => i.dataset.status));
   } else if (mode === 'measure') {
     result.interactiveMs = await login(page, process.env.FLOW_KEY);
     result.nodes = Number(await page.getAttribute('body', 'data-nodes'));
