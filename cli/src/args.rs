@@ -108,6 +108,31 @@ pub enum Command {
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
     },
+    /// The versions of an API table's rows that `pg:target:populate` keeps
+    /// (`history = [TABLE]`): each with its values, when it was current and the run.
+    Changes {
+        file: PathBuf,
+        /// The table.
+        #[arg(long)]
+        table: String,
+        /// Only versions current at or after this time (`2026-11-01`, or a timestamp).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only the versions of this key (a composite key as a JSON array: `[1,"a"]`).
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
+    /// Print the notifications the flow's populate steps send after each commit
+    /// (`notify = CHANNEL`), one JSON line each, until Ctrl-C.
+    Listen {
+        file: PathBuf,
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+    },
     /// Show one recorded run: each step with its status, time, rows, bytes and error.
     Show {
         file: PathBuf,

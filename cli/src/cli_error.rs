@@ -45,4 +45,13 @@ pub enum CliError {
         help("`flow init` starts a new flow and changes no file; pick an empty folder")
     )]
     Exists { path: String },
+
+    #[error("{}", if table.is_empty() { "no populate step of this flow sends notifications".to_owned() } else { format!("no populate step of this flow keeps the history of `{table}`") })]
+    #[diagnostic(
+        code(flow::cli::no_history),
+        help(
+            "a `pg:target:populate` step keeps history with `history = [TABLE]` and announces changes with `notify = CHANNEL`"
+        )
+    )]
+    NoHistory { table: String },
 }

@@ -64,6 +64,23 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
             json,
             env,
         } => crate::history::runs(&file, limit, json, env.as_deref(), registry),
+        Command::Changes {
+            file,
+            table,
+            since,
+            key,
+            json,
+            env,
+        } => {
+            let query = crate::changes::Query {
+                table: &table,
+                since: since.as_deref(),
+                key: key.as_deref(),
+                json,
+            };
+            crate::changes::changes(&file, &query, env.as_deref(), registry)
+        }
+        Command::Listen { file, env } => crate::changes::listen(&file, env.as_deref(), registry),
         Command::Show {
             file,
             run,

@@ -2,6 +2,7 @@
 //! owns what reaches the terminal: diagnostics, plans and exit codes.
 
 mod args;
+mod changes;
 mod check;
 mod cli_error;
 mod commands;

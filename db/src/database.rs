@@ -13,6 +13,9 @@ pub struct Database {
     pub name: String,
     pub location: Location,
     pool: Pool,
+    /// How to open a connection of its own (`listen`).
+    config: tokio_postgres::Config,
+    verify: bool,
 }
 
 impl std::fmt::Debug for Database {
@@ -76,7 +79,7 @@ impl Database {
         }
         let connector = tls::connector(verify);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -98,10 +101,59 @@ impl Database {
             name: name.to_owned(),
             location: location.clone(),
             pool,
+            config,
+            verify,
         };
         // Fail now, with a clear message, rather than in the middle of a step.
         drop(database.client().await?);
         Ok(database)
+    }
+
+    /// The notifications sent on `channels` (channel, payload), from a
+    /// connection of its own (a pool's connections drop them), until the
+    /// receiver is dropped or the connection breaks (the channel closes).
+    pub async fn listen(
+        &self,
+        channels: &[String],
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<(String, String)>, DbError> {
+        let (client, mut connection) = self
+            .config
+            .connect(tls::connector(self.verify))
+            .await
+            .map_err(|e| DbError::Connect {
+                name: self.name.clone(),
+                location: self.location.to_string(),
+                reason: describe(&e),
+                help: None,
+            })?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = sender.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+                match message {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        let sent = (n.channel().to_owned(), n.payload().to_owned());
+                        if sender.send(sent).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                }
+            }
+        });
+        let statements: Vec<String> = channels
+            .iter()
+            .map(|c| format!("LISTEN {};", quote_ident(c)))
+            .collect();
+        client.batch_execute(&statements.join(" ")).await?;
+        // The connection lives while someone listens.
+        tokio::spawn(async move {
+            watcher.closed().await;
+            drop(client);
+        });
+        Ok(receiver)
     }
 
     /// A connection from the pool.

@@ -105,6 +105,7 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
         ParamType::SchemaName => sql_name(name.ok_or(Mismatch::Type)?, true),
         ParamType::OneOf(allowed) => one_of(name.ok_or(Mismatch::Type)?, allowed),
         ParamType::Fanout => fanout(value, scope),
+        ParamType::NamedLists => named_lists(value, scope),
         ParamType::Names | ParamType::Strings => list(value, ty),
         ParamType::Database => known(name.ok_or(Mismatch::Type)?, "database", scope.databases),
         ParamType::Storage => match kind {
@@ -160,6 +161,27 @@ fn fanout(value: &Value, scope: &Scope<'_>) -> Result<(), Mismatch> {
                     return Err(Mismatch::Value {
                         message: "this list is empty: no job would run".into(),
                         help: Some("give each name at least one value".into()),
+                        span: list.span,
+                    });
+                }
+            }
+            Ok(())
+        }
+        _ => Err(Mismatch::Type),
+    }
+}
+
+/// A list of names, or named non-empty lists of names.
+fn named_lists(value: &Value, scope: &Scope<'_>) -> Result<(), Mismatch> {
+    match &value.kind {
+        ValueKind::List(_) => check(value, ParamType::Names, scope),
+        ValueKind::Map(entries) if !entries.is_empty() => {
+            for (_, list) in entries {
+                check(list, ParamType::Names, scope)?;
+                if matches!(&list.kind, ValueKind::List(items) if items.is_empty()) {
+                    return Err(Mismatch::Value {
+                        message: "this list is empty".into(),
+                        help: Some("name at least one, or use the list form for all".into()),
                         span: list.span,
                     });
                 }

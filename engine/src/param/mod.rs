@@ -63,6 +63,9 @@ pub enum ParamType {
     /// A list of strings, or named lists: `{ vendor = [a, b], year = [...] }`
     /// (one item per combination).
     Fanout,
+    /// A list of names, or named lists of names: `[products]` or
+    /// `{ products = [price, availability] }`.
+    NamedLists,
     /// A declared database.
     Database,
     /// A declared storage, optionally followed by a path: `spaces "shapefiles/"`.
@@ -97,6 +100,9 @@ impl ParamType {
             ParamType::Strings => "a list of strings, like `[\"a\", \"b\"]`".into(),
             ParamType::Fanout => {
                 "a list of strings, or named lists like `{ vendor = [\"a\", \"b\"], year = [\"2024\"] }`".into()
+            }
+            ParamType::NamedLists => {
+                "a list of names, or named lists like `{ products = [price, availability] }`".into()
             }
             ParamType::Database => "a database name".into(),
             ParamType::Storage => "a storage with an optional path, like `spaces \"dir/\"`".into(),

@@ -274,6 +274,9 @@ impl Load<'_> {
         crate::dependents::advance_sequences(transaction, schema, tables).await?;
         // Materialized views over the tables read the new rows.
         crate::dependents::refresh_materialized(transaction, schema, tables).await?;
+        // History before the checks, so that checks can read the new versions.
+        super::history::record(transaction, settings, self.shapes, self.context.run, report)
+            .await?;
         let checks = &self.context.checks;
         let failures = run_checks(transaction, checks, settings, &|t| self.qualified(t)).await?;
         if dry_run {

@@ -12,6 +12,7 @@ use crate::DATABASE;
 mod breaking;
 mod checks;
 mod copy;
+mod history;
 mod in_place;
 mod plan;
 mod preview;
@@ -60,6 +61,21 @@ static POPULATE: OperationSpec = OperationSpec {
             "enum labels renamed in the release, as \"type.old=new\": rows that stay keep their value under the new name",
         ),
         ParamSpec::optional(
+            "history",
+            ParamType::NamedLists,
+            "tables whose versions are kept: `[products]` (every column) or `{ products = [price] }`",
+        ),
+        ParamSpec::optional(
+            "history_schema",
+            ParamType::Name,
+            "the API database's schema of the history tables (default `history`)",
+        ),
+        ParamSpec::optional(
+            "notify",
+            ParamType::Name,
+            "a channel: after commit, one NOTIFY per changed table with what changed",
+        ),
+        ParamSpec::optional(
             "allow",
             ParamType::Strings,
             "schema changes allowed by name, like \"drop column parcels.old_id\"",
@@ -90,6 +106,13 @@ impl Operation for Populate {
                     &settings.schema,
                     Some(table),
                 ));
+        }
+        for (table, _) in &settings.history {
+            prepared = prepared.writes(Resource::table(
+                &settings.to_db,
+                &settings.history_schema,
+                Some(&format!("{table}_history")),
+            ));
         }
         prepared.settings = flow_engine::Settings::new(settings);
         Ok(prepared)

@@ -23,6 +23,8 @@ pub struct Report {
     /// For `swap`, the statements it runs (the changes' SQL is for the
     /// modes that change tables in place).
     pub swap_sql: Vec<String>,
+    /// What the history tables recorded.
+    pub history: Vec<super::history::Changed>,
 }
 
 impl Report {
@@ -70,6 +72,13 @@ impl Report {
         }
         if let Some(previous) = &self.previous {
             let _ = write!(line, "; previous tables in {previous}");
+        }
+        for changed in &self.history {
+            let _ = write!(
+                line,
+                "; history of {}: {} new, {} changed, {} gone",
+                changed.table, changed.inserted, changed.updated, changed.deleted
+            );
         }
         line
     }

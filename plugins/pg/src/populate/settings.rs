@@ -62,6 +62,14 @@ pub struct Settings {
     pub allow: Vec<String>,
     /// (type, old label, new label).
     pub renames: Vec<(String, String, String)>,
+    /// Tables whose versions are kept, with the columns that count (none:
+    /// every column but the key).
+    pub history: Vec<(String, Vec<String>)>,
+    /// Where the history tables live in the API database (`history_schema`,
+    /// default `history`).
+    pub history_schema: String,
+    /// The channel changes are announced on after commit (`notify`).
+    pub notify: Option<String>,
 }
 
 fn owned(list: Vec<&str>) -> Vec<String> {
@@ -94,6 +102,19 @@ impl Settings {
                 None
             }
         };
+        let tables = owned(params.list("tables"));
+        let history = history(params);
+        for (table, _) in &history {
+            if !tables.contains(table) {
+                problems.push(Problem {
+                    param: Some("history"),
+                    message: format!("`{table}` keeps history but is not one of `tables`"),
+                    help: Some(format!(
+                        "add `{table}` to `tables`, or remove it from `history`"
+                    )),
+                });
+            }
+        }
         let Some((to_db, schema)) = target.filter(|_| problems.is_empty()) else {
             return Err(problems);
         };
@@ -102,7 +123,7 @@ impl Settings {
             from: params.str("from").unwrap_or("model").to_owned(),
             to_db,
             schema,
-            tables: owned(params.list("tables")),
+            tables,
             mode,
             key: owned(params.list("key")),
             allow: owned(params.list("allow")),
@@ -115,6 +136,25 @@ impl Settings {
                     (ty.to_owned(), from.to_owned(), to.to_owned())
                 })
                 .collect(),
+            history,
+            history_schema: params.str("history_schema").unwrap_or("history").to_owned(),
+            notify: params.str("notify").map(str::to_owned),
         })
     }
+}
+
+/// `history = [products]` (every column) or `history = { products = [price] }`.
+fn history(params: &Params) -> Vec<(String, Vec<String>)> {
+    let named = params.map("history");
+    if named.is_empty() {
+        return params
+            .list("history")
+            .into_iter()
+            .map(|t| (t.to_owned(), Vec::new()))
+            .collect();
+    }
+    named
+        .into_iter()
+        .map(|(table, columns)| (table.to_owned(), owned(columns)))
+        .collect()
 }

@@ -80,6 +80,9 @@ pub(super) async fn switch(
     if !carried.is_empty() {
         report.swap_sql.push(carried.join("\n"));
     }
+    // History persists across releases: the new tables against the open
+    // versions, before the checks.
+    super::history::record(&*transaction, settings, shapes, context.run, report).await?;
     let failures = run_checks(&*transaction, &context.checks, settings, &|t| {
         format!("{}.{}", q(schema), q(t))
     })
