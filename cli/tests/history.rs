@@ -19,6 +19,10 @@ struct Project {
 
 impl Project {
     async fn new(name: &str, mode: &str, check: &str) -> Self {
+        Self::with(name, mode, "{ products = [price, availability] }", check).await
+    }
+
+    async fn with(name: &str, mode: &str, history: &str, check: &str) -> Self {
         let folder = Folder::new("history", name);
         folder.write(
             "products.flow",
@@ -41,7 +45,7 @@ step pg:target:populate {{
   to = api.public
   tables = [products]
   mode = {mode}
-  history = {{ products = [price, availability] }}
+  history = {history}
   notify = product_changes
 }}
 {check}"#
@@ -60,12 +64,17 @@ step pg:target:populate {{
 
     /// The model's products: (id, name, price, availability).
     fn model(&self, rows: &str) {
+        self.model_with("", rows);
+    }
+
+    /// The model's products with `more` columns.
+    fn model_with(&self, more: &str, rows: &str) {
         self.folder.write(
             "model.sql",
             &format!(
                 "CREATE SCHEMA IF NOT EXISTS model;
                  DROP TABLE IF EXISTS model.products;
-                 CREATE TABLE model.products (id integer PRIMARY KEY, name text, price numeric(10,2), availability text);
+                 CREATE TABLE model.products (id integer PRIMARY KEY, name text, price numeric(10,2), availability text{more});
                  INSERT INTO model.products {rows};"
             ),
         );
@@ -316,4 +325,51 @@ async fn a_large_change_set_sends_a_bounded_payload() {
             .contains("products_history"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_adds_a_column_starts_tracking_it() {
+    let project = Project::with("histcolumn", "swap", "[products]", "").await;
+    project.model("VALUES (1, 'tea', 10, 'in'), (2, 'coffee', 20, 'in')");
+    assert_eq!(project.run().code, 0);
+    // The release adds `origin`: tracked from now on, no new version for it.
+    project.model_with(
+        ", origin text",
+        "VALUES (1, 'tea', 10, 'in', 'India'), (2, 'coffee', 20, 'in', 'Peru')",
+    );
+    let run = project.run();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let client = project.api.client().await.expect("api");
+    let rows: Vec<(i32, Option<String>, bool)> = client
+        .query(
+            "SELECT id, origin, valid_to IS NULL FROM history.products_history ORDER BY id, valid_from",
+            &[],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, Some("India".into()), true),
+            (2, Some("Peru".into()), true)
+        ]
+    );
+    // Then a change of origin is a change.
+    project.model_with(
+        ", origin text",
+        "VALUES (1, 'tea', 10, 'in', 'Kenya'), (2, 'coffee', 20, 'in', 'Peru')",
+    );
+    assert_eq!(project.run().code, 0);
+    let versions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM history.products_history WHERE id = 1",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(versions, 2);
 }
