@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flow_benches::generated_flow;
+use flow_benches::{generated_flow, median};
 use flow_engine::executor::{self, Memory, Options, Shared};
 use flow_engine::{
     BoxFuture, Node, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Pipeline, Prepared,
@@ -81,11 +81,6 @@ impl Operation for Noop {
 
 static NOOP_SQL: Noop = Noop(&SQL);
 static NOOP_SH: Noop = Noop(&SH);
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
 
 fn makefile(pipeline: &Pipeline, recipe: &str) -> String {
     let name = |node: petgraph::graph::NodeIndex| match pipeline.graph[node] {

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flow_db::testing::TestDatabase;
 use flow_db::{Database, Location};
@@ -35,10 +35,7 @@ step pg:target:populate kept {
 }
 "#;
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
+use flow_benches::median;
 
 // Long on purpose (the reason): a benchmark's main is its scenario, top to
 // bottom, timing both populates on the same data in the same run.

@@ -77,6 +77,12 @@ pub fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The median of some times.
+pub fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
 /// Runs a shell command; its time.
 pub fn timed(command: &str) -> std::time::Duration {
     let started = std::time::Instant::now();

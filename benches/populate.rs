@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flow_db::testing::TestDatabase;
 use flow_db::{Database, Location};
@@ -31,10 +31,7 @@ step pg:target:populate {
 
 const TABLE: &str = "(id bigint PRIMARY KEY, name text NOT NULL, value double precision, day date, geom geometry(Point, 4326))";
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
+use flow_benches::median;
 
 // Long on purpose (the reason): a benchmark's main is its scenario, top to
 // bottom, timing flow and the other tool on the same data in the same run;

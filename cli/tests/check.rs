@@ -159,10 +159,7 @@ fn a_fan_out_with_an_empty_list_is_refused_and_named_lists_format() {
     std::fs::write(dir.join("fan.flow"), text).expect("flow");
     let output = Flow::new(["check", "fan.flow"]).dir(&dir).expect(2);
     let flat = support::flat(&output.stderr);
-    assert!(
-        flat.contains("this list is empty: no job would run"),
-        "{flat}"
-    );
+    assert!(flat.contains("this list is empty"), "{flat}");
     assert!(flat.contains("fan.flow:15:"), "{flat}");
     std::fs::write(
         dir.join("fan.flow"),

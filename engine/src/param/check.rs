@@ -104,8 +104,8 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
         ParamType::Name => name.map(|_| ()).ok_or(Mismatch::Type),
         ParamType::SchemaName => sql_name(name.ok_or(Mismatch::Type)?, true),
         ParamType::OneOf(allowed) => one_of(name.ok_or(Mismatch::Type)?, allowed),
-        ParamType::Fanout => fanout(value, scope),
-        ParamType::NamedLists => named_lists(value, scope),
+        ParamType::Fanout => named_lists(value, ParamType::Strings, scope),
+        ParamType::NamedLists => named_lists(value, ParamType::Names, scope),
         ParamType::Names | ParamType::Strings => list(value, ty),
         ParamType::Database => known(name.ok_or(Mismatch::Type)?, "database", scope.databases),
         ParamType::Storage => match kind {
@@ -150,38 +150,18 @@ fn one_of(name: &Ident, allowed: &[&str]) -> Result<(), Mismatch> {
     })
 }
 
-/// `for_each`: a list of strings, or named non-empty lists of strings.
-fn fanout(value: &Value, scope: &Scope<'_>) -> Result<(), Mismatch> {
+/// A list of `items`, or named non-empty lists of them: `for_each`
+/// (strings) and `history` (names).
+fn named_lists(value: &Value, items: ParamType, scope: &Scope<'_>) -> Result<(), Mismatch> {
     match &value.kind {
-        ValueKind::List(_) => check(value, ParamType::Strings, scope),
+        ValueKind::List(_) => check(value, items, scope),
         ValueKind::Map(entries) if !entries.is_empty() => {
             for (_, list) in entries {
-                check(list, ParamType::Strings, scope)?;
-                if matches!(&list.kind, ValueKind::List(items) if items.is_empty()) {
-                    return Err(Mismatch::Value {
-                        message: "this list is empty: no job would run".into(),
-                        help: Some("give each name at least one value".into()),
-                        span: list.span,
-                    });
-                }
-            }
-            Ok(())
-        }
-        _ => Err(Mismatch::Type),
-    }
-}
-
-/// A list of names, or named non-empty lists of names.
-fn named_lists(value: &Value, scope: &Scope<'_>) -> Result<(), Mismatch> {
-    match &value.kind {
-        ValueKind::List(_) => check(value, ParamType::Names, scope),
-        ValueKind::Map(entries) if !entries.is_empty() => {
-            for (_, list) in entries {
-                check(list, ParamType::Names, scope)?;
+                check(list, items, scope)?;
                 if matches!(&list.kind, ValueKind::List(items) if items.is_empty()) {
                     return Err(Mismatch::Value {
                         message: "this list is empty".into(),
-                        help: Some("name at least one, or use the list form for all".into()),
+                        help: Some("give each name at least one value".into()),
                         span: list.span,
                     });
                 }

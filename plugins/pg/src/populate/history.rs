@@ -254,55 +254,64 @@ impl History {
         run: Option<i64>,
     ) -> Result<(Changed, serde_json::Value), StepError> {
         let columns: Vec<String> = self.key.iter().chain(&self.tracked).map(|c| q(c)).collect();
-        let from_target: Vec<String> = columns.iter().map(|c| format!("t.{c}")).collect();
-        // Closed first, then opened: one statement could insert a key's new
-        // version before it closed the old one, against the open-version
-        // index. The keys of each go to temporary tables, to count.
+        // One pass compares the table with the open versions (a full join by
+        // key) and keeps only what differs: new rows, gone rows, changed
+        // values. Closing and opening then touch those rows alone, through
+        // the open-version index. The join's hash table is given room, so a
+        // million rows are not spilled to disk in batches (the default 4 MB
+        // would); `SET LOCAL` ends with the transaction.
         let run = run.map_or_else(|| "NULL".to_owned(), |r| r.to_string());
+        let first = q(&self.key[0]);
+        let keys: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| format!("coalesce(t.{0}, h.{0}) AS {0}", q(k)))
+            .collect();
+        let tracked: Vec<String> = self.tracked.iter().map(|c| format!("t.{}", q(c))).collect();
+        let open_columns = columns.join(", ");
+        let from_diff: Vec<String> = columns.iter().map(|c| format!("d.{c}")).collect();
         let changes = format!(
-            "CREATE TEMP TABLE flow_closed (k jsonb) ON COMMIT DROP;
-             CREATE TEMP TABLE flow_opened (k jsonb) ON COMMIT DROP;
-             WITH closed AS (
-               UPDATE {history} h SET valid_to = now()
-               WHERE h.valid_to IS NULL AND NOT EXISTS (
-                 SELECT 1 FROM {target} t WHERE {matches} AND {same})
-               RETURNING {key_h} AS k)
-             INSERT INTO flow_closed SELECT k FROM closed;
-             WITH opened AS (
-               INSERT INTO {history} ({columns}, valid_from, run_id)
-               SELECT {from_target}, now(), {run} FROM {target} t
-               WHERE NOT EXISTS (
-                 SELECT 1 FROM {history} h WHERE h.valid_to IS NULL AND {matches})
-               RETURNING {key_history} AS k)
-             INSERT INTO flow_opened SELECT k FROM opened;",
+            "SET LOCAL work_mem = '256MB';
+             CREATE TEMP TABLE flow_diff ON COMMIT DROP AS
+             SELECT {keys}{tracked_list}, t.{first} IS NOT NULL AS opens, h.{first} IS NOT NULL AS closes
+             FROM {target} t
+             FULL JOIN (SELECT {open_columns} FROM {history} WHERE valid_to IS NULL) h ON {matches}
+             WHERE t.{first} IS NULL OR h.{first} IS NULL OR NOT ({same});
+             UPDATE {history} h SET valid_to = now() FROM flow_diff d
+             WHERE d.closes AND h.valid_to IS NULL AND {closing};
+             INSERT INTO {history} ({open_columns}, valid_from, run_id)
+             SELECT {from_diff}, now(), {run} FROM flow_diff d WHERE d.opens;",
+            keys = keys.join(", "),
+            tracked_list = if tracked.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", tracked.join(", "))
+            },
             history = self.history,
             target = self.target,
             matches = self.keys_match("t", "h"),
             same = self.same_values("t", "h"),
-            key_h = self.key_json("h."),
-            key_history = self.key_json(""),
-            columns = columns.join(", "),
-            from_target = from_target.join(", "),
+            closing = self.keys_match("h", "d"),
+            from_diff = from_diff.join(", "),
         );
         client.batch_execute(&changes).await?;
-        let sql = "WITH inserted AS (
-               SELECT k FROM flow_opened o WHERE NOT EXISTS (SELECT 1 FROM flow_closed c WHERE c.k = o.k)
-             ), updated AS (
-               SELECT k FROM flow_opened o WHERE EXISTS (SELECT 1 FROM flow_closed c WHERE c.k = o.k)
-             ), deleted AS (
-               SELECT k FROM flow_closed c WHERE NOT EXISTS (SELECT 1 FROM flow_opened o WHERE o.k = c.k)
-             )
-             SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM updated),
-                    (SELECT count(*) FROM deleted),
+        let sql = &format!(
+            "SELECT count(*) FILTER (WHERE opens AND NOT closes),
+                    count(*) FILTER (WHERE opens AND closes),
+                    count(*) FILTER (WHERE closes AND NOT opens),
                     jsonb_build_object(
-                      'inserted', (SELECT coalesce(jsonb_agg(k), '[]') FROM (SELECT k FROM inserted LIMIT $1) s),
-                      'updated', (SELECT coalesce(jsonb_agg(k), '[]') FROM (SELECT k FROM updated LIMIT $1) s),
-                      'deleted', (SELECT coalesce(jsonb_agg(k), '[]') FROM (SELECT k FROM deleted LIMIT $1) s)
-                    )::text";
+                      'inserted', (SELECT coalesce(jsonb_agg(k ORDER BY k), '[]') FROM
+                        (SELECT {key} AS k FROM flow_diff d WHERE opens AND NOT closes ORDER BY 1 LIMIT $1) s),
+                      'updated', (SELECT coalesce(jsonb_agg(k ORDER BY k), '[]') FROM
+                        (SELECT {key} AS k FROM flow_diff d WHERE opens AND closes ORDER BY 1 LIMIT $1) s),
+                      'deleted', (SELECT coalesce(jsonb_agg(k ORDER BY k), '[]') FROM
+                        (SELECT {key} AS k FROM flow_diff d WHERE closes AND NOT opens ORDER BY 1 LIMIT $1) s)
+                    )::text
+             FROM flow_diff",
+            key = self.key_json("d."),
+        );
         let row = client.query_one(sql, &[&KEYS_SENT]).await?;
-        client
-            .batch_execute("DROP TABLE flow_closed, flow_opened")
-            .await?;
+        client.batch_execute("DROP TABLE flow_diff").await?;
         let keys: String = row.get(3);
         let changed = Changed {
             table: table.to_owned(),
