@@ -373,3 +373,64 @@ async fn a_release_that_adds_a_column_starts_tracking_it() {
         .get(0);
     assert_eq!(versions, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_after_its_notification_is_queued_sends_nothing() {
+    // The check sleeps: it runs after the history is written and the
+    // notification queued, before the commit.
+    let check = r#"
+check slow {
+  table = api.public.products
+  sql = "SELECT 1 FROM pg_sleep(3) p WHERE random() < 0"
+}
+"#;
+    let project = Project::new("histkilled", "replace", check).await;
+    let mut notifications = listener(&project.api).await;
+    project.model("VALUES (1, 'tea', 10, 'in')");
+    let started = std::time::Instant::now();
+    let first = project.run();
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "the check slept: {}",
+        first.stdout
+    );
+    let sent = received(&mut notifications, Duration::from_secs(2)).await;
+    assert_eq!(sent.len(), 1, "{}", first.stdout);
+
+    project.model("VALUES (1, 'tea', 12, 'in')");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "products.flow", "--plain", "--force"])
+        .current_dir(&project.folder.dir)
+        .env("FLOW_DATABASE_URL", project.flow.url())
+        .env("API_DATABASE_URL", project.api.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flow starts");
+    let api = project.api.client().await.expect("api");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let sleeping: i64 = api
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if sleeping > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the check never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(
+        received(&mut notifications, Duration::from_secs(4))
+            .await
+            .is_empty()
+    );
+    assert_eq!(project.versions().await, [v(1, "10.00", "in", true)]);
+}
