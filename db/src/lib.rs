@@ -16,6 +16,7 @@ mod db_error;
 mod location;
 mod tls;
 
+pub mod drizzle;
 pub mod names;
 pub mod statements;
 pub mod testing;

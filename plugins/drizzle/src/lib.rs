@@ -1,6 +1,9 @@
 //! `drizzle:<db>:pull`: writes the custom types of a database (enums, domains,
-//! composite types) to a SQL file that is committed and applies as written.
-//! Named after the tool it replaces; it needs no Node.js.
+//! composite types) to a file that is committed: SQL that applies as written,
+//! or (`out = "....ts"`, or `format = drizzle`) a TypeScript module for
+//! drizzle-orm that compiles as written (`flow_db::drizzle`). Both are what
+//! `pg:<db>:push` reads. Named after the tool it replaces; it needs no
+//! Node.js.
 
 use flow_engine::flow_db::types;
 use flow_engine::{
@@ -15,9 +18,14 @@ static PULL: OperationSpec = OperationSpec {
     tool: "drizzle",
     target: Target::Database,
     operation: "pull",
-    summary: "write the database's custom types to a SQL file",
+    summary: "write the database's custom types to a SQL file or a drizzle-orm module",
     params: &[
         ParamSpec::required("out", ParamType::Path, "the types file to write"),
+        ParamSpec::optional(
+            "format",
+            ParamType::OneOf(&["sql", "drizzle"]),
+            "`sql`, or `drizzle` for a TypeScript module (the default for an `out` ending in `.ts`)",
+        ),
         ParamSpec::optional(
             "schemas",
             ParamType::Names,
@@ -31,6 +39,8 @@ static PULL: OperationSpec = OperationSpec {
 struct Settings {
     out: String,
     schemas: Vec<String>,
+    /// A drizzle-orm module rather than SQL.
+    typescript: bool,
 }
 
 impl Operation for Pull {
@@ -41,7 +51,12 @@ impl Operation for Pull {
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
         let database = step.target.unwrap_or("api");
         let out = step.params.str("out").unwrap_or_default();
+        let typescript = match step.params.str("format") {
+            Some(format) => format == "drizzle",
+            None => out.ends_with(".ts"),
+        };
         let settings = Settings {
+            typescript,
             out: out.to_owned(),
             schemas: step
                 .params
@@ -73,7 +88,11 @@ impl Operation for Pull {
             .await?;
             transaction.rollback().await?;
             let out = context.path(&settings.out);
-            let text = types::render(name, &found);
+            let text = if settings.typescript {
+                flow_engine::flow_db::drizzle::render(&found)
+            } else {
+                types::render(name, &found)
+            };
             // An unchanged file is left alone, so that what reads it sees no change.
             if tokio::fs::read_to_string(&out)
                 .await

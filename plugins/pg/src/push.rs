@@ -77,7 +77,13 @@ impl Operation for Push {
                     ),
                 )
             })?;
-            let statements = types::parse(&sql).map_err(|e| {
+            // A drizzle-orm module written by `drizzle:<db>:pull`, or SQL.
+            let parsed = if relative.ends_with(".ts") {
+                flow_engine::flow_db::drizzle::parse(&sql)
+            } else {
+                types::parse(&sql)
+            };
+            let statements = parsed.map_err(|e| {
                 StepError::coded(
                     "flow::pg::push",
                     format!("{}:{}: {}", path.display(), e.line, e.message),
