@@ -42,7 +42,26 @@ pub fn load(path: &Path, registry: &Registry) -> Option<Pipeline> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    match flow_engine::compile(&parsed.flow, registry, &stem) {
+    // Tools the flow uses that no built-in plugin has: `flow-<tool>`
+    // executables beside the flow or on PATH.
+    let tools: std::collections::BTreeSet<String> = parsed
+        .flow
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            flow_dsl::ast::Item::Step(step) => step.operation.first().map(|t| t.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let (registry, broken) =
+        flow_plugins::with_executables(registry, &flow_engine::base_dir(path), &tools);
+    if !broken.is_empty() {
+        let count = broken.len();
+        broken.into_iter().for_each(output::error);
+        summary(&display, count);
+        return None;
+    }
+    match flow_engine::compile(&parsed.flow, &registry, &stem) {
         Ok(pipeline) => Some(pipeline),
         Err(errors) => {
             let count = errors.len();

@@ -15,8 +15,13 @@ impl Registry {
     }
 
     pub fn new(operations: impl IntoIterator<Item = &'static dyn Operation>) -> Self {
-        let mut registry = Self::default();
-        for operation in operations {
+        Self::default().with(operations)
+    }
+
+    /// This registry and `more` operations (those of plugin executables).
+    pub fn with(&self, more: impl IntoIterator<Item = &'static dyn Operation>) -> Self {
+        let mut registry = self.clone();
+        for operation in more {
             let spec = operation.spec();
             registry
                 .tools

@@ -15,3 +15,16 @@ use flow_plugin_sql as _;
 pub fn registry() -> Registry {
     Registry::installed()
 }
+
+pub use flow_plugin_external::DescribeError;
+
+/// `registry` and the operations of `flow-<tool>` executables (in `plugins/`
+/// beside the flow, or on `PATH`) for the `tools` a flow uses that it does
+/// not know; what went wrong describing the others.
+pub fn with_executables(
+    registry: &Registry,
+    base: &std::path::Path,
+    tools: &std::collections::BTreeSet<String>,
+) -> (Registry, Vec<DescribeError>) {
+    flow_plugin_external::extend(registry, base, tools)
+}
