@@ -99,6 +99,19 @@ async fn end(child: &mut tokio::process::Child) {
     }
 }
 
+/// Kills the plugin's whole group when the step's future is dropped (a
+/// timeout, or the run ending): `kill_on_drop` would reach the plugin alone,
+/// not what it started.
+struct Group(Option<Pid>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
 pub(crate) async fn run(external: &External, context: &RunContext) -> Result<Outcome, StepError> {
     let mut child = tokio::process::Command::new(external.executable)
         .arg("run")
@@ -110,6 +123,7 @@ pub(crate) async fn run(external: &External, context: &RunContext) -> Result<Out
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(external, format!("cannot be started: {e}"), None))?;
+    let mut group = Group(child.id().map(|pid| Pid::from_raw(pid as i32)));
     if let Some(mut stdin) = child.stdin.take() {
         let text = format!("{}\n", request(external, context));
         // A plugin that does not read its request still runs.
@@ -178,6 +192,10 @@ pub(crate) async fn run(external: &External, context: &RunContext) -> Result<Out
         }
     }
     let status = child.wait().await;
+    // Ended by itself: what it started in its group goes with it.
+    if let Some(pid) = group.0.take() {
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
     let stderr = match stderr {
         Some(task) => task.await.unwrap_or_default(),
         None => String::new(),
