@@ -209,7 +209,8 @@ pub enum Command {
         #[arg(long = "env", short = 'e', value_name = "NAME")]
         env: Option<String>,
     },
-    /// List the operations of the installed plugins and their parameters.
+    /// List the operations of the installed plugins and of the `flow-<tool>` executables
+    /// in `./plugins/` and on PATH, with their parameters.
     Operations,
 }
 

@@ -98,7 +98,12 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
             stdout,
         } => crate::fmt::fmt(&files, check, stdout),
         Command::Operations => {
-            output::out(&operations(registry));
+            // With the `flow-<tool>` executables of `./plugins/` and PATH.
+            let here = std::path::Path::new(".");
+            let tools = flow_plugins::executable_tools(here);
+            let (registry, broken) = flow_plugins::with_executables(registry, here, &tools);
+            output::out(&operations(&registry));
+            broken.into_iter().for_each(output::error);
             Exit::Success
         }
     }

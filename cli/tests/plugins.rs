@@ -53,6 +53,11 @@ async fn a_plugin_beside_the_flow_is_checked_planned_and_run_like_a_built_in() {
     project.flow(&["check"]).expect(0);
     let plan = project.flow(&["plan", "--json"]).expect(0);
     assert!(plan.stdout.contains("hello:greet"), "{}", plan.stdout);
+    let listed = support::Flow::new(["operations"])
+        .dir(&project.dir)
+        .expect(0);
+    assert!(listed.stdout.contains("hello:greet"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("whom to greet"), "{}", listed.stdout);
     let run = project.run(&["--plain"]).expect(0);
     assert!(run.stdout.contains("hello:greet"), "{}", run.stdout);
     assert_eq!(

@@ -28,3 +28,9 @@ pub fn with_executables(
 ) -> (Registry, Vec<DescribeError>) {
     flow_plugin_external::extend(registry, base, tools)
 }
+
+/// The tools of every `flow-<tool>` executable in `plugins/` under `base`
+/// and on `PATH`.
+pub fn executable_tools(base: &std::path::Path) -> std::collections::BTreeSet<String> {
+    flow_plugin_external::tools(base)
+}

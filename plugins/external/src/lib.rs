@@ -29,6 +29,27 @@ pub fn find(base: &Path, tool: &str) -> Option<PathBuf> {
     })
 }
 
+/// The tools of every `flow-<tool>` executable in `plugins/` under `base`
+/// and on `PATH`.
+pub fn tools(base: &Path) -> BTreeSet<String> {
+    let mut dirs = vec![base.join("plugins")];
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| is_executable(&entry.path()))
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("flow-")
+                .filter(|tool| !tool.is_empty())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     path.metadata()
