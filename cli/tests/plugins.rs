@@ -119,3 +119,100 @@ async fn a_plugin_that_misbehaves_is_named_and_the_run_fails() {
         wrong.stderr
     );
 }
+
+/// The example: `examples/plugins/plugins/flow-http` (Python, standard
+/// library) pages through a JSON API that the test serves, and the flow
+/// loads, shapes and populates what it wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_example_fetches_an_api_into_the_api_database() {
+    let folder = support::Folder::new("plugins", "shop");
+    support::reference::copy_dir(&support::root().join("examples/plugins"), &folder.dir);
+    use std::os::unix::fs::PermissionsExt as _;
+    let plugin = folder.dir.join("plugins/flow-http");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let www = folder.dir.join("www");
+    for (file, text) in [
+        (
+            "vendors/1.json",
+            r#"{"items": [{"id": 1, "name": "Hallmark"}, {"id": 2, "name": "Acme, \"the\" best"}], "next": "2.json"}"#,
+        ),
+        (
+            "vendors/2.json",
+            r#"{"items": [{"id": 3, "name": "Zürich Supply"}], "next": null}"#,
+        ),
+        (
+            "products/1.json",
+            r#"{"items": [{"id": 10, "vendor_id": 1, "name": "card", "price": 2.5}, {"id": 11, "vendor_id": 2, "name": "anvil", "price": 99.99}], "next": "/products/2.json"}"#,
+        ),
+        (
+            "products/2.json",
+            r#"{"items": [{"id": 12, "vendor_id": 3, "name": "rope", "price": null}], "next": null}"#,
+        ),
+    ] {
+        let path = www.join(file);
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("www");
+        std::fs::write(path, text).expect("page");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let flow = flow_db::testing::TestDatabase::create("shopf")
+        .await
+        .expect("flow db");
+    let api = flow_db::testing::TestDatabase::create("shopa")
+        .await
+        .expect("api db");
+    let run = support::Flow::new([
+        "run",
+        "shop.flow",
+        "--plain",
+        "--var",
+        &format!("base=http://127.0.0.1:{port}"),
+    ])
+    .dir(&folder.dir)
+    .env("FLOW_DATABASE_URL", flow.url())
+    .env("API_DATABASE_URL", api.url())
+    .run();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let client = api.client().await.expect("api");
+    let vendors: Vec<String> = client
+        .query("SELECT name FROM public.vendors ORDER BY id", &[])
+        .await
+        .expect("vendors")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(vendors, ["Hallmark", "Acme, \"the\" best", "Zürich Supply"]);
+    let prices: Vec<Option<String>> = client
+        .query("SELECT price::text FROM public.products ORDER BY id", &[])
+        .await
+        .expect("products")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(prices, [Some("2.50".into()), Some("99.99".into()), None]);
+}

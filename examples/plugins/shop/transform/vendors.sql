@@ -1,0 +1,1 @@
+INSERT INTO vendors (id, name) SELECT id::integer, name FROM source.vendors;
