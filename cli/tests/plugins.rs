@@ -216,3 +216,67 @@ async fn the_python_example_fetches_an_api_into_the_api_database() {
         .collect();
     assert_eq!(prices, [Some("2.50".into()), Some("99.99".into()), None]);
 }
+
+/// Cancelling a run sends the plugin's group SIGTERM; what it started ends
+/// with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_run_ends_the_plugin_and_what_it_started() {
+    let project = Project::new("plugins", "plugincancel", "greeting.flow", FLOW).await;
+    plugin(
+        &project,
+        "hello",
+        DESCRIBE,
+        "    cat >/dev/null\n    trap 'echo terminated > got-term; exit 0' TERM\n    sleep 300 &\n    echo $! > child.pid\n    wait",
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "greeting.flow", "--plain"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", project.db.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flow run");
+    let pid_file = project.dir.join("child.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&pid_file).map_or(true, |t| t.trim().is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plugin never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let child: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let signal = |args: &[&str]| {
+        std::process::Command::new("kill")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(signal(&["-INT", &run.id().to_string()]));
+    let status = run.wait().expect("flow ends");
+    assert!(!status.success());
+    // The plugin may still be running its trap when flow has exited.
+    let got_term = project.dir.join("got-term");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !got_term.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(project.dir.join("got-term")).unwrap_or_default(),
+        "terminated\n",
+        "the plugin got SIGTERM"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Gone, or a zombie waiting for a parent that no longer reaps.
+    let alive = std::fs::read_to_string(format!("/proc/{child}/status")).is_ok_and(|status| {
+        !status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+    });
+    assert!(!alive, "the plugin's child {child} outlived the run");
+}

@@ -99,15 +99,20 @@ async fn end(child: &mut tokio::process::Child) {
     }
 }
 
-/// Kills the plugin's whole group when the step's future is dropped (a
-/// timeout, or the run ending): `kill_on_drop` would reach the plugin alone,
-/// not what it started.
+/// Ends the plugin's whole group when the step's future is dropped (the
+/// run cancelled, a timeout): SIGTERM now, SIGKILL after the grace period
+/// (`kill_on_drop` would reach the plugin alone, not what it started). A
+/// flow that exits sooner leaves the SIGTERM only.
 struct Group(Option<Pid>);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            let _ = killpg(group, Signal::SIGKILL);
+        if let Some(group) = self.0.take() {
+            let _ = killpg(group, Signal::SIGTERM);
+            std::thread::spawn(move || {
+                std::thread::sleep(GRACE);
+                let _ = killpg(group, Signal::SIGKILL);
+            });
         }
     }
 }
@@ -120,7 +125,8 @@ pub(crate) async fn run(external: &External, context: &RunContext) -> Result<Out
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+        // Not `kill_on_drop`: its SIGKILL would come before the plugin could
+        // act on the SIGTERM `Group` sends.
         .spawn()
         .map_err(|e| failed(external, format!("cannot be started: {e}"), None))?;
     let mut group = Group(child.id().map(|pid| Pid::from_raw(pid as i32)));
@@ -147,6 +153,7 @@ pub(crate) async fn run(external: &External, context: &RunContext) -> Result<Out
             line = lines.next_line() => line,
             () = context.cancel.cancelled() => {
                 end(&mut child).await;
+                group.0 = None;
                 return Err(failed(external, "was cancelled", None));
             }
         };
