@@ -64,6 +64,24 @@ async fn a_plugin_beside_the_flow_is_checked_planned_and_run_like_a_built_in() {
         std::fs::read_to_string(project.dir.join("out/greeting.txt")).expect("written"),
         "hello world\n"
     );
+    // `describe` is cached by the executable's path and mtime; a new
+    // executable is asked again.
+    assert!(project.dir.join(".flow/plugins/hello.json").exists());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    plugin(
+        &project,
+        "hello",
+        &DESCRIBE.replace("whom to greet", "the one greeted"),
+        GREET,
+    );
+    let listed = support::Flow::new(["operations"])
+        .dir(&project.dir)
+        .expect(0);
+    assert!(
+        listed.stdout.contains("the one greeted"),
+        "{}",
+        listed.stdout
+    );
     // Its parameters are checked like a built-in's.
     project.write(
         "greeting.flow",
@@ -100,6 +118,25 @@ async fn a_plugin_that_misbehaves_is_named_and_the_run_fails() {
         assert!(all.contains("flow-hello"), "{body}: {all}");
         assert!(all.contains(said), "{body}: {said} in {all}");
     }
+    // One that runs past its step's timeout is ended, and the run fails.
+    plugin(&project, "hello", DESCRIBE, "    cat >/dev/null; sleep 30");
+    project.write(
+        "greeting.flow",
+        &FLOW.replace(
+            "who = \"world\"",
+            "who = \"world\"\n  timeout = 1s\n  retries = 0",
+        ),
+    );
+    let started = std::time::Instant::now();
+    let run = project.run(&["--plain"]).run();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let all = support::flat(&format!("{}{}", run.stdout, run.stderr));
+    assert!(
+        all.contains("timed out after 1.0s") && all.contains("hello:greet"),
+        "{all}"
+    );
+    project.write("greeting.flow", FLOW);
     // A plugin that describes itself wrongly stops the check, named.
     plugin(
         &project,
