@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flow_engine::KeyScope;
 use serde_json::json;
 
 use crate::layout;
-use crate::routes::{Shared, allowed, allowed_flow, selection_refused};
+use crate::routes::{ReadFlow, Shared, allowed, selection_refused};
 pub(crate) async fn flows(State(served): Shared, headers: HeaderMap) -> Response {
     if let Err(refused) = allowed(&served, &headers, KeyScope::Read).await {
         return refused;
@@ -31,15 +31,7 @@ pub(crate) async fn flows(State(served): Shared, headers: HeaderMap) -> Response
 }
 
 /// Each scheduled job of a flow: its last fire and result, and its next fire.
-pub(crate) async fn schedules(
-    State(served): Shared,
-    headers: HeaderMap,
-    Path(flow): Path<String>,
-) -> Response {
-    let file = match allowed_flow(&served, &headers, KeyScope::Read, &flow).await {
-        Ok(file) => file,
-        Err(refused) => return refused,
-    };
+pub(crate) async fn schedules(State(served): Shared, ReadFlow(file, _): ReadFlow) -> Response {
     let now = jiff::Timestamp::now();
     let jobs = flow_engine::scheduler::jobs_in(&served.keys, &file.pipeline, now).await;
     let jobs: Vec<_> = jobs
@@ -60,15 +52,7 @@ pub(crate) async fn schedules(
 /// The plan of what a run with no selection would run, as `flow plan
 /// --json` prints it, with what it would skip when the run records can be
 /// read.
-pub(crate) async fn plan(
-    State(served): Shared,
-    headers: HeaderMap,
-    Path(flow): Path<String>,
-) -> Response {
-    let file = match allowed_flow(&served, &headers, KeyScope::Read, &flow).await {
-        Ok(file) => file,
-        Err(refused) => return refused,
-    };
+pub(crate) async fn plan(State(served): Shared, ReadFlow(file, _): ReadFlow) -> Response {
     let selected = match flow_engine::Selection::default().apply(&file.pipeline) {
         Ok(selected) => selected,
         Err(errors) => return selection_refused(StatusCode::UNPROCESSABLE_ENTITY, &errors),
@@ -88,15 +72,7 @@ pub(crate) async fn plan(
 }
 
 /// The DAG of every step, laid out (see `layout`), computed once per flow.
-pub(crate) async fn graph(
-    State(served): Shared,
-    headers: HeaderMap,
-    Path(flow): Path<String>,
-) -> Response {
-    let file = match allowed_flow(&served, &headers, KeyScope::Read, &flow).await {
-        Ok(file) => file,
-        Err(refused) => return refused,
-    };
+pub(crate) async fn graph(State(served): Shared, ReadFlow(file, flow): ReadFlow) -> Response {
     let cached = served
         .graphs
         .lock()

@@ -101,6 +101,26 @@ pub(crate) async fn allowed_flow(
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("there is no flow `{flow}`")))
 }
 
+/// The flow a route's path names, once the request's key may read it: the
+/// extractor of the flow routes that only read.
+pub(crate) struct ReadFlow(pub Arc<flow_engine::FlowFile>, pub String);
+
+impl axum::extract::FromRequestParts<Arc<Served>> for ReadFlow {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        served: &Arc<Served>,
+    ) -> Result<Self, Response> {
+        let axum::extract::Path(flow) =
+            axum::extract::Path::<String>::from_request_parts(parts, served)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let file = allowed_flow(served, &parts.headers, KeyScope::Read, &flow).await?;
+        Ok(Self(file, flow))
+    }
+}
+
 /// A selection the flow cannot take, said in one message.
 pub(crate) fn selection_refused(
     status: StatusCode,
