@@ -346,10 +346,7 @@ mod tests {
         let back: Vec<CustomType> = parse(&text)
             .expect("parses")
             .into_iter()
-            .filter_map(|s| match s {
-                TypeStatement::Type(t) => Some(t),
-                TypeStatement::Schema { .. } => None,
-            })
+            .filter_map(TypeStatement::into_type)
             .collect();
         assert_eq!(back, types);
     }

@@ -197,6 +197,16 @@ pub enum TypeStatement {
     Type(CustomType),
 }
 
+impl TypeStatement {
+    /// The type it creates, if it creates one.
+    pub fn into_type(self) -> Option<CustomType> {
+        match self {
+            TypeStatement::Type(ty) => Some(ty),
+            TypeStatement::Schema { .. } => None,
+        }
+    }
+}
+
 /// An error in a types file, with its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypesFileError {
@@ -500,10 +510,7 @@ mod tests {
         let parsed: Vec<CustomType> = parse(&sql)
             .expect("parses")
             .into_iter()
-            .filter_map(|s| match s {
-                TypeStatement::Type(t) => Some(t),
-                TypeStatement::Schema { .. } => None,
-            })
+            .filter_map(TypeStatement::into_type)
             .collect();
         assert_eq!(parsed, types);
     }
