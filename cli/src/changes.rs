@@ -61,41 +61,6 @@ fn kept(flow: &FlowFile) -> Vec<Kept> {
     kept
 }
 
-/// Opens the databases `needed` of `file`'s environment, runs `work`, closes.
-fn with_session(
-    file: &Path,
-    env: Option<&str>,
-    registry: &Registry,
-    needed: impl FnOnce(&FlowFile) -> Result<BTreeSet<String>, CliError>,
-    work: impl AsyncFnOnce(&Session, &FlowFile) -> Exit,
-) -> Exit {
-    let Some(flow) = load::flow(file, registry) else {
-        return Exit::Invalid;
-    };
-    let needed = match needed(&flow) {
-        Ok(needed) => needed,
-        Err(error) => {
-            output::error(error);
-            return Exit::Invalid;
-        }
-    };
-    let Some(environment) = load::environment(&flow, env) else {
-        return Exit::Invalid;
-    };
-    crate::run::block_on(async move {
-        let session = match Session::open(&environment, &flow.base, &needed, 1, &[]).await {
-            Ok(session) => session,
-            Err(error) => {
-                output::error(error);
-                return Exit::Failure;
-            }
-        };
-        let exit = work(&session, &flow).await;
-        session.close().await;
-        exit
-    })
-}
-
 /// What `flow changes` asks for.
 pub struct Query<'a> {
     pub table: &'a str,
@@ -117,7 +82,7 @@ pub fn changes(file: &Path, query: &Query<'_>, env: Option<&str>, registry: &Reg
             })
     };
     let needed = |flow: &FlowFile| find(flow).map(|kept| BTreeSet::from([kept.database]));
-    with_session(file, env, registry, needed, async |session, flow| {
+    load::with_session(file, env, registry, needed, async |session, flow| {
         let Ok(kept) = find(flow) else {
             return Exit::Invalid;
         };
@@ -245,7 +210,7 @@ pub fn listen(file: &Path, env: Option<&str>, registry: &Registry) -> Exit {
         }
         Ok(channels.into_iter().map(|(db, _)| db).collect())
     };
-    with_session(file, env, registry, needed, async |session, flow| {
+    load::with_session(file, env, registry, needed, async |session, flow| {
         let channels = channels(flow);
         let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
         for database in channels.iter().map(|(db, _)| db).collect::<BTreeSet<_>>() {

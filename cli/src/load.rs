@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::cli_error::CliError;
@@ -44,7 +45,7 @@ pub fn load(path: &Path, registry: &Registry) -> Option<Pipeline> {
         .unwrap_or_default();
     // Tools the flow uses that no built-in plugin has: `flow-<tool>`
     // executables beside the flow or on PATH.
-    let tools: std::collections::BTreeSet<String> = parsed
+    let tools: BTreeSet<String> = parsed
         .flow
         .items
         .iter()
@@ -72,6 +73,42 @@ pub fn load(path: &Path, registry: &Registry) -> Option<Pipeline> {
     }
 }
 
+/// Opens the databases `needed` (by name) of `file`'s environment, runs
+/// `work` with them, then closes them.
+pub fn with_session(
+    file: &Path,
+    env: Option<&str>,
+    registry: &Registry,
+    needed: impl FnOnce(&FlowFile) -> Result<BTreeSet<String>, CliError>,
+    work: impl AsyncFnOnce(&Session, &FlowFile) -> Exit,
+) -> Exit {
+    let Some(flow) = flow(file, registry) else {
+        return Exit::Invalid;
+    };
+    let needed = match needed(&flow) {
+        Ok(needed) => needed,
+        Err(error) => {
+            output::error(error);
+            return Exit::Invalid;
+        }
+    };
+    let Some(environment) = environment(&flow, env) else {
+        return Exit::Invalid;
+    };
+    crate::run::block_on(async move {
+        let session = match Session::open(&environment, &flow.base, &needed, 2, &[]).await {
+            Ok(session) => session,
+            Err(error) => {
+                output::error(error);
+                return Exit::Failure;
+            }
+        };
+        let exit = work(&session, &flow).await;
+        session.close().await;
+        exit
+    })
+}
+
 /// Runs `work` with the records of the flow database of `file`'s
 /// environment (made on first use), then closes them.
 pub fn with_records(
@@ -80,34 +117,19 @@ pub fn with_records(
     registry: &Registry,
     work: impl AsyncFnOnce(&Records, &FlowFile) -> Exit,
 ) -> Exit {
-    let Some(flow) = flow(file, registry) else {
-        return Exit::Invalid;
-    };
-    let Some(environment) = environment(&flow, env) else {
-        return Exit::Invalid;
-    };
-    crate::run::block_on(async move {
-        let needed = std::collections::BTreeSet::from([flow_engine::FLOW_DATABASE.to_owned()]);
-        let session = match Session::open(&environment, &flow.base, &needed, 2, &[]).await {
-            Ok(session) => session,
-            Err(error) => {
-                output::error(error);
-                return Exit::Failure;
-            }
-        };
+    let needed = |_: &FlowFile| Ok(BTreeSet::from([flow_engine::FLOW_DATABASE.to_owned()]));
+    with_session(file, env, registry, needed, async |session, flow| {
         let opened = match session.database(flow_engine::FLOW_DATABASE) {
             Ok(database) => Records::open(database).await,
             Err(error) => Err(error),
         };
-        let exit = match opened {
-            Ok(records) => work(&records, &flow).await,
+        match opened {
+            Ok(records) => work(&records, flow).await,
             Err(error) => {
                 output::error(error);
                 Exit::Failure
             }
-        };
-        session.close().await;
-        exit
+        }
     })
 }
 

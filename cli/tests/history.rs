@@ -409,22 +409,7 @@ check slow {
         .spawn()
         .expect("flow starts");
     let api = project.api.client().await.expect("api");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let sleeping: i64 = api
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if sleeping > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the check never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_for_statement(&api, "%pg_sleep(3)%", "the check never ran").await;
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     assert!(

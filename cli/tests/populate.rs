@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flow_db::testing::TestDatabase;
 use support::{Flow, Folder, Output, flat};
@@ -620,22 +620,7 @@ async fn a_populate_killed_half_way_leaves_the_api_database_as_it_was() {
         .spawn()
         .expect("flow starts");
     let api = project.api().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let copying: i64 = api
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%FROM STDIN%' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        if copying > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "populate never started copying");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait_for_statement(&api, "COPY%FROM STDIN%", "populate never started copying").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     child.kill().expect("SIGKILL");
     let _ = child.wait();

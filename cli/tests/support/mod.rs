@@ -218,3 +218,24 @@ impl Project {
         self.flow(&all)
     }
 }
+
+/// Waits until another connection to `client`'s server runs a statement
+/// whose text is `like` (a `LIKE` pattern): a step that reached that point.
+pub async fn wait_for_statement(client: &flow_db::tokio_postgres::Client, like: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let running: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+                &[&like],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if running > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
