@@ -370,7 +370,8 @@ async fn objects_deleted_from_the_storage_are_reported_and_removed_on_request() 
     .expect("flow");
     let output = project.run(&server.url(&bucket, ""), &db.url()).expect(0);
     assert!(
-        flat(&output.stderr).contains("1 deleted from the storage, removed here: `b.shp`"),
+        flat(&output.stderr)
+            .contains("1 deleted from the storage, removed from `data/raw`: `b.shp`"),
         "{}",
         output.stderr
     );

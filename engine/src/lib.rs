@@ -74,7 +74,7 @@ pub use registry::Registry;
 pub use render::{GraphFormat, render_graph};
 pub use resource::{Access, Resource, check_glob, table_ref};
 pub use run_context::{
-    Outcome, Progress, RunContext, StepError, files, log_name, write_atomically,
+    Outcome, Progress, RunContext, StepError, files, fill, log_name, placeholders, write_atomically,
 };
 pub use selection::{Selection, SelectionError};
 pub use session::{Session, databases_needed, identities};

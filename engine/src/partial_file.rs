@@ -29,6 +29,11 @@ impl PartialFile {
         &self.path
     }
 
+    /// Where the file goes when committed.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// Renames the finished file into place.
     pub fn commit(mut self) -> std::io::Result<()> {
         std::fs::rename(&self.path, &self.target)?;

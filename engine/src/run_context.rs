@@ -112,6 +112,26 @@ impl RunContext {
             .ok_or_else(|| StepError::message(format!("database `{name}` is not connected"), None))
     }
 
+    /// A path template with its `{name}` placeholders filled: first from
+    /// `own` (what the operation itself knows, like the table it writes),
+    /// then from the run's values (`--var name=value`, a schedule's `item`).
+    /// A placeholder with no value is an error that says how to give one.
+    pub fn fill(&self, template: &str, own: &[(&str, &str)]) -> Result<String, StepError> {
+        fill(template, |name| {
+            own.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+                .or_else(|| self.vars.get(name).cloned())
+        })
+        .map_err(|name| {
+            StepError::coded(
+                "flow::values::missing",
+                format!("`{template}` names the value `{{{name}}}`, which this run does not have"),
+                Some(format!("pass it with `flow run ... --var {name}=VALUE`")),
+            )
+        })
+    }
+
     pub fn base_dir(&self) -> &Path {
         &self.base_dir
     }
@@ -128,6 +148,56 @@ impl RunContext {
             .display()
             .to_string()
     }
+}
+
+/// `template` with each `{name}` replaced by `value(name)`; the first name
+/// without a value is the error. `{{` and `}}` stand for braces.
+pub fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        if let Some(after) = tail.strip_prefix("{{").or_else(|| tail.strip_prefix("}}")) {
+            out.push_str(&tail[..1]);
+            rest = after;
+            continue;
+        }
+        match (tail.starts_with('{'), tail.find('}')) {
+            (true, Some(close)) => {
+                let name = &tail[1..close];
+                out.push_str(&value(name).ok_or_else(|| name.to_owned())?);
+                rest = &tail[close + 1..];
+            }
+            _ => {
+                out.push_str(&tail[..1]);
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The `{name}` placeholders of a template, in order.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let tail = &rest[open + 1..];
+        if let Some(after) = tail.strip_prefix('{') {
+            rest = after;
+            continue;
+        }
+        match tail.find('}') {
+            Some(close) => {
+                names.push(&tail[..close]);
+                rest = &tail[close + 1..];
+            }
+            None => break,
+        }
+    }
+    names
 }
 
 /// The files a glob matches under `base_dir`, in name order; none is an error.
@@ -283,4 +353,25 @@ pub async fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StepEr
         .await
         .map_err(failed)?;
     partial.commit().map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fill, placeholders};
+
+    #[test]
+    fn placeholders_are_filled_and_braces_escaped() {
+        let value = |name: &str| (name == "release").then(|| "1.0".to_owned());
+        assert_eq!(
+            fill("exports/{release}/x.csv", value).as_deref(),
+            Ok("exports/1.0/x.csv")
+        );
+        assert_eq!(fill("a{{b}}c", value).as_deref(), Ok("a{b}c"));
+        assert_eq!(fill("a}b{", value).as_deref(), Ok("a}b{"));
+        assert_eq!(fill("{table}.csv", value), Err("table".to_owned()));
+        assert_eq!(
+            placeholders("exports/{release}/{{x}}/{table}.csv"),
+            ["release", "table"]
+        );
+    }
 }

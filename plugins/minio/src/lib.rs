@@ -1,3 +1,6 @@
+//! The `minio` tool: S3-compatible storage (or a local folder standing in
+//! for one). `minio:upload` is described in its module.
+//!
 //! `minio:download`: every object under a storage prefix into a local folder.
 //!
 //! Keys keep their path below the prefix. Objects download in parallel (at
@@ -10,6 +13,7 @@
 
 mod download;
 mod storage;
+mod upload;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,26 +43,10 @@ static DOWNLOAD: OperationSpec = OperationSpec {
             "the storage and prefix, like `spaces \"shapefiles/\"`",
         ),
         ParamSpec::required("to", ParamType::Path, "the local folder"),
-        ParamSpec::optional(
-            "include",
-            ParamType::Strings,
-            "only keys matching one of these globs",
-        ),
-        ParamSpec::optional(
-            "exclude",
-            ParamType::Strings,
-            "no keys matching one of these globs",
-        ),
-        ParamSpec::optional(
-            "jobs",
-            ParamType::Count,
-            "downloads at the same time (default 8)",
-        ),
-        ParamSpec::optional(
-            "request_timeout",
-            ParamType::Duration,
-            "how long one request to the storage may take, connecting included (default 30s)",
-        ),
+        FILTER_PARAMS[0],
+        FILTER_PARAMS[1],
+        FILTER_PARAMS[2],
+        FILTER_PARAMS[3],
         ParamSpec::optional(
             "delete",
             ParamType::Bool,
@@ -73,29 +61,7 @@ impl Operation for Download {
     }
 
     fn prepare(&self, step: &StepContext<'_>) -> Result<Prepared, Vec<Problem>> {
-        let mut problems = Vec::new();
-        for key in ["include", "exclude"] {
-            for glob in step.params.list(key) {
-                if let Err(error) = flow_engine::check_glob(glob) {
-                    problems.push(Problem {
-                        param: Some(if key == "include" {
-                            "include"
-                        } else {
-                            "exclude"
-                        }),
-                        message: format!("`{glob}` is not a valid glob: {error}"),
-                        help: None,
-                    });
-                }
-            }
-        }
-        if step.params.count("jobs") == Some(0) {
-            problems.push(Problem {
-                param: Some("jobs"),
-                message: "`jobs` must be at least 1".into(),
-                help: None,
-            });
-        }
+        let problems = Filter::problems(step.params);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -120,18 +86,59 @@ struct Settings {
     storage: String,
     prefix: String,
     to: String,
-    include: Vec<glob::Pattern>,
-    exclude: Vec<glob::Pattern>,
+    filter: Filter,
     /// Remove the files of objects the storage no longer holds.
     delete: bool,
-    /// Objects downloaded at the same time (default 8).
-    jobs: usize,
-    request_timeout: Option<std::time::Duration>,
 }
 
 impl Settings {
     fn parse(params: &flow_engine::Params) -> Self {
         let (storage, prefix) = params.path("from").unwrap_or_default();
+        Self {
+            storage: storage.first().copied().unwrap_or_default().to_owned(),
+            prefix: prefix.unwrap_or_default().to_owned(),
+            to: params.str("to").unwrap_or_default().to_owned(),
+            filter: Filter::parse(params),
+            delete: params.bool("delete") == Some(true),
+        }
+    }
+}
+
+/// The parameters downloads and uploads share: which keys, how many at a
+/// time, how long a request may take.
+const FILTER_PARAMS: [ParamSpec; 4] = [
+    ParamSpec::optional(
+        "include",
+        ParamType::Strings,
+        "only keys matching one of these globs",
+    ),
+    ParamSpec::optional(
+        "exclude",
+        ParamType::Strings,
+        "no keys matching one of these globs",
+    ),
+    ParamSpec::optional(
+        "jobs",
+        ParamType::Count,
+        "objects sent or fetched at the same time (default 8)",
+    ),
+    ParamSpec::optional(
+        "request_timeout",
+        ParamType::Duration,
+        "how long one request to the storage may take, connecting included (default 30s)",
+    ),
+];
+
+/// [`FILTER_PARAMS`] as read.
+struct Filter {
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+    jobs: usize,
+    request_timeout: Option<std::time::Duration>,
+}
+
+impl Filter {
+    fn parse(params: &flow_engine::Params) -> Self {
         let globs = |key: &str| -> Vec<glob::Pattern> {
             params
                 .list(key)
@@ -140,43 +147,84 @@ impl Settings {
                 .collect()
         };
         Self {
-            storage: storage.first().copied().unwrap_or_default().to_owned(),
-            prefix: prefix.unwrap_or_default().to_owned(),
-            to: params.str("to").unwrap_or_default().to_owned(),
             include: globs("include"),
             exclude: globs("exclude"),
-            delete: params.bool("delete") == Some(true),
             jobs: usize::try_from(params.count("jobs").unwrap_or(8).max(1)).unwrap_or(8),
             request_timeout: params.duration("request_timeout"),
         }
     }
+
+    /// Globs that do not parse, and a `jobs` of 0.
+    fn problems(params: &flow_engine::Params) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for key in ["include", "exclude"] {
+            for glob in params.list(key) {
+                if let Err(error) = flow_engine::check_glob(glob) {
+                    problems.push(Problem {
+                        param: Some(if key == "include" {
+                            "include"
+                        } else {
+                            "exclude"
+                        }),
+                        message: format!("`{glob}` is not a valid glob: {error}"),
+                        help: None,
+                    });
+                }
+            }
+        }
+        if params.count("jobs") == Some(0) {
+            problems.push(Problem {
+                param: Some("jobs"),
+                message: "`jobs` must be at least 1".into(),
+                help: None,
+            });
+        }
+        problems
+    }
+
+    /// Whether a key (below the prefix) is one the step works on.
+    fn wants(&self, key: &str) -> bool {
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        (self.include.is_empty() || self.include.iter().any(|g| g.matches_with(key, options)))
+            && !self.exclude.iter().any(|g| g.matches_with(key, options))
+    }
 }
 
-async fn run(context: &RunContext) -> Result<Outcome, StepError> {
-    let settings: &Settings = context.settings()?;
-    let name = settings.storage.as_str();
+/// The storage a step names, with the step's prefix and request timeout.
+fn open_storage(
+    context: &RunContext,
+    name: &str,
+    prefix: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<Storage, StepError> {
     let url = context.storages.get(name).ok_or_else(|| {
         StepError::coded(
-            "flow::minio::download",
+            "flow::minio::storage",
             format!("storage `{name}` is not configured"),
             None,
         )
     })?;
-    let mut storage = Storage::parse(url, context.base_dir(), &settings.prefix)?;
-    if let (Storage::S3 { timeout, .. }, Some(limit)) = (&mut storage, settings.request_timeout) {
+    let mut storage = Storage::parse(url, context.base_dir(), prefix)?;
+    if let (Storage::S3 { timeout, .. }, Some(limit)) = (&mut storage, timeout) {
         *timeout = limit;
     }
-    let storage = Arc::new(storage);
-    let to = context.path(&settings.to);
-    let options = glob::MatchOptions {
-        require_literal_separator: true,
-        ..glob::MatchOptions::new()
-    };
-    let (include, exclude) = (&settings.include, &settings.exclude);
-    let wanted = |key: &str| {
-        (include.is_empty() || include.iter().any(|g| g.matches_with(key, options)))
-            && !exclude.iter().any(|g| g.matches_with(key, options))
-    };
+    Ok(storage)
+}
+
+async fn run(context: &RunContext) -> Result<Outcome, StepError> {
+    let settings: &Settings = context.settings()?;
+    let prefix = context.fill(&settings.prefix, &[])?;
+    let storage = Arc::new(open_storage(
+        context,
+        &settings.storage,
+        &prefix,
+        settings.filter.request_timeout,
+    )?);
+    let to = context.path(&context.fill(&settings.to, &[])?);
+    let wanted = |key: &str| settings.filter.wants(key);
     let listed: Vec<Listed> = download::list(&storage)
         .await?
         .into_iter()
@@ -233,7 +281,12 @@ async fn run(context: &RunContext) -> Result<Outcome, StepError> {
         storage.describe()
     );
     if !gone.is_empty() {
-        note.push_str(&gone_note(&gone, delete, &context.relative(&to)));
+        note.push_str(&gone_note(
+            &gone,
+            delete,
+            "the storage",
+            &format!("`{}`", context.relative(&to)),
+        ));
     }
     Ok(Outcome {
         rows: 0,
@@ -308,7 +361,7 @@ async fn fetch_all(
     manifest: &mut Manifest,
     context: &RunContext,
 ) -> Result<(usize, u64, Option<StepError>), StepError> {
-    let jobs = context.settings::<Settings>()?.jobs;
+    let jobs = context.settings::<Settings>()?.filter.jobs;
     let permits = Arc::new(Semaphore::new(jobs));
     let client: Option<Arc<s3::Bucket>> = match &**storage {
         Storage::S3 { .. } => Some(Arc::from(download::bucket(storage)?)),
@@ -353,8 +406,9 @@ async fn fetch_all(
     Ok((downloaded, bytes, failure))
 }
 
-/// What the note says of objects the storage no longer holds.
-fn gone_note(gone: &[String], delete: bool, folder: &str) -> String {
+/// What the note says of things deleted from `source` but still in `copy`:
+/// removed with `delete = true`, else a warning.
+fn gone_note(gone: &[String], delete: bool, source: &str, copy: &str) -> String {
     let shown: Vec<String> = gone.iter().take(5).map(|k| format!("`{k}`")).collect();
     let more = if gone.len() > 5 {
         format!(" and {} more", gone.len() - 5)
@@ -363,13 +417,13 @@ fn gone_note(gone: &[String], delete: bool, folder: &str) -> String {
     };
     if delete {
         format!(
-            "; {} deleted from the storage, removed here: {}{more}",
+            "; {} deleted from {source}, removed from {copy}: {}{more}",
             gone.len(),
             shown.join(", ")
         )
     } else {
         format!(
-            "; warning: {} deleted from the storage but still in `{folder}`: {}{more} (`delete = true` removes them)",
+            "; warning: {} deleted from {source} but still in {copy}: {}{more} (`delete = true` removes them)",
             gone.len(),
             shown.join(", ")
         )
