@@ -61,7 +61,12 @@ impl Default for Digest {
 /// `x.csv`): formats such as shapefiles spread one dataset over several
 /// files, and a change to any of them must make the step run again.
 fn file_entries(base: &Path, glob: &str) -> Vec<(String, u64, u128)> {
-    let pattern = base.join(glob);
+    // `dir/**` (every file under a folder) matches only folders in `glob`.
+    let pattern = if glob.ends_with("**") {
+        base.join(glob).join("*")
+    } else {
+        base.join(glob)
+    };
     let Ok(paths) = glob::glob(&pattern.to_string_lossy()) else {
         return Vec::new();
     };

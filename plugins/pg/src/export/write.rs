@@ -195,6 +195,11 @@ impl Records {
     }
 }
 
+/// The most decimal places PostGIS may write: it writes the shortest digits
+/// that read back as the same double, so with room for any double's digits
+/// no coordinate is rounded (the default, 9, would round them).
+const DIGITS: u32 = 40;
+
 /// A column of the rows: its name and type.
 struct Column {
     name: String,
@@ -203,8 +208,8 @@ struct Column {
 
 /// GeoJSON (RFC 7946): a FeatureCollection with one Feature per row, the
 /// geometry column as its geometry and every other column among its
-/// properties, written by PostGIS (`ST_AsGeoJSON` of the row, coordinates to
-/// 15 decimal places, its maximum), one row at a time.
+/// properties, written by PostGIS (`ST_AsGeoJSON` of the row), one row at a
+/// time.
 async fn geojson(
     client: &Transaction<'_>,
     job: &Job,
@@ -268,7 +273,7 @@ async fn geojson(
     let name: &(dyn ToSql + Sync) = &geometry.name;
     let stream = client
         .query_raw(
-            &format!("SELECT ST_AsGeoJSON(f.*, $1, 15) FROM ({rows_sql}) f"),
+            &format!("SELECT ST_AsGeoJSON(f.*, $1, {DIGITS}) FROM ({rows_sql}) f"),
             [name],
         )
         .await
