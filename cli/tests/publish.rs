@@ -352,6 +352,62 @@ async fn a_failed_export_leaves_the_previous_one_and_values_come_from_the_run() 
     assert!(text.contains("cannot tell the format"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn geojson_names_its_crs_or_is_reprojected_to_wgs84() {
+    let db = TestDatabase::create("pubcrs").await.expect("database");
+    let client = db.client().await.expect("client");
+    client
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS postgis;
+             CREATE TABLE public.sites (id int PRIMARY KEY, name text, geom geometry(Point, 2056));
+             INSERT INTO public.sites VALUES (1, 'Bern', 'SRID=2056;POINT(2600000.123456789 1200000.987654321)');
+             CREATE TABLE public.plain (id int);",
+        )
+        .await
+        .expect("tables");
+    let folder = Folder::new("pub", "crs");
+    folder.write(
+        "out.flow",
+        "flow out\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\nstep pg:flow:export {\n  tables = [sites]\n  to = \"native/{table}.geojson\"\n}\n\nstep pg:flow:export wgs84 {\n  tables = [sites]\n  to = \"wgs84/{table}.geojson\"\n  reproject = true\n}\n",
+    );
+    Flow::new(["run", "out.flow", "--plain"])
+        .dir(&folder.dir)
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(0);
+    let native = folder.read("native/sites.geojson");
+    assert!(native.contains("urn:ogc:def:crs:EPSG::2056"), "{native}");
+    assert!(
+        native.contains("[2600000.123456789,1200000.987654321]"),
+        "coordinates as stored: {native}"
+    );
+    let wgs84 = folder.read("wgs84/sites.geojson");
+    assert!(!wgs84.contains("\"crs\""), "{wgs84}");
+    let expected: String = client
+        .query_one(
+            "SELECT ST_AsGeoJSON(ST_Transform(geom, 4326), 40) FROM public.sites",
+            &[],
+        )
+        .await
+        .expect("transform")
+        .get(0);
+    assert!(wgs84.contains(&expected), "{wgs84} holds {expected}");
+
+    // A table without geometry cannot be GeoJSON: the run says so.
+    folder.write(
+        "out.flow",
+        "flow out\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\nstep pg:flow:export {\n  tables = [plain]\n  to = \"native/{table}.geojson\"\n}\n",
+    );
+    let failed = Flow::new(["run", "out.flow", "--plain"])
+        .dir(&folder.dir)
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(1);
+    let text = flat(&failed.stderr);
+    assert!(
+        text.contains("has no geometry column for GeoJSON"),
+        "{text}"
+    );
+}
+
 /// The keys under a prefix, with their sizes.
 async fn objects(bucket: &s3::Bucket, prefix: &str) -> Vec<(String, u64)> {
     let mut found: Vec<(String, u64)> = bucket

@@ -5,8 +5,10 @@
 //! MD5 of the content, or for a multipart upload the MD5 of its parts' MD5s
 //! with the number of parts) is not sent again. Files go in parallel, large
 //! ones in 8 MiB parts; S3 shows an object under its key only once all of it
-//! arrived, so a failure never leaves a partial object. Each object is
-//! checked after it arrives (size and ETag) and removed if it differs. The
+//! arrived, so a failure never leaves a partial object. Every request
+//! carries its body's MD5, which the server checks; a multipart object is
+//! checked after it arrives (size, number of parts) and removed if it
+//! differs. The
 //! files named by `last` (`manifest.json` by default) go after every other
 //! file arrived, so that a reader who finds the manifest finds the set.
 
@@ -256,34 +258,20 @@ async fn send(
 ) -> Result<Option<u64>, StepError> {
     match (storage, client) {
         (Storage::S3 { prefix, .. }, Some(bucket)) => {
-            let etag = etag(&file.path).await?;
-            if there.is_some_and(|o| o.size == file.size && o.etag.eq_ignore_ascii_case(&etag)) {
+            // The checksum is worth computing first only when an object of
+            // the same size is there to compare with.
+            if let Some(object) = there.filter(|o| o.size == file.size)
+                && object.etag.eq_ignore_ascii_case(&etag(&file.path).await?)
+            {
                 return Ok(None);
             }
             let key = format!("{prefix}{}", file.key);
-            let mut reader = tokio::fs::File::open(&file.path)
-                .await
-                .map_err(|e| io_error("read", &file.path, &e))?;
-            let response = bucket
-                .put_object_stream_builder(&key)
-                .with_content_type(content_type(&file.key))
-                .with_max_concurrent_chunks(4)
-                .execute_stream(&mut reader)
-                .await
-                .map_err(|e| s3_error(e, storage, Some(&key)))?;
-            if !(200..300).contains(&response.status_code()) {
-                return Err(StepError::coded(
-                    "flow::minio::http",
-                    format!(
-                        "uploading `{key}` failed with HTTP {}",
-                        response.status_code()
-                    ),
-                    None,
-                )
-                .transient());
+            if file.size < PART {
+                put_small(bucket, storage, &key, file).await?;
+            } else {
+                put_large(bucket, storage, &key, file).await?;
             }
             context.progress.add_bytes(file.size);
-            verify(bucket, storage, &key, file.size, &etag).await?;
             Ok(Some(file.size))
         }
         (Storage::Folder { root, prefix }, _) => {
@@ -318,33 +306,69 @@ async fn send(
     }
 }
 
-/// Checks an object that just arrived; one that differs from its file is
-/// removed, and the failure is worth a retry.
-async fn verify(
+/// A file below one part: read whole and sent in one PUT. rust-s3 sends
+/// the body's MD5 (`Content-MD5`), so the server refuses a body that
+/// arrives damaged.
+async fn put_small(
     bucket: &s3::Bucket,
     storage: &Storage,
     key: &str,
-    size: u64,
-    etag: &str,
+    file: &Local,
 ) -> Result<(), StepError> {
+    let body = tokio::fs::read(&file.path)
+        .await
+        .map_err(|e| io_error("read", &file.path, &e))?;
+    if body.len() as u64 != file.size {
+        return Err(changed(&file.path));
+    }
+    bucket
+        .put_object_with_content_type(key, &body, content_type(&file.key))
+        .await
+        .map_err(|e| s3_error(e, storage, Some(key)))?;
+    Ok(())
+}
+
+/// A file of one part or more: streamed in 8 MiB parts (each with its
+/// `Content-MD5`, checked by the server), then the object's size and number
+/// of parts checked.
+async fn put_large(
+    bucket: &s3::Bucket,
+    storage: &Storage,
+    key: &str,
+    file: &Local,
+) -> Result<(), StepError> {
+    let mut reader = tokio::fs::File::open(&file.path)
+        .await
+        .map_err(|e| io_error("read", &file.path, &e))?;
+    let response = bucket
+        .put_object_stream_builder(key)
+        .with_content_type(content_type(&file.key))
+        .with_max_concurrent_chunks(4)
+        .execute_stream(&mut reader)
+        .await
+        .map_err(|e| s3_error(e, storage, Some(key)))?;
+    if response.uploaded_bytes() as u64 != file.size {
+        return Err(changed(&file.path));
+    }
     let (head, _) = bucket
         .head_object(key)
         .await
         .map_err(|e| s3_error(e, storage, Some(key)))?;
     let arrived = head.content_length.and_then(|n| u64::try_from(n).ok());
-    let their = head
-        .e_tag
-        .unwrap_or_default()
+    let their = head.e_tag.unwrap_or_default();
+    let parts = file.size.div_ceil(PART);
+    let counted = their
         .trim_matches('"')
-        .to_ascii_lowercase();
-    let comparable = their.len() >= 32 && their[..32].chars().all(|c| c.is_ascii_hexdigit());
-    if arrived != Some(size) || (comparable && their != etag) {
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok());
+    if arrived != Some(file.size) || counted.is_some_and(|n| n != parts) {
         let _ = bucket.delete_object(key).await;
         return Err(StepError::coded(
             "flow::minio::damaged",
             format!(
-                "`{key}` arrived as {} bytes with ETag {their}; the file has {size} bytes, ETag {etag}; it was removed",
-                arrived.map_or_else(|| "?".to_owned(), |n| n.to_string())
+                "`{key}` arrived as {} bytes (ETag {their}); the file has {} bytes in {parts} parts; it was removed",
+                arrived.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                file.size
             ),
             None,
         )
@@ -353,18 +377,71 @@ async fn verify(
     Ok(())
 }
 
+/// A file that changed while it was sent.
+fn changed(path: &Path) -> StepError {
+    StepError::coded(
+        "flow::minio::changed",
+        format!("`{}` changed while it was uploaded", path.display()),
+        Some("run the upload again once what writes the folder is done".into()),
+    )
+    .transient()
+}
+
 /// The ETag S3 gives a file uploaded as `minio:upload` sends it: the MD5 of
 /// its content below one part, else the MD5 of its parts' MD5s, `-parts`.
+#[derive(Default)]
+struct Etag {
+    whole: Md5,
+    part: Md5,
+    in_part: u64,
+    parts: Vec<u8>,
+    count: u64,
+    size: u64,
+}
+
+impl Etag {
+    fn update(&mut self, mut bytes: &[u8]) {
+        self.whole.update(bytes);
+        self.size += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let take = usize::try_from((PART - self.in_part).min(bytes.len() as u64))
+                .unwrap_or(bytes.len());
+            self.part.update(&bytes[..take]);
+            self.in_part += take as u64;
+            bytes = &bytes[take..];
+            if self.in_part == PART {
+                self.parts
+                    .extend_from_slice(&std::mem::take(&mut self.part).finalize());
+                self.count += 1;
+                self.in_part = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> String {
+        let hex = |digest: &[u8]| {
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        if self.size < PART {
+            return hex(&self.whole.finalize());
+        }
+        if self.in_part > 0 {
+            self.parts.extend_from_slice(&self.part.finalize());
+            self.count += 1;
+        }
+        format!("{}-{}", hex(&Md5::digest(&self.parts)), self.count)
+    }
+}
+
+/// A file's ETag, read from disk.
 async fn etag(path: &Path) -> Result<String, StepError> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| io_error("read", path, &e))?;
-    let mut whole = Md5::new();
-    let mut parts: Vec<u8> = Vec::new();
-    let mut count = 0u64;
-    let mut part = Md5::new();
-    let mut in_part = 0u64;
-    let mut size = 0u64;
+    let mut etag = Etag::default();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let read = file
@@ -374,36 +451,9 @@ async fn etag(path: &Path) -> Result<String, StepError> {
         if read == 0 {
             break;
         }
-        let mut chunk = &buffer[..read];
-        whole.update(chunk);
-        size += read as u64;
-        while !chunk.is_empty() {
-            let take =
-                usize::try_from((PART - in_part).min(chunk.len() as u64)).unwrap_or(chunk.len());
-            part.update(&chunk[..take]);
-            in_part += take as u64;
-            chunk = &chunk[take..];
-            if in_part == PART {
-                parts.extend_from_slice(&std::mem::take(&mut part).finalize());
-                count += 1;
-                in_part = 0;
-            }
-        }
+        etag.update(&buffer[..read]);
     }
-    let hex = |digest: &[u8]| {
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    if size < PART {
-        return Ok(hex(&whole.finalize()));
-    }
-    if in_part > 0 {
-        parts.extend_from_slice(&part.finalize());
-        count += 1;
-    }
-    Ok(format!("{}-{count}", hex(&Md5::digest(&parts))))
+    Ok(etag.finish())
 }
 
 /// Every file below `from`, keys with `/`, in name order; flow's own
