@@ -109,6 +109,40 @@ impl Database {
         Ok(database)
     }
 
+    /// The libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+    /// `PGDATABASE`, `PGSSLMODE`) that points a client program (`pg_dump`)
+    /// at this database, so that no secret is on its command line.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            env.push(("PGHOST", host));
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            env.push(("PGPORT", port.to_string()));
+        }
+        if let Some(user) = self.config.get_user() {
+            env.push(("PGUSER", user.to_owned()));
+        }
+        if let Some(password) = self.config.get_password() {
+            env.push(("PGPASSWORD", String::from_utf8_lossy(password).into_owned()));
+        }
+        if let Some(name) = self.config.get_dbname() {
+            env.push(("PGDATABASE", name.to_owned()));
+        }
+        let mode = match self.config.get_ssl_mode() {
+            SslMode::Disable => "disable",
+            SslMode::Require if self.verify => "verify-full",
+            SslMode::Require => "require",
+            _ => "prefer",
+        };
+        env.push(("PGSSLMODE", mode.to_owned()));
+        env
+    }
+
     /// The notifications sent on `channels` (channel, payload), from a
     /// connection of its own (a pool's connections drop them), until the
     /// receiver is dropped or the connection breaks (the channel closes).

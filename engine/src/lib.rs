@@ -79,6 +79,7 @@ pub use run_context::{
 pub use selection::{Selection, SelectionError};
 pub use session::{Session, databases_needed, identities};
 pub use step_id::{StepId, StepPattern};
+pub use suggest::did_you_mean;
 pub use trigger::Trigger;
 
 /// The name of the group whose steps run only when selected by name.

@@ -106,6 +106,10 @@ pub(crate) fn check(value: &Value, ty: ParamType, scope: &Scope<'_>) -> Result<(
         ParamType::OneOf(allowed) => one_of(name.ok_or(Mismatch::Type)?, allowed),
         ParamType::Fanout => named_lists(value, ParamType::Strings, scope),
         ParamType::NamedLists => named_lists(value, ParamType::Names, scope),
+        ParamType::Map => match kind {
+            ValueKind::Map(_) => Ok(()),
+            _ => Err(Mismatch::Type),
+        },
         ParamType::Names | ParamType::Strings => list(value, ty),
         ParamType::Database => known(name.ok_or(Mismatch::Type)?, "database", scope.databases),
         ParamType::Storage => match kind {

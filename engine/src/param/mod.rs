@@ -66,6 +66,9 @@ pub enum ParamType {
     /// A list of names, or named lists of names: `[products]` or
     /// `{ products = [price, availability] }`.
     NamedLists,
+    /// Named values of any kind, nested as the operation reads them:
+    /// `{ users = { email = hash } }`; the operation checks what is inside.
+    Map,
     /// A declared database.
     Database,
     /// A declared storage, optionally followed by a path: `spaces "shapefiles/"`.
@@ -104,6 +107,7 @@ impl ParamType {
             ParamType::NamedLists => {
                 "a list of names, or named lists like `{ products = [price, availability] }`".into()
             }
+            ParamType::Map => "named values, like `{ users = { email = hash } }`".into(),
             ParamType::Database => "a database name".into(),
             ParamType::Storage => "a storage with an optional path, like `spaces \"dir/\"`".into(),
             ParamType::Schema => "a database and schema, like `api.public`".into(),

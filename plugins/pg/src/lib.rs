@@ -9,9 +9,11 @@
 //! | `pg:model:create` | tables shaped like the API's, or like a schema release |
 //! | `pg:model:transform` | SQL files from source tables into model tables |
 //! | `pg:target:populate` | model tables into the API database, safely |
+//! | `pg:<db>:copy` | schemas of another database, masked on the way |
 //! | `pg:<db>:export` | tables and queries to CSV or GeoJSON files, with a manifest |
 
 mod configure;
+mod copy;
 mod csv_schema;
 mod dependents;
 mod export;

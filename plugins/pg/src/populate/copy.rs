@@ -10,7 +10,7 @@ use crate::shape::Table;
 
 /// Streams a model table into a COPY sink: binary COPY from one connection
 /// to the other, chunk by chunk, nothing whole in memory.
-pub(super) async fn pump(
+pub(crate) async fn pump(
     context: &RunContext,
     source: CopyOutStream,
     sink: CopyInSink<Bytes>,

@@ -11,7 +11,7 @@ use crate::DATABASE;
 
 mod breaking;
 mod checks;
-mod copy;
+pub(crate) mod copy;
 mod history;
 mod in_place;
 mod plan;
