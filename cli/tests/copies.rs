@@ -314,6 +314,19 @@ async fn a_failed_copy_leaves_the_target_and_bad_rules_are_named() {
         "{text}"
     );
 
+    // A unique column made one value breaks its key after the rows are in:
+    // the copy says so, and the target is as it was.
+    setup.folder.write(
+        "copies.flow",
+        &FLOW.replace(
+            "email = { fake = email }\n      name",
+            "email = { fixed = \"x@example.com\" }\n      name",
+        ),
+    );
+    let text = flat(&setup.run(&[]).expect(1).stderr);
+    assert!(text.contains("flow::copy::constraints"), "{text}");
+    assert_eq!(setup.fingerprint().await, before);
+
     // No salt, no masks.
     setup.folder.write("copies.flow", FLOW);
     let text = flat(&setup.run(&[]).env_remove("FLOW_MASK_SALT").expect(1).stderr);

@@ -1,70 +1,12 @@
-//! The SQL that masks and filters rows on the source server, so that no
-//! unmasked value of a masked column ever leaves it.
-//!
-//! Hashes are SHA-256 of the salt (a setting of the copy's source
-//! connections, `flow.mask_salt`) and the value's text, written in the
-//! column's own type: text as hex digits, integers as the hash's leading
-//! bits, uuids as its first 128 bits. NULL stays NULL. The same value with the
-//! same salt gives the same hash, in any table, so joins on masked keys
-//! still match.
+//! How each column is read for the copy: as it is, replaced in SQL on the
+//! source (`null`, `fixed`), or masked in the stream (`hash`, `fake`; see
+//! `stream`); and which rows are read.
 
 use flow_engine::flow_db::{quote_ident, quote_literal};
 
 use super::catalog::{Catalog, Column, Table};
 use super::rules::{Fake, Rule, Rules};
-
-/// The keyed hash of an expression, as hex digits.
-fn hex(expression: &str) -> String {
-    format!(
-        "encode(sha256(convert_to(current_setting('flow.mask_salt') || '|' || ({expression})::text, 'UTF8')), 'hex')"
-    )
-}
-
-/// The hash's leading `digits` hex digits as a whole number.
-fn bits(expression: &str, digits: usize) -> String {
-    format!(
-        "('x' || substr({}, 1, {digits}))::bit({})::bigint",
-        hex(expression),
-        digits * 4
-    )
-}
-
-const FIRST: &[&str] = &[
-    "Ada", "Alan", "Barbara", "Claude", "Donald", "Edsger", "Frances", "Grace", "Hedy", "John",
-    "Karen", "Leslie", "Margaret", "Niklaus", "Radia", "Shafi", "Sophie", "Tim", "Barbara",
-    "Dennis", "Ken", "Lynn", "Mary", "Yukihiro",
-];
-const LAST: &[&str] = &[
-    "Allen",
-    "Backus",
-    "Cerf",
-    "Dijkstra",
-    "Engelbart",
-    "Floyd",
-    "Goldberg",
-    "Hamilton",
-    "Hopper",
-    "Iverson",
-    "Kay",
-    "Knuth",
-    "Lamport",
-    "Liskov",
-    "Lovelace",
-    "McCarthy",
-    "Naur",
-    "Perlman",
-    "Ritchie",
-    "Shannon",
-    "Thompson",
-    "Turing",
-    "Wirth",
-    "Yao",
-];
-
-fn array(words: &[&str]) -> String {
-    let items: Vec<String> = words.iter().map(|w| quote_literal(w)).collect();
-    format!("(ARRAY[{}]::text[])", items.join(", "))
-}
+use super::stream::Masked;
 
 fn is_text(column: &Column) -> bool {
     matches!(
@@ -73,12 +15,15 @@ fn is_text(column: &Column) -> bool {
     )
 }
 
-/// The expression a column's values are copied as, or why the rule cannot
-/// be applied to it.
-pub(crate) fn expression(table: &Table, column: &Column, rule: &Rule) -> Result<String, String> {
+/// How a column is read: its SQL in the select list, and the mask the
+/// stream applies to it; or why the rule cannot be applied to it.
+pub(crate) fn expression(
+    table: &Table,
+    column: &Column,
+    rule: &Rule,
+) -> Result<(String, Option<Masked>), String> {
     let value = format!("t.{}", quote_ident(&column.name));
     let place = format!("`{}.{}` ({})", table.name, column.name, column.sql_type);
-    let typed = |sql: String| format!("({sql})::{}", column.sql_type);
     let fits = |needed: i32| -> Result<(), String> {
         match column.length {
             Some(length) if length < needed => Err(format!(
@@ -88,13 +33,17 @@ pub(crate) fn expression(table: &Table, column: &Column, rule: &Rule) -> Result<
             _ => Ok(()),
         }
     };
+    let masked = |mask: Masked| Ok((value.clone(), Some(mask)));
     match rule {
-        Rule::Keep => Ok(value),
+        Rule::Keep => Ok((value.clone(), None)),
         Rule::Null if column.not_null => Err(format!(
             "{place} is NOT NULL, so it cannot be nulled: use `hash`, `fixed` or `fake`"
         )),
-        Rule::Null => Ok(format!("NULL::{}", column.sql_type)),
-        Rule::Fixed(text) => Ok(format!("{}::{}", quote_literal(text), column.sql_type)),
+        Rule::Null => Ok((format!("NULL::{}", column.sql_type), None)),
+        Rule::Fixed(text) => Ok((
+            format!("{}::{}", quote_literal(text), column.sql_type),
+            None,
+        )),
         Rule::Hash => match column.base.as_str() {
             _ if is_text(column) => {
                 let length = column.length.map_or(32, |l| l.min(32));
@@ -103,12 +52,12 @@ pub(crate) fn expression(table: &Table, column: &Column, rule: &Rule) -> Result<
                         "{place} is too short for a hash that keeps values apart: use `fixed` or `null`"
                     ));
                 }
-                Ok(typed(format!("left({}, {length})", hex(&value))))
+                masked(Masked::Hex(usize::try_from(length).unwrap_or(32)))
             }
-            "int8" => Ok(typed(bits(&value, 15))),
-            "int4" => Ok(typed(bits(&value, 7))),
-            "int2" => Ok(typed(bits(&value, 3))),
-            "uuid" => Ok(typed(format!("substr({}, 1, 32)::uuid", hex(&value)))),
+            "int8" => masked(Masked::Number(15)),
+            "int4" => masked(Masked::Number(7)),
+            "int2" => masked(Masked::Number(3)),
+            "uuid" => masked(Masked::Uuid),
             _ => Err(format!(
                 "`hash` keeps a column's type for text, integers and uuids; {place} is none of them: use `null`, `fixed` or `keep`"
             )),
@@ -119,32 +68,11 @@ pub(crate) fn expression(table: &Table, column: &Column, rule: &Rule) -> Result<
                     "{place} is not text, so it cannot hold a fake value"
                 ));
             }
-            let sql = match fake {
-                Fake::Email => {
-                    fits(28)?;
-                    format!("'user' || substr({}, 1, 12) || '@example.com'", hex(&value))
-                }
-                Fake::Name => {
-                    fits(20)?;
-                    let n = bits(&value, 8);
-                    format!(
-                        "{}[1 + ({n}) % {}] || ' ' || {}[1 + ({n}) / {} % {}]",
-                        array(FIRST),
-                        FIRST.len(),
-                        array(LAST),
-                        FIRST.len(),
-                        LAST.len()
-                    )
-                }
-                Fake::Phone => {
-                    fits(15)?;
-                    format!(
-                        "'+1-555-' || lpad((({}) % 10000000)::text, 7, '0')",
-                        bits(&value, 8)
-                    )
-                }
-            };
-            Ok(typed(sql))
+            match fake {
+                Fake::Email => fits(28).and_then(|()| masked(Masked::Email)),
+                Fake::Name => fits(20).and_then(|()| masked(Masked::Name)),
+                Fake::Phone => fits(15).and_then(|()| masked(Masked::Phone)),
+            }
         }
     }
 }

@@ -2,8 +2,10 @@
 //! personal data masked on the way.
 //!
 //! The source is only read, in one snapshot (`pg_dump --snapshot` writes the
-//! schema from it, the data is read in it). Masks and filters are SQL run
-//! on the source server, so no unmasked value of a masked column leaves it.
+//! schema from it, the data is read in it). Filters, `null` and `fixed` are
+//! SQL run on the source server (those values never leave it); `hash` and
+//! `fake` are applied to the rows as they stream through this process, so
+//! an unmasked value is never written to the target or to disk.
 //! The target's schemas are replaced in one transaction: types, tables,
 //! views and functions first, then the rows by COPY, then keys, indexes,
 //! constraints (checked: foreign keys hold) and triggers, then the
@@ -15,6 +17,7 @@ mod catalog;
 mod masks;
 mod rules;
 mod schema;
+mod stream;
 
 use flow_engine::flow_db::tokio_postgres::IsolationLevel;
 use flow_engine::flow_db::{CancelOnDrop, Database, DbError, quote_ident};
@@ -138,8 +141,10 @@ inventory::submit!(Registration(&Copy));
 /// How one table is copied.
 struct Plan {
     table: usize,
-    /// The select list, masked.
+    /// The select list: `null` and `fixed` applied.
     select: String,
+    /// By column, what the stream masks.
+    stream: Vec<Option<stream::Masked>>,
     condition: Option<String>,
     masked: Vec<String>,
     skipped: bool,
@@ -261,10 +266,15 @@ async fn copy(context: &RunContext) -> Result<Outcome, StepError> {
         copied.insert(plan.table, rows);
     }
     transaction.batch_execute(&post).await.map_err(|e| {
+        // Class 23: integrity constraints.
+        let broken = e.code().is_some_and(|c| c.code().starts_with("23"));
         failure(
-            "flow::copy::constraints",
-            format!("the copied rows break a constraint of the source's schema: {}", DbError::from(e)),
-            Some("a key masked in one table must be masked the same way (same rule) in the tables that reference it, and a filtered table's referenced rows must be copied"),
+            if broken { "flow::copy::constraints" } else { "flow::copy::schema" },
+            format!(
+                "the source's keys, indexes and constraints do not apply to the copied rows: {}",
+                DbError::from(e)
+            ),
+            broken.then_some("a key masked in one table must be masked the same way (same rule) in the tables that reference it, and a unique column cannot be `fixed`"),
         )
     })?;
     for (sequence, value, called) in &catalog.sequences {
@@ -408,10 +418,14 @@ fn plan(catalog: &Catalog, settings: &Settings) -> Result<Vec<Plan>, StepError> 
             }
         };
         let mut select = Vec::new();
+        let mut in_stream = Vec::new();
         let mut masked = Vec::new();
         for (column, rule) in table.columns.iter().zip(&column_rules) {
             match masks::expression(table, column, rule) {
-                Ok(expression) => select.push(expression),
+                Ok((expression, mask)) => {
+                    select.push(expression);
+                    in_stream.push(mask);
+                }
                 Err(problem) => problems.push(problem),
             }
             if *rule != Rule::Keep {
@@ -422,6 +436,7 @@ fn plan(catalog: &Catalog, settings: &Settings) -> Result<Vec<Plan>, StepError> 
         plans.push(Plan {
             table: index,
             select: select.join(", "),
+            stream: in_stream,
             condition: None,
             masked,
             skipped: rules.skip.contains(&name),
@@ -474,13 +489,6 @@ async fn copy_table(
         ))
         .await
         .map_err(DbError::from)?;
-    reading
-        .execute(
-            "SELECT set_config('flow.mask_salt', $1, true)",
-            &[&salt.unwrap_or_default()],
-        )
-        .await
-        .map_err(DbError::from)?;
     let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let condition = plan
         .condition
@@ -509,15 +517,19 @@ async fn copy_table(
         ))
         .await
         .map_err(DbError::from)?;
-    let (rows, _) = crate::populate::copy::pump(context, out, sink)
-        .await
-        .map_err(|e| {
-            failure(
-                "flow::copy::write",
-                format!("copying `{}` failed: {}", table.name, e.report),
-                None,
-            )
-        })?;
+    let mut masker = stream::Masker::new(salt.unwrap_or_default(), plan.stream.clone());
+    let pumped = if masker.is_empty() {
+        crate::populate::copy::pump(context, out, sink).await
+    } else {
+        stream::pump(context, out, sink, &mut masker).await
+    };
+    let (rows, _) = pumped.map_err(|e| {
+        failure(
+            "flow::copy::write",
+            format!("copying `{}` failed: {}", table.name, e.report),
+            None,
+        )
+    })?;
     guard.disarm();
     Ok(rows)
 }

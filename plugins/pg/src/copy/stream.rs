@@ -1,0 +1,310 @@
+//! Masking in the stream: the rows of `COPY ... TO STDOUT` (text format)
+//! from the source, with the hashed and faked fields replaced, into `COPY
+//! ... FROM STDIN` of the target. Unmasked values of those fields are only
+//! in this process's memory on the way, never on disk or in the target.
+//!
+//! A value's hash is SHA-256 of the salt, `|` and the value's text (as
+//! PostgreSQL writes it), so the same value with the same salt gives the same
+//! mask in every table and every run.
+
+use bytes::{Bytes, BytesMut};
+use flow_engine::flow_db::tokio_postgres::{CopyInSink, CopyOutStream};
+use flow_engine::{RunContext, StepError};
+use futures_util::{SinkExt as _, StreamExt as _};
+use sha2::{Digest as _, Sha256};
+
+/// What becomes of one field, from its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Masked {
+    /// Hex digits, at most this many.
+    Hex(usize),
+    /// A whole number from the hash's leading bits (`digits` hex digits).
+    Number(usize),
+    Uuid,
+    Email,
+    Name,
+    Phone,
+}
+
+const FIRST: &[&str] = &[
+    "Ada", "Alan", "Barbara", "Claude", "Donald", "Edsger", "Frances", "Grace", "Hedy", "John",
+    "Karen", "Leslie", "Margaret", "Niklaus", "Radia", "Shafi", "Sophie", "Tim", "Tony", "Dennis",
+    "Ken", "Lynn", "Mary", "Yukihiro",
+];
+const LAST: &[&str] = &[
+    "Allen",
+    "Backus",
+    "Cerf",
+    "Dijkstra",
+    "Engelbart",
+    "Floyd",
+    "Goldberg",
+    "Hamilton",
+    "Hopper",
+    "Iverson",
+    "Kay",
+    "Knuth",
+    "Lamport",
+    "Liskov",
+    "Lovelace",
+    "McCarthy",
+    "Naur",
+    "Perlman",
+    "Ritchie",
+    "Shannon",
+    "Thompson",
+    "Turing",
+    "Wirth",
+    "Yao",
+];
+
+/// Masks fields of text-format COPY rows.
+pub(crate) struct Masker {
+    /// The salt and `|`, hashed once; each value continues from here.
+    keyed: Sha256,
+    /// By field position: the mask, if any.
+    fields: Vec<Option<Masked>>,
+    value: Vec<u8>,
+}
+
+impl Masker {
+    pub fn new(salt: &str, fields: Vec<Option<Masked>>) -> Self {
+        let mut keyed = Sha256::new();
+        keyed.update(salt.as_bytes());
+        keyed.update(b"|");
+        Self {
+            keyed,
+            fields,
+            value: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.iter().all(Option::is_none)
+    }
+
+    /// Appends `row` (one line, without its newline) to `out`, masked.
+    pub fn row(&mut self, row: &[u8], out: &mut BytesMut) {
+        for (index, field) in row.split(|&b| b == b'\t').enumerate() {
+            if index > 0 {
+                out.extend_from_slice(b"\t");
+            }
+            match self.fields.get(index).copied().flatten() {
+                Some(mask) if field != b"\\N" => {
+                    unescape(field, &mut self.value);
+                    let digest = self.keyed.clone().chain_update(&self.value).finalize();
+                    write_mask(mask, &digest, out);
+                }
+                _ => out.extend_from_slice(field),
+            }
+        }
+        out.extend_from_slice(b"\n");
+    }
+}
+
+/// The hash's first `digits` hex digits as a number.
+fn leading(digest: &[u8], digits: usize) -> u64 {
+    let mut n = 0u64;
+    for i in 0..digits {
+        let byte = digest[i / 2];
+        let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+        n = (n << 4) | u64::from(nibble);
+    }
+    n
+}
+
+fn hex(digest: &[u8], digits: usize, out: &mut BytesMut) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in 0..digits {
+        let byte = digest[i / 2];
+        let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+        out.extend_from_slice(&[HEX[usize::from(nibble)]]);
+    }
+}
+
+fn write_mask(mask: Masked, digest: &[u8], out: &mut BytesMut) {
+    match mask {
+        Masked::Hex(digits) => hex(digest, digits.min(64), out),
+        Masked::Number(digits) => {
+            out.extend_from_slice(leading(digest, digits).to_string().as_bytes())
+        }
+        Masked::Uuid => {
+            let mut digits = BytesMut::with_capacity(32);
+            hex(digest, 32, &mut digits);
+            for (start, end) in [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)] {
+                if start > 0 {
+                    out.extend_from_slice(b"-");
+                }
+                out.extend_from_slice(&digits[start..end]);
+            }
+        }
+        Masked::Email => {
+            out.extend_from_slice(b"user");
+            hex(digest, 12, out);
+            out.extend_from_slice(b"@example.com");
+        }
+        Masked::Name => {
+            let n = leading(digest, 8) as usize;
+            out.extend_from_slice(FIRST[n % FIRST.len()].as_bytes());
+            out.extend_from_slice(b" ");
+            out.extend_from_slice(LAST[n / FIRST.len() % LAST.len()].as_bytes());
+        }
+        Masked::Phone => {
+            let n = leading(digest, 8) % 10_000_000;
+            out.extend_from_slice(format!("+1-555-{n:07}").as_bytes());
+        }
+    }
+}
+
+/// A field of COPY's text format as the value's bytes: `\\`, `\t`, `\n`,
+/// `\r`, `\b`, `\f`, `\v`, octal `\ddd` and `\xhh` undone.
+fn unescape(field: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    while i < field.len() {
+        let byte = field[i];
+        if byte != b'\\' || i + 1 == field.len() {
+            out.push(byte);
+            i += 1;
+            continue;
+        }
+        let next = field[i + 1];
+        i += 2;
+        match next {
+            b't' => out.push(b'\t'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut value = u32::from(next - b'0');
+                let mut taken = 0;
+                while taken < 2 && i < field.len() && (b'0'..=b'7').contains(&field[i]) {
+                    value = value * 8 + u32::from(field[i] - b'0');
+                    i += 1;
+                    taken += 1;
+                }
+                out.push((value & 0xff) as u8);
+            }
+            b'x' => {
+                let mut value = 0u32;
+                let mut taken = 0;
+                while taken < 2 && i < field.len() && field[i].is_ascii_hexdigit() {
+                    value = value * 16 + (field[i] as char).to_digit(16).unwrap_or(0);
+                    i += 1;
+                    taken += 1;
+                }
+                out.push(value as u8);
+            }
+            other => out.push(other),
+        }
+    }
+}
+
+/// Streams the source's rows into the target, masked; returns rows and bytes.
+pub(crate) async fn pump(
+    context: &RunContext,
+    source: CopyOutStream,
+    sink: CopyInSink<Bytes>,
+    masker: &mut Masker,
+) -> Result<(u64, u64), StepError> {
+    futures_util::pin_mut!(source, sink);
+    const BATCH: usize = 256 * 1024;
+    let mut out = BytesMut::with_capacity(BATCH + 4096);
+    let mut pending = BytesMut::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = source.next().await {
+        let chunk = chunk?;
+        // PostgreSQL sends a row per message: whole lines are masked where
+        // they arrived; only a row cut across messages is gathered first.
+        let mut rest: &[u8] = &chunk;
+        if !pending.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    pending.extend_from_slice(&rest[..end]);
+                    masker.row(&pending, &mut out);
+                    pending.clear();
+                    rest = &rest[end + 1..];
+                }
+                None => {
+                    pending.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
+        }
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            masker.row(&rest[..end], &mut out);
+            rest = &rest[end + 1..];
+        }
+        pending.extend_from_slice(rest);
+        if out.len() >= BATCH {
+            bytes += out.len() as u64;
+            context.progress.add_bytes(out.len() as u64);
+            sink.feed(out.split().freeze()).await?;
+        }
+    }
+    if !pending.is_empty() {
+        masker.row(&pending, &mut out);
+    }
+    if !out.is_empty() {
+        bytes += out.len() as u64;
+        context.progress.add_bytes(out.len() as u64);
+        sink.feed(out.split().freeze()).await?;
+    }
+    let rows = sink.as_mut().finish().await?;
+    context.progress.add_rows(rows);
+    Ok((rows, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Masked, Masker, unescape};
+
+    fn masked(fields: Vec<Option<Masked>>, row: &[u8]) -> String {
+        let mut out = bytes::BytesMut::new();
+        Masker::new("salt", fields).row(row, &mut out);
+        String::from_utf8(out.to_vec()).expect("utf-8")
+    }
+
+    #[test]
+    fn escapes_are_undone_before_hashing() {
+        let mut value = Vec::new();
+        unescape(b"a\\tb\\\\c\\nd\\101\\x41", &mut value);
+        assert_eq!(value, b"a\tb\\c\ndAA");
+    }
+
+    #[test]
+    fn masks_are_deterministic_typed_and_keep_nulls() {
+        let fields = vec![
+            None,
+            Some(Masked::Email),
+            Some(Masked::Number(7)),
+            Some(Masked::Hex(10)),
+            Some(Masked::Uuid),
+        ];
+        let one = masked(fields.clone(), b"1\tann@x.org\t42\t\\N\tann");
+        let two = masked(fields.clone(), b"2\tann@x.org\t42\tz\tann");
+        let parts: Vec<&str> = one.trim_end().split('\t').collect();
+        assert_eq!(parts[0], "1");
+        assert!(
+            parts[1].starts_with("user") && parts[1].ends_with("@example.com"),
+            "{one}"
+        );
+        assert!(parts[2].parse::<u32>().expect("number") < (1 << 28));
+        assert_eq!(parts[3], "\\N");
+        assert_eq!(parts[4].len(), 36);
+        let others: Vec<&str> = two.trim_end().split('\t').collect();
+        assert_eq!(
+            (parts[1], parts[2], parts[4]),
+            (others[1], others[2], others[4])
+        );
+        assert_eq!(others[3].len(), 10);
+        let salted = {
+            let mut out = bytes::BytesMut::new();
+            Masker::new("other", fields).row(b"1\tann@x.org\t42\t\\N\tann", &mut out);
+            String::from_utf8(out.to_vec()).expect("utf-8")
+        };
+        assert_ne!(salted, one, "another salt, other masks");
+    }
+}
