@@ -146,8 +146,9 @@ impl Setup {
     /// The target's rows, as text, to compare before and after.
     async fn fingerprint(&self) -> String {
         self.one(
-            "SELECT coalesce((SELECT string_agg(email, ',' ORDER BY email) FROM users), '') || '|' ||
-                    coalesce((SELECT count(*) FROM orders)::text, '')",
+            "SELECT coalesce((SELECT string_agg(concat_ws(' ', id, email, name, phone, note), ',' ORDER BY id)
+                                FROM users), '') || '|' ||
+                    coalesce((SELECT string_agg(user_email, ',' ORDER BY id) FROM orders), '')",
         )
         .await
     }

@@ -81,6 +81,14 @@ impl TestDatabase {
         )
     }
 
+    /// The database's URL for another role of the cluster.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{}?sslmode=disable",
+            self.port, self.name
+        )
+    }
+
     /// The database as GDAL names it (`PG:host=... dbname=...`), for `ogr2ogr`.
     pub fn gdal_connection(&self) -> String {
         let password = self.cluster.password().unwrap_or_default();

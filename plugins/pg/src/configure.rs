@@ -80,12 +80,26 @@ impl Operation for Configure {
                         ));
                     }
                 }
-                client
-                    .batch_execute(&format!(
-                        "CREATE EXTENSION IF NOT EXISTS {} CASCADE",
-                        quote_ident(extension)
-                    ))
-                    .await?;
+                let statement = format!(
+                    "CREATE EXTENSION IF NOT EXISTS {} CASCADE",
+                    quote_ident(extension)
+                );
+                if let Err(error) = client.batch_execute(&statement).await {
+                    // 42501: a role that is not a superuser, on a managed
+                    // server, may not create this extension itself.
+                    if error.code().is_some_and(|c| c.code() == "42501") {
+                        return Err(StepError::coded(
+                            "flow::pg::extension_privilege",
+                            format!(
+                                "extension `{extension}` is not in database `{name}`, and this role may not create it"
+                            ),
+                            Some(format!(
+                                "an administrator runs `{statement};` in `{name}` once (on a managed service, as its admin role); flow then uses it"
+                            )),
+                        ));
+                    }
+                    return Err(flow_engine::flow_db::DbError::from(error).into());
+                }
                 created.push(extension.as_str());
             }
             let unchanged = created.is_empty();

@@ -8,6 +8,46 @@ use super::catalog::{Catalog, Column, Table};
 use super::rules::{Fake, Rule, Rules};
 use super::stream::Masked;
 
+/// The SQL that masks `value` on the source server as the stream would in
+/// this process (the same bytes hashed, the same text out), with the salt
+/// and `|` as `k.s`.
+pub(crate) fn sql_of(mask: Masked, value: &str, sql_type: &str) -> String {
+    let hex = format!("encode(sha256(convert_to(k.s || ({value})::text, 'UTF8')), 'hex')");
+    let leading = |digits: usize| {
+        format!(
+            "('x' || substr({hex}, 1, {digits}))::bit({})::bigint",
+            digits * 4
+        )
+    };
+    let list = |words: &[&str]| {
+        let items: Vec<String> = words.iter().map(|w| quote_literal(w)).collect();
+        format!("(ARRAY[{}]::text[])", items.join(", "))
+    };
+    let sql = match mask {
+        Masked::Hex(digits) => format!("left({hex}, {digits})"),
+        Masked::Number(digits) => leading(digits),
+        Masked::Uuid => format!("substr({hex}, 1, 32)::uuid"),
+        Masked::Email => format!("'user' || substr({hex}, 1, 12) || '@example.com'"),
+        Masked::Name => {
+            let (first, last) = (super::stream::FIRST, super::stream::LAST);
+            let n = leading(8);
+            format!(
+                "{}[1 + ({n}) % {}] || ' ' || {}[1 + ({n}) / {} % {}]",
+                list(first),
+                first.len(),
+                list(last),
+                first.len(),
+                last.len()
+            )
+        }
+        Masked::Phone => format!(
+            "'+1-555-' || lpad((({}) % 10000000)::text, 7, '0')",
+            leading(8)
+        ),
+    };
+    format!("({sql})::{sql_type}")
+}
+
 fn is_text(column: &Column) -> bool {
     matches!(
         column.base.as_str(),

@@ -69,6 +69,11 @@ static COPY: OperationSpec = OperationSpec {
             "per table, the percent of rows copied: `{ orders = 10 }`; rows whose referenced rows are not copied go too",
         ),
         ParamSpec::optional(
+            "mask_on",
+            ParamType::OneOf(&["source", "stream"]),
+            "where `hash` and `fake` run: `source` (default: in SQL on the source server, so no unmasked value leaves it) or `stream` (in flow's process, faster)",
+        ),
+        ParamSpec::optional(
             "salt",
             ParamType::String,
             "the environment variable that holds the secret salt of `hash` and `fake` (default `FLOW_MASK_SALT`)",
@@ -82,6 +87,9 @@ struct Settings {
     schemas: Vec<String>,
     rules: Rules,
     salt: String,
+    /// `hash` and `fake` in this process (`mask_on = stream`) rather than in
+    /// SQL on the source.
+    in_stream: bool,
 }
 
 impl Operation for Copy {
@@ -128,6 +136,7 @@ impl Operation for Copy {
                 .str("salt")
                 .unwrap_or("FLOW_MASK_SALT")
                 .to_owned(),
+            in_stream: step.params.str("mask_on") == Some("stream"),
         }))
     }
 
@@ -145,6 +154,8 @@ struct Plan {
     select: String,
     /// By column, what the stream masks.
     stream: Vec<Option<stream::Masked>>,
+    /// Whether the select list hashes in SQL (and needs the salt as `k.s`).
+    salted: bool,
     condition: Option<String>,
     masked: Vec<String>,
     skipped: bool,
@@ -419,9 +430,15 @@ fn plan(catalog: &Catalog, settings: &Settings) -> Result<Vec<Plan>, StepError> 
         };
         let mut select = Vec::new();
         let mut in_stream = Vec::new();
+        let mut salted = false;
         let mut masked = Vec::new();
         for (column, rule) in table.columns.iter().zip(&column_rules) {
             match masks::expression(table, column, rule) {
+                Ok((expression, Some(mask))) if !settings.in_stream => {
+                    select.push(masks::sql_of(mask, &expression, &column.sql_type));
+                    in_stream.push(None);
+                    salted = true;
+                }
                 Ok((expression, mask)) => {
                     select.push(expression);
                     in_stream.push(mask);
@@ -437,6 +454,7 @@ fn plan(catalog: &Catalog, settings: &Settings) -> Result<Vec<Plan>, StepError> 
             table: index,
             select: select.join(", "),
             stream: in_stream,
+            salted,
             condition: None,
             masked,
             skipped: rules.skip.contains(&name),
@@ -495,9 +513,25 @@ async fn copy_table(
         .as_deref()
         .map(|c| format!(" WHERE {c}"))
         .unwrap_or_default();
+    // Masks in SQL read the salt from a setting of this transaction, once
+    // per query (`k.s`); it is never part of the query's text.
+    if plan.salted {
+        reading
+            .execute(
+                "SELECT set_config('flow.mask_salt', $1, true)",
+                &[&salt.unwrap_or_default()],
+            )
+            .await
+            .map_err(DbError::from)?;
+    }
+    let salt_from = if plan.salted {
+        ", (SELECT current_setting('flow.mask_salt') || '|' AS s) k"
+    } else {
+        ""
+    };
     let out = reading
         .copy_out(&format!(
-            "COPY (SELECT {} FROM {} t{condition}) TO STDOUT",
+            "COPY (SELECT {} FROM {} t{salt_from}{condition}) TO STDOUT",
             plan.select,
             table.qualified()
         ))
@@ -517,11 +551,11 @@ async fn copy_table(
         ))
         .await
         .map_err(DbError::from)?;
-    let mut masker = stream::Masker::new(salt.unwrap_or_default(), plan.stream.clone());
+    let masker = stream::Masker::new(salt.unwrap_or_default(), plan.stream.clone());
     let pumped = if masker.is_empty() {
         crate::populate::copy::pump(context, out, sink).await
     } else {
-        stream::pump(context, out, sink, &mut masker).await
+        stream::pump(context, out, sink, masker).await
     };
     let (rows, _) = pumped.map_err(|e| {
         failure(

@@ -26,12 +26,12 @@ pub(crate) enum Masked {
     Phone,
 }
 
-const FIRST: &[&str] = &[
+pub(crate) const FIRST: &[&str] = &[
     "Ada", "Alan", "Barbara", "Claude", "Donald", "Edsger", "Frances", "Grace", "Hedy", "John",
     "Karen", "Leslie", "Margaret", "Niklaus", "Radia", "Shafi", "Sophie", "Tim", "Tony", "Dennis",
     "Ken", "Lynn", "Mary", "Yukihiro",
 ];
-const LAST: &[&str] = &[
+pub(crate) const LAST: &[&str] = &[
     "Allen",
     "Backus",
     "Cerf",
@@ -202,59 +202,93 @@ fn unescape(field: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Streams the source's rows into the target, masked; returns rows and bytes.
+/// Streams the source's rows into the target, masked; returns rows and
+/// bytes. Masking runs on a task of its own, a few batches ahead of the
+/// writes, so that reading, masking and writing overlap.
 pub(crate) async fn pump(
     context: &RunContext,
     source: CopyOutStream,
     sink: CopyInSink<Bytes>,
-    masker: &mut Masker,
+    mut masker: Masker,
 ) -> Result<(u64, u64), StepError> {
-    futures_util::pin_mut!(source, sink);
     const BATCH: usize = 256 * 1024;
-    let mut out = BytesMut::with_capacity(BATCH + 4096);
-    let mut pending = BytesMut::new();
-    let mut bytes = 0u64;
-    while let Some(chunk) = source.next().await {
-        let chunk = chunk?;
-        // PostgreSQL sends a row per message: whole lines are masked where
-        // they arrived; only a row cut across messages is gathered first.
-        let mut rest: &[u8] = &chunk;
-        if !pending.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(end) => {
-                    pending.extend_from_slice(&rest[..end]);
-                    masker.row(&pending, &mut out);
-                    pending.clear();
-                    rest = &rest[end + 1..];
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Result<Bytes, StepError>>(8);
+    let masking = tokio::spawn(async move {
+        futures_util::pin_mut!(source);
+        let mut out = BytesMut::with_capacity(BATCH + 4096);
+        let mut pending = BytesMut::new();
+        while let Some(chunk) = source.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    let _ = sender
+                        .send(Err(StepError::from(flow_engine::flow_db::DbError::from(
+                            error,
+                        ))))
+                        .await;
+                    return;
                 }
-                None => {
-                    pending.extend_from_slice(rest);
-                    rest = &[];
+            };
+            // PostgreSQL sends a row per message: whole lines are masked
+            // where they arrived; only a row cut across messages is
+            // gathered first.
+            let mut rest: &[u8] = &chunk;
+            if !pending.is_empty() {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(end) => {
+                        pending.extend_from_slice(&rest[..end]);
+                        masker.row(&pending, &mut out);
+                        pending.clear();
+                        rest = &rest[end + 1..];
+                    }
+                    None => {
+                        pending.extend_from_slice(rest);
+                        rest = &[];
+                    }
                 }
             }
+            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                masker.row(&rest[..end], &mut out);
+                rest = &rest[end + 1..];
+            }
+            pending.extend_from_slice(rest);
+            if out.len() >= BATCH && sender.send(Ok(out.split().freeze())).await.is_err() {
+                return;
+            }
         }
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-            masker.row(&rest[..end], &mut out);
-            rest = &rest[end + 1..];
+        if !pending.is_empty() {
+            masker.row(&pending, &mut out);
         }
-        pending.extend_from_slice(rest);
-        if out.len() >= BATCH {
-            bytes += out.len() as u64;
-            context.progress.add_bytes(out.len() as u64);
-            sink.feed(out.split().freeze()).await?;
+        if !out.is_empty() {
+            let _ = sender.send(Ok(out.split().freeze())).await;
         }
+    });
+    // The masking task ends with this future (a cancelled step stops it).
+    let _abort = AbortOnDrop(masking.abort_handle());
+    futures_util::pin_mut!(sink);
+    let mut bytes = 0u64;
+    while let Some(batch) = batches.recv().await {
+        let batch = batch?;
+        bytes += batch.len() as u64;
+        context.progress.add_bytes(batch.len() as u64);
+        sink.feed(batch).await?;
     }
-    if !pending.is_empty() {
-        masker.row(&pending, &mut out);
-    }
-    if !out.is_empty() {
-        bytes += out.len() as u64;
-        context.progress.add_bytes(out.len() as u64);
-        sink.feed(out.split().freeze()).await?;
-    }
+    // Every row was sent only if the masking task ended on its own: a
+    // panic there must not commit part of a table.
+    masking
+        .await
+        .map_err(|e| StepError::message(format!("masking the rows stopped: {e}"), None))?;
     let rows = sink.as_mut().finish().await?;
     context.progress.add_rows(rows);
     Ok((rows, bytes))
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
