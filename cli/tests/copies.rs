@@ -26,7 +26,7 @@ CREATE TABLE orders (
   comment text
 );
 CREATE INDEX orders_amount ON orders (amount);
-CREATE TABLE events (id int PRIMARY KEY, day date NOT NULL, kind text);
+CREATE TABLE events (id int PRIMARY KEY, day date NOT NULL, kind text, tags tier[]);
 CREATE TABLE audit (id int, payload text);
 CREATE VIEW big_orders AS
   SELECT o.id, u.email FROM orders o JOIN users u ON u.email = o.user_email WHERE o.amount > 50;
@@ -41,7 +41,7 @@ INSERT INTO users (email, name, phone, tier, note, born, home)
 INSERT INTO orders (user_email, amount, comment)
   SELECT 'person' || (1 + i % 100) || '@real-mail.example', (i % 97) + 0.5, 'call me at home ' || i
   FROM generate_series(1, 1000) i;
-INSERT INTO events SELECT i, date '2024-01-01' + i, 'kind' || i FROM generate_series(1, 100) i;
+INSERT INTO events SELECT i, date '2024-01-01' + i, 'kind' || i, ARRAY['pro']::tier[] FROM generate_series(1, 100) i;
 INSERT INTO audit SELECT i, 'secret payload ' || i FROM generate_series(1, 50) i;
 ";
 
@@ -67,6 +67,7 @@ step pg:app:copy {
       phone = { fake = phone }
     }
     orders = { user_email = { fake = email }, comment = { fixed = "redacted" } }
+    events = { kind = hash }
   }
   sensitive = [users]
   skip = [audit]
@@ -148,7 +149,8 @@ impl Setup {
         self.one(
             "SELECT coalesce((SELECT string_agg(concat_ws(' ', id, email, name, phone, note), ',' ORDER BY id)
                                 FROM users), '') || '|' ||
-                    coalesce((SELECT string_agg(user_email, ',' ORDER BY id) FROM orders), '')",
+                    coalesce((SELECT string_agg(user_email, ',' ORDER BY id) FROM orders), '') || '|' ||
+                    coalesce((SELECT string_agg(kind, ',' ORDER BY id) FROM events), '')",
         )
         .await
     }

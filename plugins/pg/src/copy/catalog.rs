@@ -16,6 +16,11 @@ pub(crate) struct Column {
     /// For `varchar(n)` and `char(n)`, `n`.
     pub length: Option<i32>,
     pub not_null: bool,
+    /// Whether its values travel in COPY's binary format between two
+    /// databases: the type has binary I/O and its values carry no type
+    /// OIDs (arrays of user types and composites do, and OIDs differ
+    /// between databases).
+    pub binary: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +110,9 @@ pub(crate) async fn read(source: &Transaction<'_>, schemas: &[String]) -> Result
     for row in source
         .query(
             "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod),
-                    bt.typname::text, a.atttypmod, a.attnotnull
+                    bt.typname::text, a.atttypmod, a.attnotnull,
+                    bt.typsend::oid <> 0 AND bt.typreceive::oid <> 0 AND bt.typtype <> 'c'
+                      AND NOT (bt.typcategory = 'A' AND bt.typelem >= 16384)
                FROM pg_attribute a
                JOIN pg_type t ON t.oid = a.atttypid
                JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -127,6 +134,7 @@ pub(crate) async fn read(source: &Transaction<'_>, schemas: &[String]) -> Result
                 base,
                 length,
                 not_null: row.get(5),
+                binary: row.get(6),
             });
         }
     }

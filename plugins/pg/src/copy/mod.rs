@@ -156,6 +156,8 @@ struct Plan {
     stream: Vec<Option<stream::Masked>>,
     /// Whether the select list hashes in SQL (and needs the salt as `k.s`).
     salted: bool,
+    /// Whether the rows travel in COPY's binary format.
+    binary: bool,
     condition: Option<String>,
     masked: Vec<String>,
     skipped: bool,
@@ -209,7 +211,7 @@ async fn copy(context: &RunContext) -> Result<Outcome, StepError> {
     let catalog = catalog::read(&snapshot_tx, &settings.schemas)
         .await
         .map_err(StepError::from)?;
-    let plans = plan(&catalog, settings)?;
+    let mut plans = plan(&catalog, settings)?;
     let mut before = std::collections::BTreeMap::new();
     for plan in plans.iter().filter(|p| p.condition.is_some()) {
         let table = &catalog.tables[plan.table];
@@ -262,6 +264,12 @@ async fn copy(context: &RunContext) -> Result<Outcome, StepError> {
             None,
         )
     })?;
+    // Binary COPY (less to parse) when both servers keep text as UTF-8, so
+    // that a text value's bytes are what is hashed in either format.
+    let utf8 = encoding(&snapshot_tx).await? == "UTF8" && encoding(&transaction).await? == "UTF8";
+    for plan in &mut plans {
+        plan.binary = utf8 && catalog.tables[plan.table].columns.iter().all(|c| c.binary);
+    }
     let mut copied = std::collections::BTreeMap::new();
     for plan in plans.iter().filter(|p| !p.skipped) {
         let rows = copy_table(
@@ -303,6 +311,16 @@ async fn copy(context: &RunContext) -> Result<Outcome, StepError> {
     let _ = target_client.batch_execute("RESET ALL").await;
     drop(snapshot_tx);
     Ok(report(&catalog, &plans, &copied, &before))
+}
+
+async fn encoding(
+    client: &flow_engine::flow_db::tokio_postgres::Transaction<'_>,
+) -> Result<String, StepError> {
+    Ok(client
+        .query_one("SELECT current_setting('server_encoding')", &[])
+        .await
+        .map_err(DbError::from)?
+        .get(0))
 }
 
 /// A copy never writes into the database it reads: the target must not see
@@ -455,6 +473,7 @@ fn plan(catalog: &Catalog, settings: &Settings) -> Result<Vec<Plan>, StepError> 
             select: select.join(", "),
             stream: in_stream,
             salted,
+            binary: false,
             condition: None,
             masked,
             skipped: rules.skip.contains(&name),
@@ -490,6 +509,8 @@ async fn copy_table(
     plan: &Plan,
     target: &flow_engine::flow_db::tokio_postgres::Transaction<'_>,
 ) -> Result<u64, StepError> {
+    let binary = plan.binary;
+    let format = if binary { " (FORMAT binary)" } else { "" };
     let table = &catalog.tables[plan.table];
     let mut client = source.client().await?;
     let guard = CancelOnDrop::new(&client);
@@ -531,7 +552,7 @@ async fn copy_table(
     };
     let out = reading
         .copy_out(&format!(
-            "COPY (SELECT {} FROM {} t{salt_from}{condition}) TO STDOUT",
+            "COPY (SELECT {} FROM {} t{salt_from}{condition}) TO STDOUT{format}",
             plan.select,
             table.qualified()
         ))
@@ -545,7 +566,7 @@ async fn copy_table(
         })?;
     let sink = target
         .copy_in(&format!(
-            "COPY {} ({}) FROM STDIN",
+            "COPY {} ({}) FROM STDIN{format}",
             table.qualified(),
             columns.join(", ")
         ))
@@ -555,7 +576,7 @@ async fn copy_table(
     let pumped = if masker.is_empty() {
         crate::populate::copy::pump(context, out, sink).await
     } else {
-        stream::pump(context, out, sink, masker).await
+        stream::pump(context, out, sink, masker, binary).await
     };
     let (rows, _) = pumped.map_err(|e| {
         failure(

@@ -102,6 +102,122 @@ impl Masker {
     }
 }
 
+/// COPY's binary format: the signature, flags and header extension length.
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+impl Masker {
+    /// Moves the complete parts of binary COPY data from `input` to `out`,
+    /// masked: the header once, then whole tuples; a tuple cut across
+    /// messages waits in `input` for the rest.
+    pub fn binary(&mut self, input: &mut BytesMut, out: &mut BytesMut, header: &mut bool) {
+        if !*header {
+            let fixed = SIGNATURE.len() + 8;
+            if input.len() < fixed {
+                return;
+            }
+            let extension = read_i32(&input[SIGNATURE.len() + 4..]) as usize;
+            if input.len() < fixed + extension {
+                return;
+            }
+            out.extend_from_slice(&input.split_to(fixed + extension));
+            *header = true;
+        }
+        while let Some(length) = tuple_length(input) {
+            let tuple = input.split_to(length);
+            self.binary_tuple(&tuple, out);
+        }
+    }
+
+    fn binary_tuple(&mut self, tuple: &[u8], out: &mut BytesMut) {
+        out.extend_from_slice(&tuple[..2]);
+        let count = i16::from_be_bytes([tuple[0], tuple[1]]);
+        let mut at = 2;
+        for index in 0..usize::try_from(count.max(0)).unwrap_or(0) {
+            let length = read_i32(&tuple[at..]);
+            at += 4;
+            if length < 0 {
+                out.extend_from_slice(&length.to_be_bytes());
+                continue;
+            }
+            let value = &tuple[at..at + length as usize];
+            at += length as usize;
+            match self.fields.get(index).copied().flatten() {
+                Some(mask) => {
+                    self.value.clear();
+                    text_of(mask, value, &mut self.value);
+                    let digest = self.keyed.clone().chain_update(&self.value).finalize();
+                    let mut masked = BytesMut::new();
+                    match mask {
+                        Masked::Number(digits) => {
+                            let n = leading(&digest, digits);
+                            match value.len() {
+                                2 => masked.extend_from_slice(&(n as i16).to_be_bytes()),
+                                4 => masked.extend_from_slice(&(n as i32).to_be_bytes()),
+                                _ => masked.extend_from_slice(&(n as i64).to_be_bytes()),
+                            }
+                        }
+                        Masked::Uuid => masked.extend_from_slice(&digest[..16]),
+                        text => write_mask(text, &digest, &mut masked),
+                    }
+                    out.extend_from_slice(&(masked.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&masked);
+                }
+                None => {
+                    out.extend_from_slice(&length.to_be_bytes());
+                    out.extend_from_slice(value);
+                }
+            }
+        }
+    }
+}
+
+fn read_i32(bytes: &[u8]) -> i32 {
+    i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// The length of the complete tuple (or trailer) at the start of `input`.
+fn tuple_length(input: &[u8]) -> Option<usize> {
+    if input.len() < 2 {
+        return None;
+    }
+    let count = i16::from_be_bytes([input[0], input[1]]);
+    let mut at = 2;
+    for _ in 0..count.max(0) {
+        if input.len() < at + 4 {
+            return None;
+        }
+        let length = read_i32(&input[at..]);
+        at += 4 + usize::try_from(length.max(0)).unwrap_or(0);
+    }
+    (input.len() >= at).then_some(at)
+}
+
+/// A binary value as the text PostgreSQL writes for it: what is hashed, so
+/// that binary and text copies, and masks in SQL, agree.
+fn text_of(mask: Masked, value: &[u8], out: &mut Vec<u8>) {
+    match mask {
+        Masked::Number(_) => {
+            let n: i64 = match value.len() {
+                2 => i64::from(i16::from_be_bytes([value[0], value[1]])),
+                4 => i64::from(read_i32(value)),
+                _ => i64::from_be_bytes(value[..8].try_into().unwrap_or([0; 8])),
+            };
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        Masked::Uuid => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for (i, byte) in value.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    out.push(b'-');
+                }
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0x0f)]);
+            }
+        }
+        _ => out.extend_from_slice(value),
+    }
+}
+
 /// The hash's first `digits` hex digits as a number.
 fn leading(digest: &[u8], digits: usize) -> u64 {
     let mut n = 0u64;
@@ -210,6 +326,7 @@ pub(crate) async fn pump(
     source: CopyOutStream,
     sink: CopyInSink<Bytes>,
     mut masker: Masker,
+    binary: bool,
 ) -> Result<(u64, u64), StepError> {
     const BATCH: usize = 256 * 1024;
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Result<Bytes, StepError>>(8);
@@ -217,6 +334,7 @@ pub(crate) async fn pump(
         futures_util::pin_mut!(source);
         let mut out = BytesMut::with_capacity(BATCH + 4096);
         let mut pending = BytesMut::new();
+        let mut header = false;
         while let Some(chunk) = source.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
@@ -229,6 +347,14 @@ pub(crate) async fn pump(
                     return;
                 }
             };
+            if binary {
+                pending.extend_from_slice(&chunk);
+                masker.binary(&mut pending, &mut out, &mut header);
+                if out.len() >= BATCH && sender.send(Ok(out.split().freeze())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             // PostgreSQL sends a row per message: whole lines are masked
             // where they arrived; only a row cut across messages is
             // gathered first.
@@ -257,7 +383,11 @@ pub(crate) async fn pump(
             }
         }
         if !pending.is_empty() {
-            masker.row(&pending, &mut out);
+            if binary {
+                out.extend_from_slice(&pending);
+            } else {
+                masker.row(&pending, &mut out);
+            }
         }
         if !out.is_empty() {
             let _ = sender.send(Ok(out.split().freeze())).await;
@@ -299,6 +429,51 @@ mod tests {
         let mut out = bytes::BytesMut::new();
         Masker::new("salt", fields).row(row, &mut out);
         String::from_utf8(out.to_vec()).expect("utf-8")
+    }
+
+    #[test]
+    fn binary_and_text_rows_mask_alike() {
+        let fields = vec![
+            Some(Masked::Number(7)),
+            Some(Masked::Uuid),
+            Some(Masked::Email),
+            None,
+        ];
+        let text = masked(
+            fields.clone(),
+            b"42\t0011aabb-ccdd-eeff-0011-223344556677\tann@x.org\t\\N",
+        );
+        let mut input = bytes::BytesMut::new();
+        input.extend_from_slice(super::SIGNATURE);
+        input.extend_from_slice(&[0; 8]);
+        input.extend_from_slice(&4i16.to_be_bytes());
+        input.extend_from_slice(&4i32.to_be_bytes());
+        input.extend_from_slice(&42i32.to_be_bytes());
+        input.extend_from_slice(&16i32.to_be_bytes());
+        input.extend_from_slice(&[
+            0x00, 0x11, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55,
+            0x66, 0x77,
+        ]);
+        input.extend_from_slice(&9i32.to_be_bytes());
+        input.extend_from_slice(b"ann@x.org");
+        input.extend_from_slice(&(-1i32).to_be_bytes());
+        // Half a trailer: it waits for the rest.
+        input.extend_from_slice(&[0xff]);
+        let mut out = bytes::BytesMut::new();
+        let mut header = false;
+        let mut masker = Masker::new("salt", fields);
+        masker.binary(&mut input, &mut out, &mut header);
+        assert!(header);
+        assert_eq!(input.as_ref(), &[0xff], "the cut trailer waits");
+        let tuple = &out[super::SIGNATURE.len() + 8..];
+        let parts: Vec<&str> = text.trim_end().split('\t').collect();
+        let number = i32::from_be_bytes(tuple[6..10].try_into().expect("int4"));
+        assert_eq!(number.to_string(), parts[0]);
+        let uuid: String = tuple[14..30].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(uuid, parts[1].replace('-', ""));
+        let length = i32::from_be_bytes(tuple[30..34].try_into().expect("length")) as usize;
+        assert_eq!(&tuple[34..34 + length], parts[2].as_bytes());
+        assert_eq!(&tuple[34 + length..], &(-1i32).to_be_bytes());
     }
 
     #[test]
