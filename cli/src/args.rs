@@ -93,6 +93,11 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Write the flow for another orchestrator.
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
     /// Start, stop or inspect the embedded PostgreSQL cluster of a flow.
     Db {
         #[command(subcommand)]
@@ -248,6 +253,11 @@ pub struct RunArgs {
     /// A value steps may use: `sh:run` sees `FLOW_NAME`, SQL sees `current_setting('flow.name')` (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Record into the run this key names, made by the first process that
+    /// attaches (an orchestrator's run id: each Airflow task of one DAG run
+    /// runs its step into one flow run).
+    #[arg(long, value_name = "KEY", conflicts_with = "resume")]
+    pub attach: Option<String>,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -256,6 +266,27 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
         return Err(format!("`{name}` is not a name: letters, digits and `_`"));
     }
     Ok((name.to_ascii_lowercase(), value.to_owned()))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// An Airflow DAG file: a task per selected step (a task group per flow
+    /// group), each running `flow run FILE --step ID --attach RUN`.
+    Airflow {
+        file: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Where to write the DAG (default: standard output).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The environment the tasks run in.
+        #[arg(long = "env", short = 'e', value_name = "NAME")]
+        env: Option<String>,
+        /// The `flow` the tasks run (default: this binary's path; `flow` when
+        /// workers have it on PATH).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -97,6 +97,25 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
             check,
             stdout,
         } => crate::fmt::fmt(&files, check, stdout),
+        Command::Export {
+            target:
+                crate::args::ExportTarget::Airflow {
+                    file,
+                    select,
+                    out,
+                    env,
+                    binary,
+                },
+        } => crate::export::airflow(
+            &crate::export::AirflowArgs {
+                file: &file,
+                select: &select,
+                out: out.as_deref(),
+                env: env.as_deref(),
+                binary: binary.as_deref(),
+            },
+            registry,
+        ),
         Command::Operations => {
             // With the `flow-<tool>` executables of `./plugins/` and PATH.
             let here = std::path::Path::new(".");

@@ -10,6 +10,7 @@ mod db;
 mod diff;
 mod display;
 mod exit;
+mod export;
 mod fmt;
 mod history;
 mod init;

@@ -40,6 +40,7 @@ pub fn run(file: &Path, select: &SelectArgs, args: &RunArgs, registry: &Registry
         },
         resume: args.resume,
         db_connections: args.db_connections,
+        attach: args.attach.clone(),
     };
     block_on(async {
         let cancel = CancellationToken::new();
@@ -87,6 +88,10 @@ pub fn block_on(work: impl Future<Output = Exit>) -> Exit {
 }
 
 fn describe_selection(select: &SelectArgs, args: &RunArgs) -> String {
+    // An attached run is known by its key; each process adds its steps.
+    if let Some(key) = &args.attach {
+        return format!("--attach {key}");
+    }
     let mut parts = Vec::new();
     for (flag, values) in [
         ("--group", &select.groups),

@@ -155,6 +155,7 @@ pub(crate) async fn start(
         options: Options::default(),
         resume: false,
         db_connections: 8,
+        attach: None,
     };
     let (sender, receiver) = oneshot::channel();
     let cancel = CancellationToken::new();

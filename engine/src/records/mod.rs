@@ -85,6 +85,8 @@ CREATE TABLE IF NOT EXISTS _flow.keys (
     revoked_at timestamptz
 );
 CREATE UNIQUE INDEX IF NOT EXISTS keys_active_name ON _flow.keys (name) WHERE revoked_at IS NULL;
+ALTER TABLE _flow.runs ADD COLUMN IF NOT EXISTS attach text;
+CREATE UNIQUE INDEX IF NOT EXISTS runs_attach ON _flow.runs (flow, attach) WHERE attach IS NOT NULL;
 ";
 
 /// The run's values as one text, the key of a fan-out item's history.

@@ -106,6 +106,74 @@ impl Records {
         Ok(id)
     }
 
+    /// The run `key` names (an orchestrator's run id), made by whichever
+    /// process comes first; each process adds its steps to it, pending. Two
+    /// processes attaching at once get the same run.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn attach_run(
+        &self,
+        flow: &str,
+        file: &str,
+        environment: &str,
+        selection: &str,
+        selected: &[String],
+        vars: &str,
+        key: &str,
+    ) -> Result<i64, DbError> {
+        let client = self.database.client().await?;
+        let pid = i32::try_from(std::process::id()).unwrap_or(0);
+        let row = client
+            .query_one(
+                "INSERT INTO _flow.runs (flow, file, environment, selection, selected, status, host, pid, vars, attach)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9)
+                 ON CONFLICT (flow, attach) WHERE attach IS NOT NULL DO UPDATE
+                   SET selected = ARRAY(SELECT DISTINCT s FROM unnest(_flow.runs.selected || EXCLUDED.selected) s ORDER BY s),
+                       status = 'running', finished_at = NULL
+                 RETURNING id",
+                &[&flow, &file, &environment, &selection, &selected, &hostname(), &pid, &vars, &key],
+            )
+            .await?;
+        let id: i64 = row.get(0);
+        client
+            .execute(
+                "INSERT INTO _flow.steps (run_id, step, status) SELECT $1, unnest($2::text[]), 'pending'
+                 ON CONFLICT (run_id, step) DO UPDATE SET status = 'pending', error = NULL",
+                &[&id, &selected],
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// Ends an attached run's part: the run is failed when a step failed,
+    /// going while a step is, and otherwise as its steps ended. Processes
+    /// ending at once take turns on the run's row, so the last one sees
+    /// every step.
+    pub async fn finish_attached(&self, run: i64) -> Result<String, DbError> {
+        let mut client = self.database.client().await?;
+        let transaction = client.transaction().await?;
+        transaction
+            .execute("SELECT FROM _flow.runs WHERE id = $1 FOR UPDATE", &[&run])
+            .await?;
+        let status: String = transaction
+            .query_one(
+                "UPDATE _flow.runs SET
+                   status = s.status,
+                   finished_at = CASE WHEN s.status = 'running' THEN NULL ELSE clock_timestamp() END
+                 FROM (SELECT CASE
+                         WHEN bool_or(status = 'failed') THEN 'failed'
+                         WHEN bool_or(status IN ('pending', 'running')) THEN 'running'
+                         WHEN bool_or(status = 'cancelled') THEN 'cancelled'
+                         ELSE 'succeeded' END AS status
+                       FROM _flow.steps WHERE run_id = $1) s
+                 WHERE id = $1 RETURNING _flow.runs.status",
+                &[&run],
+            )
+            .await?
+            .get(0);
+        transaction.commit().await?;
+        Ok(status)
+    }
+
     pub async fn step_started(&self, run: i64, step: &str) -> Result<(), DbError> {
         let client = self.database.client().await?;
         client

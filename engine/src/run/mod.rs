@@ -45,6 +45,10 @@ pub struct RunRequest {
     pub resume: bool,
     /// Connections per database.
     pub db_connections: usize,
+    /// Write into the run this key names (an orchestrator's run id), made by
+    /// the first process that attaches: each task of an Airflow DAG run runs
+    /// its step into one flow run.
+    pub attach: Option<String>,
 }
 
 /// Watches a run. Its methods are called on the run's task, in order.
@@ -247,16 +251,34 @@ async fn with_session<O: Observer>(
         .filter(|(_, s)| **s)
         .map(|(step, _)| step.id.to_string())
         .collect();
-    let run_id = records
-        .start_run(
-            &pipeline.name,
-            &flow.file.display().to_string(),
-            &environment.name,
-            &request.selection,
-            &ids,
-            &vars_key,
-        )
-        .await?;
+    let file = flow.file.display().to_string();
+    let run_id = match &request.attach {
+        Some(key) => {
+            records
+                .attach_run(
+                    &pipeline.name,
+                    &file,
+                    &environment.name,
+                    &request.selection,
+                    &ids,
+                    &vars_key,
+                    key,
+                )
+                .await?
+        }
+        None => {
+            records
+                .start_run(
+                    &pipeline.name,
+                    &file,
+                    &environment.name,
+                    &request.selection,
+                    &ids,
+                    &vars_key,
+                )
+                .await?
+        }
+    };
     *recorded_as = Some(run_id);
     let recorder = record::Recorder::start(records.clone(), run_id);
     let vars: std::collections::BTreeMap<String, String> = request.vars.iter().cloned().collect();
@@ -299,7 +321,11 @@ async fn with_session<O: Observer>(
     } else {
         RunStatus::Succeeded
     };
-    if let Err(error) = records.finish_run(run_id, status.as_str()).await {
+    let ended = match &request.attach {
+        Some(_) => records.finish_attached(run_id).await.map(drop),
+        None => records.finish_run(run_id, status.as_str()).await,
+    };
+    if let Err(error) = ended {
         tracing::error!(%error, run = run_id, "could not record the end of the run");
     }
     observer.finished(run_id, status, &results);

@@ -84,6 +84,7 @@ impl Job {
             options: Options::default(),
             resume: false,
             db_connections: 8,
+            attach: None,
         };
         let observer = self.hooks.observer(pipeline);
         let handle = run::start(

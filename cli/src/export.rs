@@ -1,0 +1,241 @@
+//! `flow export airflow`: a flow as an Airflow DAG file, a task per step,
+//! each running `flow run FILE --step ID --attach {{ run_id }}` so that the
+//! tasks of one DAG run write into one flow run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use flow_engine::{Plan, Registry};
+
+use crate::args::SelectArgs;
+use crate::exit::Exit;
+use crate::{load, output};
+
+pub struct AirflowArgs<'a> {
+    pub file: &'a Path,
+    pub select: &'a SelectArgs,
+    pub out: Option<&'a Path>,
+    pub env: Option<&'a str>,
+    /// The `flow` the tasks run (default: this binary's path).
+    pub binary: Option<&'a str>,
+}
+
+pub fn airflow(args: &AirflowArgs<'_>, registry: &Registry) -> Exit {
+    let Some(flow) = load::flow(args.file, registry) else {
+        return Exit::Invalid;
+    };
+    let selected = match args.select.selection().apply(&flow.pipeline) {
+        Ok(selected) => selected,
+        Err(errors) => {
+            errors.into_iter().for_each(output::error);
+            return Exit::Invalid;
+        }
+    };
+    let plan = Plan::new(&flow.pipeline, &selected);
+    let file = std::fs::canonicalize(args.file).unwrap_or_else(|_| args.file.to_path_buf());
+    let binary = args.binary.map_or_else(
+        || {
+            std::env::current_exe()
+                .map_or_else(|_| "flow".to_owned(), |p| p.display().to_string())
+        },
+        str::to_owned,
+    );
+    let text = dag(&flow, &plan, &file, &binary, args.env);
+    match args.out {
+        Some(out) => {
+            if let Err(error) = std::fs::write(out, text) {
+                output::error(crate::cli_error::CliError::Write {
+                    path: out.display().to_string(),
+                    reason: error.to_string(),
+                });
+                return Exit::Failure;
+            }
+            output::note(&format!(
+                "{}: {} task(s) in DAG `{}`",
+                out.display(),
+                plan.steps.len(),
+                flow.pipeline.name
+            ));
+        }
+        None => output::out(&text),
+    }
+    Exit::Success
+}
+
+/// A step id as an Airflow task id: letters, digits and `_`.
+fn task_id(step: &str) -> String {
+    step.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// A Python string literal.
+fn py(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// A shell word.
+fn sh(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// Each selected step's direct upstream steps: what it waits for (steps,
+/// and every step of the groups before it), without the edges another path
+/// already implies.
+fn edges(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
+    let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for step in &plan.steps {
+        if let Some(group) = &step.group {
+            by_group.entry(group).or_default().push(&step.id);
+        }
+    }
+    let mut upstream: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for step in &plan.steps {
+        let mut waits: BTreeSet<String> = step.after.iter().cloned().collect();
+        for group in &step.after_groups {
+            waits.extend(
+                by_group
+                    .get(group.as_str())
+                    .into_iter()
+                    .flatten()
+                    .map(|s| (*s).to_owned()),
+            );
+        }
+        waits.remove(&step.id);
+        upstream.insert(step.id.clone(), waits);
+    }
+    // Everything each step waits for, directly or not.
+    let mut reach: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for step in &plan.steps {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<String> = upstream[&step.id].iter().cloned().collect();
+        while let Some(next) = stack.pop() {
+            if seen.insert(next.clone()) {
+                stack.extend(upstream.get(&next).into_iter().flatten().cloned());
+            }
+        }
+        reach.insert(step.id.clone(), seen);
+    }
+    upstream
+        .iter()
+        .map(|(step, direct)| {
+            let kept = direct
+                .iter()
+                .filter(|a| {
+                    !direct
+                        .iter()
+                        .any(|b| b != *a && reach.get(b).is_some_and(|r| r.contains(*a)))
+                })
+                .cloned()
+                .collect();
+            (step.clone(), kept)
+        })
+        .collect()
+}
+
+fn dag(
+    flow: &flow_engine::FlowFile,
+    plan: &Plan,
+    file: &Path,
+    binary: &str,
+    env: Option<&str>,
+) -> String {
+    let pipeline = &flow.pipeline;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# The flow `{}` as an Airflow DAG, written by `flow export airflow`.\n\
+         # Each task runs one step with `flow run --step ID --attach RUN`: the\n\
+         # tasks of one DAG run write into one flow run (`flow runs` shows it),\n\
+         # and a step whose inputs did not change is still skipped. Write it\n\
+         # again when the flow changes.\n",
+        pipeline.name
+    );
+    text.push_str(
+        "import datetime\nimport shlex\n\n\
+         try:\n    from airflow.sdk import DAG, TaskGroup\n\
+         except ImportError:  # Airflow 2\n    from airflow import DAG\n    from airflow.utils.task_group import TaskGroup\n\
+         try:\n    from airflow.providers.standard.operators.bash import BashOperator\n\
+         except ImportError:  # Airflow 2\n    from airflow.operators.bash import BashOperator\n\n",
+    );
+    let _ = writeln!(text, "FLOW = {}", py(binary));
+    let _ = writeln!(text, "FILE = {}", py(&file.display().to_string()));
+    let env_args = env.map(|e| format!(" --env {}", sh(e))).unwrap_or_default();
+    let _ = writeln!(text, "ENV = {}\n", py(&env_args));
+    let schedule = pipeline.schedules.first();
+    let schedule_text = match schedule {
+        Some(s) => match (&s.cron, s.every) {
+            (Some(cron), _) => py(cron),
+            (None, Some(every)) => format!("datetime.timedelta(seconds={})", every.as_secs()),
+            (None, None) => "None".into(),
+        },
+        None => "None".into(),
+    };
+    let timezone = schedule.map_or("UTC", |s| s.timezone.as_str());
+    let _ = writeln!(
+        text,
+        "with DAG(\n    dag_id={},\n    schedule={schedule_text},\n    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),\n    catchup=False,\n    tags=[\"flow\"],\n    doc_md={},\n) as dag:",
+        py(&pipeline.name),
+        py(&format!(
+            "`{}` from `{}` (schedule timezone {timezone}).",
+            pipeline.name,
+            file.display()
+        ))
+    );
+    let mut groups: Vec<(Option<String>, Vec<&flow_engine::PlannedStep>)> = Vec::new();
+    for step in &plan.steps {
+        match groups.iter_mut().find(|(g, _)| *g == step.group) {
+            Some((_, steps)) => steps.push(step),
+            None => groups.push((step.group.clone(), vec![step])),
+        }
+    }
+    for (group, steps) in &groups {
+        let indent = if group.is_some() { "        " } else { "    " };
+        if let Some(group) = group {
+            let _ = writeln!(text, "    with TaskGroup({}):", py(&task_id(group)));
+        }
+        for step in steps {
+            let node = &pipeline.steps[step.index];
+            let command = format!(
+                "{{shlex.quote(FLOW)}} run {{shlex.quote(FILE)}} --step {} --attach '{{{{{{{{ run_id }}}}}}}}' --plain{{ENV}}",
+                sh(&step.id)
+            );
+            let mut extra = String::new();
+            if let Some(retries) = node.retries {
+                let _ = write!(extra, ", retries={retries}");
+            }
+            if let Some(timeout) = node.timeout {
+                let _ = write!(
+                    extra,
+                    ", execution_timeout=datetime.timedelta(seconds={})",
+                    timeout.as_secs().max(1)
+                );
+            }
+            let _ = writeln!(
+                text,
+                "{indent}{} = BashOperator(task_id={}, bash_command=f\"{command}\"{extra})",
+                task_id(&step.id),
+                py(&task_id(&step.id)),
+            );
+        }
+    }
+    text.push('\n');
+    for (step, upstream) in edges(plan) {
+        for before in upstream {
+            let _ = writeln!(text, "    {} >> {}", task_id(&before), task_id(&step));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sh, task_id};
+
+    #[test]
+    fn names_become_task_ids_and_shell_words() {
+        assert_eq!(task_id("pg:model:transform/zoning"), "pg_model_transform_zoning");
+        assert_eq!(sh("it's"), "'it'\\''s'");
+    }
+}

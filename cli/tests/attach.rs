@@ -1,0 +1,123 @@
+//! `flow run --step ID --attach KEY`: several processes, on one machine or
+//! many, write the steps of one orchestrator run into one flow run; and
+//! `flow export airflow` run by a real Airflow.
+
+mod support;
+
+use flow_db::testing::TestDatabase;
+use support::{Flow, Folder, flat};
+
+const FLOW: &str = r#"flow attached
+
+database flow = env("FLOW_DATABASE_URL")
+
+step sh:run a {
+  command = "sleep"
+  args = ["1"]
+}
+
+step sh:run b {
+  command = "sleep"
+  args = ["1"]
+}
+
+step sh:run c {
+  command = "true"
+  after = [sh:run/a, sh:run/b]
+}
+
+step sh:run broken {
+  group = manual
+  command = "false"
+}
+"#;
+
+fn spawn(folder: &Folder, db: &TestDatabase, step: &str, key: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", "attached.flow", "--plain", "--step", step, "--attach", key])
+        .current_dir(&folder.dir)
+        .env("FLOW_DATABASE_URL", db.url())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flow starts")
+}
+
+async fn run_of(db: &TestDatabase, key: &str) -> (i64, String, Vec<String>, Vec<(String, String)>) {
+    let client = db.client().await.expect("client");
+    let rows = client
+        .query(
+            "SELECT id, status, selected FROM _flow.runs WHERE attach = $1",
+            &[&key],
+        )
+        .await
+        .expect("runs");
+    assert_eq!(rows.len(), 1, "one run for `{key}`");
+    let id: i64 = rows[0].get(0);
+    let steps = client
+        .query(
+            "SELECT step, status FROM _flow.steps WHERE run_id = $1 ORDER BY step",
+            &[&id],
+        )
+        .await
+        .expect("steps")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    (id, rows[0].get(1), rows[0].get(2), steps)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn processes_attached_to_one_key_write_one_run() {
+    let db = TestDatabase::create("attach").await.expect("database");
+    let folder = Folder::new("attach", "one");
+    folder.write("attached.flow", FLOW);
+    // Two steps at once, from two processes: one run, both recorded.
+    let first = spawn(&folder, &db, "sh:run/a", "dag-run-1");
+    let second = spawn(&folder, &db, "sh:run/b", "dag-run-1");
+    for child in [first, second] {
+        let output = child.wait_with_output().expect("flow ends");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let (id, status, selected, steps) = run_of(&db, "dag-run-1").await;
+    assert_eq!(status, "succeeded");
+    assert_eq!(selected, ["sh:run/a", "sh:run/b"]);
+    assert_eq!(
+        steps,
+        [
+            ("sh:run/a".to_owned(), "succeeded".to_owned()),
+            ("sh:run/b".to_owned(), "succeeded".to_owned())
+        ]
+    );
+    // The step after them joins the same run.
+    let output = spawn(&folder, &db, "sh:run/c", "dag-run-1")
+        .wait_with_output()
+        .expect("flow ends");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (again, status, selected, steps) = run_of(&db, "dag-run-1").await;
+    assert_eq!((again, status.as_str()), (id, "succeeded"));
+    assert_eq!(selected.len(), 3);
+    assert!(steps.iter().all(|(_, s)| s == "succeeded"), "{steps:?}");
+
+    // `flow runs` lists it like any other run.
+    let runs = Flow::new(["runs", "attached.flow"])
+        .dir(&folder.dir)
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(0);
+    let text = flat(&runs.stdout);
+    assert!(text.contains("--attach dag-run-1"), "{text}");
+
+    // A failed step fails the run, and a later success does not hide it.
+    let failed = spawn(&folder, &db, "sh:run/broken", "dag-run-2")
+        .wait_with_output()
+        .expect("flow ends");
+    assert_eq!(failed.status.code(), Some(1));
+    let ok = spawn(&folder, &db, "sh:run/a", "dag-run-2")
+        .wait_with_output()
+        .expect("flow ends");
+    assert!(ok.status.success());
+    let (other, status, _, _) = run_of(&db, "dag-run-2").await;
+    assert_ne!(other, id);
+    assert_eq!(status, "failed");
+}
