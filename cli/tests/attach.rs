@@ -5,6 +5,7 @@
 mod support;
 
 use flow_db::testing::TestDatabase;
+use support::reference::Reference;
 use support::{Flow, Folder, flat};
 
 const FLOW: &str = r#"flow attached
@@ -120,4 +121,74 @@ async fn processes_attached_to_one_key_write_one_run() {
     let (other, status, _, _) = run_of(&db, "dag-run-2").await;
     assert_ne!(other, id);
     assert_eq!(status, "failed");
+}
+
+/// Airflow (from PyPI, installed by `scripts/test`) runs the reference
+/// pipeline as `flow export airflow` writes it: `airflow dags test` with
+/// SQLite metadata, every task a `flow run --step ID --attach RUN`.
+#[tokio::test(flavor = "multi_thread")]
+async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
+    let airflow = std::env::var("FLOW_AIRFLOW").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/flow/airflow/bin/airflow")
+    });
+    let reference = Reference::new("airflow").await;
+    let home = reference.dir.join("airflow");
+    std::fs::create_dir_all(home.join("dags")).expect("dags");
+    let dag = home.join("dags/parcels.py");
+    Flow::new([
+        "export",
+        "airflow",
+        "parcels.flow",
+        "--binary",
+        env!("CARGO_BIN_EXE_flow"),
+        "-o",
+        &dag.display().to_string(),
+    ])
+    .dir(&reference.dir)
+    .expect(0);
+    let airflow_command = |args: &[&str]| {
+        let mut command = std::process::Command::new(&airflow);
+        command
+            .args(args)
+            .current_dir(&reference.dir)
+            .env("AIRFLOW_HOME", &home)
+            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+            .env("NO_COLOR", "1");
+        for (name, value) in reference.env() {
+            command.env(name, value);
+        }
+        let output = command
+            .output()
+            .expect("airflow runs (scripts/test installs it)");
+        assert!(
+            output.status.success(),
+            "airflow {args:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    airflow_command(&["db", "migrate"]);
+    airflow_command(&["dags", "test", "parcels", "2026-11-30"]);
+
+    // The API database ends as after `flow run`.
+    assert_eq!(reference.one::<i64>("SELECT count(*) FROM public.parcels").await, 400);
+    assert_eq!(reference.one::<i64>("SELECT count(*) FROM public.zoning").await, 4);
+    // One flow run for the DAG run, every step in it.
+    let client = reference.flow.client().await.expect("client");
+    let row = client
+        .query_one(
+            "SELECT r.status, r.attach, count(s.*), count(*) FILTER (WHERE s.status = 'succeeded')
+               FROM _flow.runs r JOIN _flow.steps s ON s.run_id = r.id
+              WHERE r.attach IS NOT NULL GROUP BY r.id",
+            &[],
+        )
+        .await
+        .expect("one attached run");
+    let (status, key, steps, succeeded): (String, String, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(status, "succeeded");
+    assert!(key.starts_with("manual__"), "{key}");
+    assert_eq!((steps, succeeded), (10, 10));
 }
