@@ -35,10 +35,7 @@ pub fn airflow(args: &AirflowArgs<'_>, registry: &Registry) -> Exit {
     let plan = Plan::new(&flow.pipeline, &selected);
     let file = std::fs::canonicalize(args.file).unwrap_or_else(|_| args.file.to_path_buf());
     let binary = args.binary.map_or_else(
-        || {
-            std::env::current_exe()
-                .map_or_else(|_| "flow".to_owned(), |p| p.display().to_string())
-        },
+        || std::env::current_exe().map_or_else(|_| "flow".to_owned(), |p| p.display().to_string()),
         str::to_owned,
     );
     let text = dag(&flow, &plan, &file, &binary, args.env);
@@ -235,7 +232,10 @@ mod tests {
 
     #[test]
     fn names_become_task_ids_and_shell_words() {
-        assert_eq!(task_id("pg:model:transform/zoning"), "pg_model_transform_zoning");
+        assert_eq!(
+            task_id("pg:model:transform/zoning"),
+            "pg_model_transform_zoning"
+        );
         assert_eq!(sh("it's"), "'it'\\''s'");
     }
 }

@@ -35,7 +35,15 @@ step sh:run broken {
 
 fn spawn(folder: &Folder, db: &TestDatabase, step: &str, key: &str) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
-        .args(["run", "attached.flow", "--plain", "--step", step, "--attach", key])
+        .args([
+            "run",
+            "attached.flow",
+            "--plain",
+            "--step",
+            step,
+            "--attach",
+            key,
+        ])
         .current_dir(&folder.dir)
         .env("FLOW_DATABASE_URL", db.url())
         .env("NO_COLOR", "1")
@@ -79,7 +87,11 @@ async fn processes_attached_to_one_key_write_one_run() {
     let second = spawn(&folder, &db, "sh:run/b", "dag-run-1");
     for child in [first, second] {
         let output = child.wait_with_output().expect("flow ends");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let (id, status, selected, steps) = run_of(&db, "dag-run-1").await;
     assert_eq!(status, "succeeded");
@@ -95,7 +107,11 @@ async fn processes_attached_to_one_key_write_one_run() {
     let output = spawn(&folder, &db, "sh:run/c", "dag-run-1")
         .wait_with_output()
         .expect("flow ends");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let (again, status, selected, steps) = run_of(&db, "dag-run-1").await;
     assert_eq!((again, status.as_str()), (id, "succeeded"));
     assert_eq!(selected.len(), 3);
@@ -173,8 +189,18 @@ async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
     airflow_command(&["dags", "test", "parcels", "2026-11-30"]);
 
     // The API database ends as after `flow run`.
-    assert_eq!(reference.one::<i64>("SELECT count(*) FROM public.parcels").await, 400);
-    assert_eq!(reference.one::<i64>("SELECT count(*) FROM public.zoning").await, 4);
+    assert_eq!(
+        reference
+            .one::<i64>("SELECT count(*) FROM public.parcels")
+            .await,
+        400
+    );
+    assert_eq!(
+        reference
+            .one::<i64>("SELECT count(*) FROM public.zoning")
+            .await,
+        4
+    );
     // One flow run for the DAG run, every step in it.
     let client = reference.flow.client().await.expect("client");
     let row = client
