@@ -27,5 +27,7 @@ pub use database::{CancelOnDrop, Database, quote_ident, quote_literal};
 pub use db_error::{DbError, SqlError};
 pub use location::{Location, redact};
 
-pub use deadpool_postgres::{ClientWrapper, GenericClient, Object as Client};
+pub use deadpool_postgres::{
+    ClientWrapper, GenericClient, Object as Client, Transaction as ClientTransaction,
+};
 pub use tokio_postgres;

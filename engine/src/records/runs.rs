@@ -87,30 +87,16 @@ impl Records {
         selected: &[String],
         vars: &str,
     ) -> Result<i64, DbError> {
-        let client = self.database.client().await?;
-        let pid = i32::try_from(std::process::id()).unwrap_or(0);
-        let row = client
-            .query_one(
-                "INSERT INTO _flow.runs (flow, file, environment, selection, selected, status, host, pid, vars)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) RETURNING id",
-                &[&flow, &file, &environment, &selection, &selected, &hostname(), &pid, &vars],
-            )
-            .await?;
-        let id: i64 = row.get(0);
-        client
-            .execute(
-                "INSERT INTO _flow.steps (run_id, step, status) SELECT $1, unnest($2::text[]), 'pending'",
-                &[&id, &selected],
-            )
-            .await?;
-        Ok(id)
+        self.open_run(flow, file, environment, selection, selected, vars, None)
+            .await
     }
 
-    /// The run `key` names (an orchestrator's run id), made by whichever
-    /// process comes first; each process adds its steps to it, pending. Two
+    /// Records a run and its selected steps, pending. With `attach`, the
+    /// run that key names (an orchestrator's run id), made by whichever
+    /// process comes first: each process adds its steps to it, and two
     /// processes attaching at once get the same run.
     #[allow(clippy::too_many_arguments)]
-    pub async fn attach_run(
+    pub async fn open_run(
         &self,
         flow: &str,
         file: &str,
@@ -118,7 +104,7 @@ impl Records {
         selection: &str,
         selected: &[String],
         vars: &str,
-        key: &str,
+        attach: Option<&str>,
     ) -> Result<i64, DbError> {
         let client = self.database.client().await?;
         let pid = i32::try_from(std::process::id()).unwrap_or(0);
@@ -130,7 +116,7 @@ impl Records {
                    SET selected = ARRAY(SELECT DISTINCT s FROM unnest(_flow.runs.selected || EXCLUDED.selected) s ORDER BY s),
                        status = 'running', finished_at = NULL
                  RETURNING id",
-                &[&flow, &file, &environment, &selection, &selected, &hostname(), &pid, &vars, &key],
+                &[&flow, &file, &environment, &selection, &selected, &hostname(), &pid, &vars, &attach],
             )
             .await?;
         let id: i64 = row.get(0);

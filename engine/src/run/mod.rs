@@ -252,33 +252,17 @@ async fn with_session<O: Observer>(
         .map(|(step, _)| step.id.to_string())
         .collect();
     let file = flow.file.display().to_string();
-    let run_id = match &request.attach {
-        Some(key) => {
-            records
-                .attach_run(
-                    &pipeline.name,
-                    &file,
-                    &environment.name,
-                    &request.selection,
-                    &ids,
-                    &vars_key,
-                    key,
-                )
-                .await?
-        }
-        None => {
-            records
-                .start_run(
-                    &pipeline.name,
-                    &file,
-                    &environment.name,
-                    &request.selection,
-                    &ids,
-                    &vars_key,
-                )
-                .await?
-        }
-    };
+    let run_id = records
+        .open_run(
+            &pipeline.name,
+            &file,
+            &environment.name,
+            &request.selection,
+            &ids,
+            &vars_key,
+            request.attach.as_deref(),
+        )
+        .await?;
     *recorded_as = Some(run_id);
     let recorder = record::Recorder::start(records.clone(), run_id);
     let vars: std::collections::BTreeMap<String, String> = request.vars.iter().cloned().collect();

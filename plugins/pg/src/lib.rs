@@ -24,6 +24,7 @@ mod parallel_copy;
 pub mod populate;
 mod push;
 mod shape;
+mod snapshot;
 mod source;
 mod sql_tables;
 

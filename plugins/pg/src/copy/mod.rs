@@ -19,7 +19,6 @@ mod rules;
 mod schema;
 mod stream;
 
-use flow_engine::flow_db::tokio_postgres::IsolationLevel;
 use flow_engine::flow_db::{CancelOnDrop, Database, DbError, quote_ident};
 use flow_engine::{
     BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Prepared, Problem,
@@ -193,18 +192,8 @@ async fn copy(context: &RunContext) -> Result<Outcome, StepError> {
     let target = context.database(&settings.target)?;
     let salt = salt(settings)?;
     let mut holder = source.client().await?;
-    let snapshot_tx = holder
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(DbError::from)?;
-    let snapshot: String = snapshot_tx
-        .query_one("SELECT pg_export_snapshot()", &[])
-        .await
-        .map_err(DbError::from)?
-        .get(0);
+    let snapshot_tx = crate::snapshot::begin(&mut holder, None).await?;
+    let snapshot = crate::snapshot::export(&snapshot_tx).await?;
     let mut target_client = target.client().await?;
     refuse_same(&snapshot_tx, &target_client, settings).await?;
     missing_schemas(&snapshot_tx, settings).await?;
@@ -514,20 +503,7 @@ async fn copy_table(
     let table = &catalog.tables[plan.table];
     let mut client = source.client().await?;
     let guard = CancelOnDrop::new(&client);
-    let reading = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(DbError::from)?;
-    reading
-        .batch_execute(&format!(
-            "SET TRANSACTION SNAPSHOT {}",
-            flow_engine::flow_db::quote_literal(snapshot)
-        ))
-        .await
-        .map_err(DbError::from)?;
+    let reading = crate::snapshot::begin(&mut client, Some(snapshot)).await?;
     let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let condition = plan
         .condition

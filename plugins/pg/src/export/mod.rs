@@ -369,18 +369,8 @@ async fn export(context: &RunContext) -> Result<Outcome, StepError> {
     let manifest = manifest_path(context, settings, &jobs)?;
     // One snapshot for every file: the first connection holds it open.
     let mut holder = database.client().await?;
-    let snapshot = holder
-        .build_transaction()
-        .isolation_level(flow_engine::flow_db::tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(flow_engine::flow_db::DbError::from)?;
-    let id: String = snapshot
-        .query_one("SELECT pg_export_snapshot()", &[])
-        .await
-        .map_err(flow_engine::flow_db::DbError::from)?
-        .get(0);
+    let snapshot = crate::snapshot::begin(&mut holder, None).await?;
+    let id = crate::snapshot::export(&snapshot).await?;
     let streams = settings
         .jobs
         .min(database.pool_size().saturating_sub(1))

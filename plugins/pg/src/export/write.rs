@@ -5,7 +5,7 @@ use std::path::Path;
 
 use flow_engine::flow_db::tokio_postgres::Transaction;
 use flow_engine::flow_db::tokio_postgres::types::ToSql;
-use flow_engine::flow_db::{CancelOnDrop, Database, DbError, quote_ident, quote_literal};
+use flow_engine::flow_db::{CancelOnDrop, Database, DbError, quote_ident};
 use flow_engine::{PartialFile, RunContext, StepError};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use sha2::{Digest as _, Sha256};
@@ -87,17 +87,10 @@ pub(crate) async fn one(
     };
     let mut client = database.client().await?;
     let guard = CancelOnDrop::new(&client);
-    let transaction = client
-        .build_transaction()
-        .isolation_level(flow_engine::flow_db::tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(DbError::from)?;
+    let transaction = crate::snapshot::begin(&mut client, Some(options.snapshot)).await?;
     transaction
         .batch_execute(&format!(
-            "SET TRANSACTION SNAPSHOT {}; SET LOCAL search_path = {}, public",
-            quote_literal(options.snapshot),
+            "SET LOCAL search_path = {}, public",
             quote_ident(options.schema)
         ))
         .await
