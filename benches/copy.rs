@@ -52,10 +52,7 @@ async fn main() {
             .expect("the benchmark runs");
         std::process::exit(status.code().unwrap_or(1));
     }
-    let scale: f64 = std::env::var("FLOW_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if full { 1.0 } else { 0.0001 });
+    let scale = flow_benches::scale(full, 0.0001);
     let rows = ((10_000_000.0 * scale) as usize).max(100);
     let source = TestDatabase::create("benchcopysrc")
         .await

@@ -55,10 +55,7 @@ async fn main() {
     let Some(full) = flow_benches::mode() else {
         return;
     };
-    let scale: f64 = std::env::var("FLOW_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if full { 1.0 } else { 0.0001 });
+    let scale = flow_benches::scale(full, 0.0001);
     let rows = (20_000_000.0 * scale) as usize;
     let dir: PathBuf = std::env::temp_dir().join(format!("flow-bench-csv-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -69,15 +69,7 @@ async fn main() {
     let storages = Arc::new(BTreeMap::from([("bucket".to_owned(), url.clone())]));
     let step = pipeline.steps.first().expect("step");
     let have_rclone = flow_benches::have("rclone");
-    let config = dir.join("rclone.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "[seaweed]\ntype = s3\nprovider = Other\naccess_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\nendpoint = {}\nforce_path_style = true\n",
-            server.endpoint
-        ),
-    )
-    .expect("config");
+    let config = flow_benches::rclone_config(&dir, &server.endpoint, ACCESS_KEY, SECRET_KEY);
     // Turns, one tool after the other, so that both meet the server in the
     // same state; the best of three each.
     let (mut flow_best, mut rclone_best) = (Duration::MAX, Duration::MAX);

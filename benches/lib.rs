@@ -59,6 +59,34 @@ pub fn mode() -> Option<bool> {
     Some(args.iter().any(|a| a == "--bench"))
 }
 
+/// How much of its full size a benchmark makes: `FLOW_BENCH_SCALE`, else
+/// all of it from `cargo bench` (`full`), else `smoke` (a quick run).
+pub fn scale(full: bool, smoke: f64) -> f64 {
+    std::env::var("FLOW_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if full { 1.0 } else { smoke })
+}
+
+/// An rclone configuration naming an S3-compatible `endpoint` `seaweed`
+/// (path-style addressing), written into `dir`.
+pub fn rclone_config(
+    dir: &std::path::Path,
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("rclone.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[seaweed]\ntype = s3\nprovider = Other\naccess_key_id = {access_key}\nsecret_access_key = {secret_key}\nendpoint = {endpoint}\nforce_path_style = true\n"
+        ),
+    )
+    .expect("rclone config");
+    config
+}
+
 /// The `psql` to compare with: PostgreSQL 15's, Debian's, or the one on PATH.
 pub fn psql() -> String {
     ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/psql"]

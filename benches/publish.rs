@@ -89,10 +89,7 @@ async fn main() {
     let Some(full) = flow_benches::mode() else {
         return;
     };
-    let scale: f64 = std::env::var("FLOW_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if full { 1.0 } else { 0.001 });
+    let scale = flow_benches::scale(full, 0.001);
     let rows = ((1_000_000.0 * scale) as usize).max(10);
     let dir: PathBuf =
         std::env::temp_dir().join(format!("flow-bench-publish-{}", std::process::id()));
@@ -128,15 +125,7 @@ async fn main() {
         format!("{psql} -q -X '{}' {}", db.url(), copies.join(" "))
     };
     let have_rclone = flow_benches::have("rclone");
-    let config = dir.join("rclone.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "[seaweed]\ntype = s3\nprovider = Other\naccess_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\nendpoint = {}\nforce_path_style = true\n",
-            server.endpoint
-        ),
-    )
-    .expect("config");
+    let config = flow_benches::rclone_config(&dir, &server.endpoint, ACCESS_KEY, SECRET_KEY);
 
     let (mut one, mut all) = (
         (Duration::MAX, Duration::MAX),

@@ -122,10 +122,7 @@ async fn main() {
     let Some(full) = flow_benches::mode() else {
         return;
     };
-    let scale: f64 = std::env::var("FLOW_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if full { 1.0 } else { 0.001 });
+    let scale = flow_benches::scale(full, 0.001);
     let (points, polygons) = ((2_000_000.0 * scale) as usize, (200_000.0 * scale) as usize);
     let dir: PathBuf = std::env::temp_dir().join(format!("flow-bench-shp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

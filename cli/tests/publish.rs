@@ -495,31 +495,28 @@ async fn a_server_killed_mid_upload_leaves_no_partial_object_and_a_rerun_complet
         assert_eq!(*size, expected as u64, "{key} is whole");
     }
 
-    let rerun = Flow::new(["run", "up.flow", "--plain"])
-        .dir(&folder.dir)
-        .env("OUT_URL", &url)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("FLOW_DATABASE_URL", db.url())
-        .expect(0);
+    let up = || {
+        Flow::new(["run", "up.flow", "--plain"])
+            .dir(&folder.dir)
+            .env("OUT_URL", &url)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("FLOW_DATABASE_URL", db.url())
+            .expect(0)
+    };
+    let rerun = up();
     let text = flat(&rerun.stderr);
     assert!(
         text.contains(&format!("{} unchanged", there.len())),
         "what arrived before is not sent again: {text}"
     );
     assert_eq!(objects(&bucket, "r/").await.len(), 82);
-    let (body, _) = (bucket.get_object("r/large.bin").await.expect("get"), ());
+    let body = bucket.get_object("r/large.bin").await.expect("get");
     assert_eq!(body.bytes().as_ref(), large.as_slice());
 
     // A file gone from the folder: reported, then mirrored with delete.
     std::fs::remove_file(folder.dir.join("release/parts/f000.bin")).expect("remove");
-    let kept = Flow::new(["run", "up.flow", "--plain"])
-        .dir(&folder.dir)
-        .env("OUT_URL", &url)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("FLOW_DATABASE_URL", db.url())
-        .expect(0);
+    let kept = up();
     assert!(
         flat(&kept.stderr).contains(
             "warning: 1 deleted from the folder but still in the storage: `parts/f000.bin`"
@@ -531,12 +528,6 @@ async fn a_server_killed_mid_upload_leaves_no_partial_object_and_a_rerun_complet
         .read("up.flow")
         .replace("jobs = 1", "jobs = 1\n  delete = true");
     folder.write("up.flow", &flow);
-    Flow::new(["run", "up.flow", "--plain"])
-        .dir(&folder.dir)
-        .env("OUT_URL", &url)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("FLOW_DATABASE_URL", db.url())
-        .expect(0);
+    up();
     assert_eq!(objects(&bucket, "r/").await.len(), 81);
 }
