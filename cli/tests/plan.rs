@@ -210,3 +210,24 @@ fn an_environment_the_flow_does_not_have_is_refused() {
         output.stderr
     );
 }
+
+#[test]
+fn the_reference_pipeline_as_an_airflow_dag() {
+    let dag = flow([
+        "export", "airflow", PARCELS, "--binary", "flow", "--env", "prod",
+    ])
+    .expect(0);
+    let dir = std::fs::canonicalize(reference()).expect("dir");
+    insta::assert_snapshot!(
+        "airflow_parcels",
+        dag.stdout.replace(&dir.display().to_string(), "[DIR]")
+    );
+    // A selection exports only its steps, and only their edges.
+    let seed = flow([
+        "export", "airflow", PARCELS, "--group", "seed", "--binary", "flow",
+    ])
+    .expect(0);
+    assert!(seed.stdout.contains("pg_source_load = BashOperator"));
+    assert!(!seed.stdout.contains("minio_download"));
+    assert!(seed.stdout.contains("pg_source_create >> pg_source_load"));
+}
