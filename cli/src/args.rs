@@ -258,6 +258,11 @@ pub struct RunArgs {
     /// runs its step into one flow run).
     #[arg(long, value_name = "KEY", conflicts_with = "resume")]
     pub attach: Option<String>,
+    /// With `--attach`: record the selected steps in the run as pending and
+    /// run none (an orchestrator's first task, so that the run is going
+    /// until every step of it has ended).
+    #[arg(long, requires = "attach")]
+    pub register: bool,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {

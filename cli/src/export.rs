@@ -143,7 +143,8 @@ fn dag(
     let _ = writeln!(
         text,
         "# The flow `{}` as an Airflow DAG, written by `flow export airflow`.\n\
-         # Each task runs one step with `flow run --step ID --attach RUN`: the\n\
+         # A first task records every step in one flow run; then each task\n\
+         # runs one step with `flow run --step ID --attach RUN`: the\n\
          # tasks of one DAG run write into one flow run (`flow runs` shows it),\n\
          # and a step whose inputs did not change is still skipped. Write it\n\
          # again when the flow changes.\n",
@@ -159,7 +160,10 @@ fn dag(
     let _ = writeln!(text, "FLOW = {}", py(binary));
     let _ = writeln!(text, "FILE = {}", py(&file.display().to_string()));
     let env_args = env.map(|e| format!(" --env {}", sh(e))).unwrap_or_default();
-    let _ = writeln!(text, "ENV = {}\n", py(&env_args));
+    let _ = writeln!(text, "ENV = {}", py(&env_args));
+    let steps: Vec<String> = plan.steps.iter().map(|s| py(&s.id)).collect();
+    let _ = writeln!(text, "STEPS = [{}]", steps.join(", "));
+    text.push_str("SELECTED = \" \".join(\"--step \" + shlex.quote(step) for step in STEPS)\n\n");
     let schedule = pipeline.schedules.first();
     let schedule_text = match schedule {
         Some(s) => match (&s.cron, s.every) {
@@ -179,6 +183,12 @@ fn dag(
             pipeline.name,
             file.display()
         ))
+    );
+    // First every step is recorded in the flow run, pending, so that the run
+    // is going until the last of them ends.
+    let _ = writeln!(
+        text,
+        "    register = BashOperator(task_id=\"flow_register\", bash_command=f\"{{shlex.quote(FLOW)}} run {{shlex.quote(FILE)}} --attach '{{{{{{{{ run_id }}}}}}}}' --register {{SELECTED}}{{ENV}}\")"
     );
     let mut groups: Vec<(Option<String>, Vec<&flow_engine::PlannedStep>)> = Vec::new();
     for step in &plan.steps {
@@ -219,6 +229,9 @@ fn dag(
     }
     text.push('\n');
     for (step, upstream) in edges(plan) {
+        if upstream.is_empty() {
+            let _ = writeln!(text, "    register >> {}", task_id(&step));
+        }
         for before in upstream {
             let _ = writeln!(text, "    {} >> {}", task_id(&before), task_id(&step));
         }

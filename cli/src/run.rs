@@ -15,6 +15,9 @@ use crate::exit::Exit;
 use crate::{load, output};
 
 pub fn run(file: &Path, select: &SelectArgs, args: &RunArgs, registry: &Registry) -> Exit {
+    if let (true, Some(key)) = (args.register, &args.attach) {
+        return register(file, select, args, key, registry);
+    }
     let Some(flow) = load::flow(file, registry) else {
         return Exit::Invalid;
     };
@@ -85,6 +88,64 @@ pub fn block_on(work: impl Future<Output = Exit>) -> Exit {
             Exit::Failure
         }
     }
+}
+
+/// `flow run --attach KEY --register`: the selected steps recorded in the
+/// run as pending, none run.
+fn register(
+    file: &Path,
+    select: &SelectArgs,
+    args: &RunArgs,
+    key: &str,
+    registry: &Registry,
+) -> Exit {
+    load::with_records(
+        file,
+        args.env.as_deref(),
+        registry,
+        async |records, flow| {
+            let pipeline = &flow.pipeline;
+            let selected = match select.selection().apply(pipeline) {
+                Ok(selected) => selected,
+                Err(errors) => {
+                    errors.into_iter().for_each(output::error);
+                    return Exit::Invalid;
+                }
+            };
+            let ids: Vec<String> = pipeline
+                .steps
+                .iter()
+                .zip(&selected)
+                .filter(|(_, s)| **s)
+                .map(|(step, _)| step.key.clone())
+                .collect();
+            let opened = records
+                .open_run(
+                    &pipeline.name,
+                    &flow.file.display().to_string(),
+                    &flow_engine::environment_name(args.env.as_deref()),
+                    &describe_selection(select, args),
+                    &ids,
+                    &flow_engine::vars_key(&args.vars),
+                    Some(key),
+                )
+                .await;
+            match opened {
+                Ok(run) => {
+                    output::note(&format!(
+                        "run {run}: {} step(s) of `{}` registered for `{key}`",
+                        ids.len(),
+                        pipeline.name
+                    ));
+                    Exit::Success
+                }
+                Err(error) => {
+                    output::error(error);
+                    Exit::Failure
+                }
+            }
+        },
+    )
 }
 
 fn describe_selection(select: &SelectArgs, args: &RunArgs) -> String {

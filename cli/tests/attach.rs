@@ -125,6 +125,40 @@ async fn processes_attached_to_one_key_write_one_run() {
     let text = flat(&runs.stdout);
     assert!(text.contains("--attach dag-run-1"), "{text}");
 
+    // Registered first, the steps are pending: the run is going until the
+    // last of them ends.
+    Flow::new([
+        "run",
+        "attached.flow",
+        "--attach",
+        "dag-run-3",
+        "--register",
+        "--step",
+        "sh:run/a",
+        "--step",
+        "sh:run/c",
+    ])
+    .dir(&folder.dir)
+    .env("FLOW_DATABASE_URL", db.url())
+    .expect(0);
+    let (_, status, _, steps) = run_of(&db, "dag-run-3").await;
+    assert_eq!(status, "running");
+    assert!(steps.iter().all(|(_, s)| s == "pending"), "{steps:?}");
+    let ok = spawn(&folder, &db, "sh:run/a", "dag-run-3")
+        .wait_with_output()
+        .expect("flow ends");
+    assert!(ok.status.success());
+    assert_eq!(
+        run_of(&db, "dag-run-3").await.1,
+        "running",
+        "sh:run/c is still to come"
+    );
+    let ok = spawn(&folder, &db, "sh:run/c", "dag-run-3")
+        .wait_with_output()
+        .expect("flow ends");
+    assert!(ok.status.success());
+    assert_eq!(run_of(&db, "dag-run-3").await.1, "succeeded");
+
     // A failed step fails the run, and a later success does not hide it.
     let failed = spawn(&folder, &db, "sh:run/broken", "dag-run-2")
         .wait_with_output()

@@ -146,12 +146,15 @@ impl Records {
     }
 
     /// Runs left `running` by a process of this host that no longer exists.
+    /// An attached run belongs to no one process (its steps come from many,
+    /// one after the other): a step of it whose process was killed stays
+    /// `running` until the orchestrator's retry attaches it again.
     async fn mark_interrupted(&self) -> Result<(), DbError> {
         let client = self.database.client().await?;
         let host = hostname();
         let rows = client
             .query(
-                "SELECT id, pid FROM _flow.runs WHERE status = 'running' AND host = $1",
+                "SELECT id, pid FROM _flow.runs WHERE status = 'running' AND host = $1 AND attach IS NULL",
                 &[&host],
             )
             .await?;

@@ -148,6 +148,7 @@ impl Records {
                  FROM (SELECT CASE
                          WHEN bool_or(status = 'failed') THEN 'failed'
                          WHEN bool_or(status IN ('pending', 'running')) THEN 'running'
+                         WHEN bool_or(status = 'interrupted') THEN 'interrupted'
                          WHEN bool_or(status = 'cancelled') THEN 'cancelled'
                          ELSE 'succeeded' END AS status
                        FROM _flow.steps WHERE run_id = $1) s
