@@ -43,6 +43,12 @@ INSERT INTO orders (user_email, amount, comment)
   FROM generate_series(1, 1000) i;
 INSERT INTO events SELECT i, date '2024-01-01' + i, 'kind' || i, ARRAY['pro']::tier[] FROM generate_series(1, 100) i;
 INSERT INTO audit SELECT i, 'secret payload ' || i FROM generate_series(1, 50) i;
+-- Large enough (over 4096 pages) to be read by several connections.
+CREATE TABLE visits AS
+  SELECT i AS id, 'visitor' || i || '@real-mail.example' AS email, repeat('x', 40) AS path
+  FROM generate_series(1, 400000) i;
+ALTER TABLE visits ADD PRIMARY KEY (id);
+ANALYZE visits;
 ";
 
 const FLOW: &str = r#"flow copies
@@ -68,6 +74,7 @@ step pg:app:copy {
     }
     orders = { user_email = { fake = email }, comment = { fixed = "redacted" } }
     events = { kind = hash }
+    visits = { email = { fake = email } }
   }
   sensitive = [users]
   skip = [audit]
@@ -150,7 +157,8 @@ impl Setup {
             "SELECT coalesce((SELECT string_agg(concat_ws(' ', id, email, name, phone, note), ',' ORDER BY id)
                                 FROM users), '') || '|' ||
                     coalesce((SELECT string_agg(user_email, ',' ORDER BY id) FROM orders), '') || '|' ||
-                    coalesce((SELECT string_agg(kind, ',' ORDER BY id) FROM events), '')",
+                    coalesce((SELECT string_agg(kind, ',' ORDER BY id) FROM events), '') || '|' ||
+                    coalesce((SELECT count(*) || md5(string_agg(email, ',' ORDER BY id)) FROM visits), '')",
         )
         .await
     }
@@ -181,6 +189,10 @@ async fn a_masked_copy_keeps_no_personal_value_and_the_schema_holds() {
         "{text}"
     );
     assert!(text.contains("rows masked (user_email, comment)"), "{text}");
+    assert!(
+        text.contains("visits: 400000 rows masked (email), read in 4 parts"),
+        "{text}"
+    );
 
     // No original value of a masked column is anywhere in the target.
     let dump = setup.dump_target();
@@ -213,6 +225,8 @@ async fn a_masked_copy_keeps_no_personal_value_and_the_schema_holds() {
     assert!((5..=40).contains(&users), "{users} users");
     let orders: i64 = setup.one("SELECT count(*) FROM orders").await;
     assert_eq!(orders, users * 10, "each kept user's ten orders");
+    let visits: i64 = setup.one("SELECT count(DISTINCT id) FROM visits").await;
+    assert_eq!(visits, 400_000, "every row of a table read in parts, once");
     let orphans: i64 = setup
         .one("SELECT count(*) FROM orders o LEFT JOIN users u ON u.email = o.user_email WHERE u.id IS NULL")
         .await;

@@ -30,6 +30,8 @@ pub(crate) struct Table {
     /// Columns written by COPY: generated columns are left out.
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
+    /// Its size in pages, as the statistics last saw it.
+    pub pages: i64,
 }
 
 impl Table {
@@ -87,7 +89,7 @@ pub(crate) async fn read(source: &Transaction<'_>, schemas: &[String]) -> Result
     let mut catalog = Catalog::default();
     let rows = source
         .query(
-            "SELECT n.nspname, c.relname, c.oid
+            "SELECT n.nspname, c.relname, c.oid, c.relpages::bigint
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname::text = ANY($1::text[]) AND c.relkind IN ('r', 'p')
                 AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
@@ -104,6 +106,7 @@ pub(crate) async fn read(source: &Transaction<'_>, schemas: &[String]) -> Result
             name: row.get(1),
             columns: Vec::new(),
             primary_key: Vec::new(),
+            pages: row.get(3),
         });
     }
     let oid_list: Vec<u32> = oids.keys().copied().collect();

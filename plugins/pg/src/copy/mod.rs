@@ -489,6 +489,11 @@ fn plan(catalog: &Catalog, settings: &Settings) -> Result<Vec<Plan>, StepError> 
 }
 
 /// One table's rows, masked and filtered on the source, into the target.
+/// Tables from this many pages (32 MiB) on are read over several
+/// connections, each a range of the table's pages, in the same snapshot:
+/// masks in SQL then use several of the source's cores.
+const PARALLEL_FROM_PAGES: i64 = 4096;
+
 async fn copy_table(
     context: &RunContext,
     source: &Database,
@@ -497,49 +502,77 @@ async fn copy_table(
     catalog: &Catalog,
     plan: &Plan,
     target: &flow_engine::flow_db::tokio_postgres::Transaction<'_>,
-) -> Result<u64, StepError> {
+) -> Result<(u64, usize), StepError> {
     let binary = plan.binary;
     let format = if binary { " (FORMAT binary)" } else { "" };
     let table = &catalog.tables[plan.table];
-    let mut client = source.client().await?;
-    let guard = CancelOnDrop::new(&client);
-    let reading = crate::snapshot::begin(&mut client, Some(snapshot)).await?;
-    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let condition = plan
-        .condition
-        .as_deref()
-        .map(|c| format!(" WHERE {c}"))
-        .unwrap_or_default();
-    // Masks in SQL read the salt from a setting of this transaction, once
-    // per query (`k.s`); it is never part of the query's text.
-    if plan.salted {
-        reading
-            .execute(
-                "SELECT set_config('flow.mask_salt', $1, true)",
-                &[&salt.unwrap_or_default()],
-            )
-            .await
-            .map_err(DbError::from)?;
+    let readers = if table.pages >= PARALLEL_FROM_PAGES {
+        source.pool_size().saturating_sub(1).clamp(1, 4)
+    } else {
+        1
+    };
+    let mut clients = Vec::new();
+    let mut guards = Vec::new();
+    for _ in 0..readers {
+        let client = source.client().await?;
+        guards.push(CancelOnDrop::new(&client));
+        clients.push(client);
     }
     let salt_from = if plan.salted {
         ", (SELECT current_setting('flow.mask_salt') || '|' AS s) k"
     } else {
         ""
     };
-    let out = reading
-        .copy_out(&format!(
-            "COPY (SELECT {} FROM {} t{salt_from}{condition}) TO STDOUT{format}",
-            plan.select,
-            table.qualified()
-        ))
-        .await
-        .map_err(|e| {
-            failure(
-                "flow::copy::read",
-                format!("reading `{}` failed: {}", table.name, DbError::from(e)),
-                Some("check the table's `where`"),
-            )
-        })?;
+    let mut readings = Vec::new();
+    let mut sources = Vec::new();
+    for (index, client) in clients.iter_mut().enumerate() {
+        let reading = crate::snapshot::begin(client, Some(snapshot)).await?;
+        // Masks in SQL read the salt from a setting of this transaction,
+        // once per query (`k.s`); it is never part of the query's text.
+        if plan.salted {
+            reading
+                .execute(
+                    "SELECT set_config('flow.mask_salt', $1, true)",
+                    &[&salt.unwrap_or_default()],
+                )
+                .await
+                .map_err(DbError::from)?;
+        }
+        let mut conditions: Vec<String> = plan.condition.iter().cloned().collect();
+        if readers > 1 {
+            // Pages [from, to) of the table; the last range is open, for
+            // pages the statistics have not seen yet.
+            let page = |i: usize| table.pages * i as i64 / readers as i64;
+            if index > 0 {
+                conditions.push(format!("t.ctid >= '({},0)'::tid", page(index)));
+            }
+            if index + 1 < readers {
+                conditions.push(format!("t.ctid < '({},0)'::tid", page(index + 1)));
+            }
+        }
+        let condition = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let out = reading
+            .copy_out(&format!(
+                "COPY (SELECT {} FROM {} t{salt_from}{condition}) TO STDOUT{format}",
+                plan.select,
+                table.qualified()
+            ))
+            .await
+            .map_err(|e| {
+                failure(
+                    "flow::copy::read",
+                    format!("reading `{}` failed: {}", table.name, DbError::from(e)),
+                    Some("check the table's `where`"),
+                )
+            })?;
+        sources.push(out);
+        readings.push(reading);
+    }
+    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let sink = target
         .copy_in(&format!(
             "COPY {} ({}) FROM STDIN{format}",
@@ -549,10 +582,11 @@ async fn copy_table(
         .await
         .map_err(DbError::from)?;
     let masker = stream::Masker::new(salt.unwrap_or_default(), plan.stream.clone());
-    let pumped = if masker.is_empty() {
+    let pumped = if masker.is_empty() && sources.len() == 1 {
+        let out = sources.pop().expect("one source");
         crate::populate::copy::pump(context, out, sink).await
     } else {
-        stream::pump(context, out, sink, masker, binary).await
+        stream::pump(context, sources, sink, &masker, binary).await
     };
     let (rows, _) = pumped.map_err(|e| {
         failure(
@@ -561,22 +595,25 @@ async fn copy_table(
             None,
         )
     })?;
-    guard.disarm();
-    Ok(rows)
+    drop(readings);
+    for guard in guards {
+        guard.disarm();
+    }
+    Ok((rows, readers))
 }
 
 /// The note: rows copied, and per table what was masked, filtered, skipped.
 fn report(
     catalog: &Catalog,
     plans: &[Plan],
-    copied: &std::collections::BTreeMap<usize, u64>,
+    copied: &std::collections::BTreeMap<usize, (u64, usize)>,
     before: &std::collections::BTreeMap<usize, i64>,
 ) -> Outcome {
-    let rows: u64 = copied.values().sum();
+    let rows: u64 = copied.values().map(|(rows, _)| rows).sum();
     let mut parts = Vec::new();
     for plan in plans {
         let name = &catalog.tables[plan.table].name;
-        let got = copied.get(&plan.table).copied().unwrap_or(0);
+        let (got, readers) = copied.get(&plan.table).copied().unwrap_or((0, 1));
         let mut said = Vec::new();
         if plan.skipped {
             said.push(format!(
@@ -588,6 +625,9 @@ fn report(
         }
         if !plan.masked.is_empty() && !plan.skipped {
             said.push(format!("{got} rows masked ({})", plan.masked.join(", ")));
+        }
+        if readers > 1 {
+            said.push(format!("read in {readers} parts"));
         }
         if !said.is_empty() {
             parts.push(format!("{name}: {}", said.join(", ")));

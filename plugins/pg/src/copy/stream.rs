@@ -59,6 +59,7 @@ pub(crate) const LAST: &[&str] = &[
 ];
 
 /// Masks fields of text-format COPY rows.
+#[derive(Clone)]
 pub(crate) struct Masker {
     /// The salt and `|`, hashed once; each value continues from here.
     keyed: Sha256,
@@ -106,9 +107,10 @@ impl Masker {
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl Masker {
-    /// Moves the complete parts of binary COPY data from `input` to `out`,
-    /// masked: the header once, then whole tuples; a tuple cut across
-    /// messages waits in `input` for the rest.
+    /// Moves the complete tuples of binary COPY data from `input` to `out`,
+    /// masked; the header and the trailer are read and left out (the writer
+    /// writes one of each around the tuples of every reader). A tuple cut
+    /// across messages waits in `input` for the rest.
     pub fn binary(&mut self, input: &mut BytesMut, out: &mut BytesMut, header: &mut bool) {
         if !*header {
             let fixed = SIGNATURE.len() + 8;
@@ -119,7 +121,7 @@ impl Masker {
             if input.len() < fixed + extension {
                 return;
             }
-            out.extend_from_slice(&input.split_to(fixed + extension));
+            let _ = input.split_to(fixed + extension);
             *header = true;
         }
         while let Some(length) = tuple_length(input) {
@@ -129,8 +131,12 @@ impl Masker {
     }
 
     fn binary_tuple(&mut self, tuple: &[u8], out: &mut BytesMut) {
-        out.extend_from_slice(&tuple[..2]);
         let count = i16::from_be_bytes([tuple[0], tuple[1]]);
+        if count < 0 {
+            // The trailer.
+            return;
+        }
+        out.extend_from_slice(&tuple[..2]);
         let mut at = 2;
         for index in 0..usize::try_from(count.max(0)).unwrap_or(0) {
             let length = read_i32(&tuple[at..]);
@@ -318,43 +324,80 @@ fn unescape(field: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Streams the source's rows into the target, masked; returns rows and
-/// bytes. Masking runs on a task of its own, a few batches ahead of the
-/// writes, so that reading, masking and writing overlap.
+/// Streams the rows of every source (readers of parts of one table) into
+/// the target, masked; returns rows and bytes. Each source is read and
+/// masked on a task of its own, a few batches ahead of the writes; in binary
+/// format the writer puts one header before and one trailer after all of
+/// them.
 pub(crate) async fn pump(
     context: &RunContext,
-    source: CopyOutStream,
+    sources: Vec<CopyOutStream>,
     sink: CopyInSink<Bytes>,
-    mut masker: Masker,
+    masker: &Masker,
     binary: bool,
 ) -> Result<(u64, u64), StepError> {
-    const BATCH: usize = 256 * 1024;
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Result<Bytes, StepError>>(8);
-    let masking = tokio::spawn(async move {
-        futures_util::pin_mut!(source);
-        let mut out = BytesMut::with_capacity(BATCH + 4096);
-        let mut pending = BytesMut::new();
-        let mut header = false;
-        while let Some(chunk) = source.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(error) => {
-                    let _ = sender
-                        .send(Err(StepError::from(flow_engine::flow_db::DbError::from(
-                            error,
-                        ))))
-                        .await;
-                    return;
-                }
-            };
-            if binary {
-                pending.extend_from_slice(&chunk);
-                masker.binary(&mut pending, &mut out, &mut header);
-                if out.len() >= BATCH && sender.send(Ok(out.split().freeze())).await.is_err() {
-                    return;
-                }
-                continue;
+    let mut readers = Vec::new();
+    let mut aborts = Vec::new();
+    for source in sources {
+        let reader = tokio::spawn(read(source, masker.clone(), binary, sender.clone()));
+        aborts.push(AbortOnDrop(reader.abort_handle()));
+        readers.push(reader);
+    }
+    drop(sender);
+    futures_util::pin_mut!(sink);
+    let mut bytes = 0u64;
+    if binary {
+        let mut header = BytesMut::from(SIGNATURE);
+        header.extend_from_slice(&[0; 8]);
+        sink.feed(header.freeze()).await?;
+    }
+    while let Some(batch) = batches.recv().await {
+        let batch = batch?;
+        bytes += batch.len() as u64;
+        context.progress.add_bytes(batch.len() as u64);
+        sink.feed(batch).await?;
+    }
+    // Every row was sent only if every reader ended on its own: a panic
+    // there must not commit part of a table.
+    for reader in readers {
+        reader
+            .await
+            .map_err(|e| StepError::message(format!("reading the rows stopped: {e}"), None))?;
+    }
+    if binary {
+        sink.feed(Bytes::from_static(&[0xff, 0xff])).await?;
+    }
+    let rows = sink.as_mut().finish().await?;
+    context.progress.add_rows(rows);
+    Ok((rows, bytes))
+}
+
+/// One source's rows, masked, in batches to the writer.
+async fn read(
+    source: CopyOutStream,
+    mut masker: Masker,
+    binary: bool,
+    sender: tokio::sync::mpsc::Sender<Result<Bytes, StepError>>,
+) {
+    const BATCH: usize = 256 * 1024;
+    futures_util::pin_mut!(source);
+    let mut out = BytesMut::with_capacity(BATCH + 4096);
+    let mut pending = BytesMut::new();
+    let mut header = false;
+    while let Some(chunk) = source.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                let error = StepError::from(flow_engine::flow_db::DbError::from(error));
+                let _ = sender.send(Err(error)).await;
+                return;
             }
+        };
+        if binary {
+            pending.extend_from_slice(&chunk);
+            masker.binary(&mut pending, &mut out, &mut header);
+        } else {
             // PostgreSQL sends a row per message: whole lines are masked
             // where they arrived; only a row cut across messages is
             // gathered first.
@@ -378,39 +421,17 @@ pub(crate) async fn pump(
                 rest = &rest[end + 1..];
             }
             pending.extend_from_slice(rest);
-            if out.len() >= BATCH && sender.send(Ok(out.split().freeze())).await.is_err() {
-                return;
-            }
         }
-        if !pending.is_empty() {
-            if binary {
-                out.extend_from_slice(&pending);
-            } else {
-                masker.row(&pending, &mut out);
-            }
+        if out.len() >= BATCH && sender.send(Ok(out.split().freeze())).await.is_err() {
+            return;
         }
-        if !out.is_empty() {
-            let _ = sender.send(Ok(out.split().freeze())).await;
-        }
-    });
-    // The masking task ends with this future (a cancelled step stops it).
-    let _abort = AbortOnDrop(masking.abort_handle());
-    futures_util::pin_mut!(sink);
-    let mut bytes = 0u64;
-    while let Some(batch) = batches.recv().await {
-        let batch = batch?;
-        bytes += batch.len() as u64;
-        context.progress.add_bytes(batch.len() as u64);
-        sink.feed(batch).await?;
     }
-    // Every row was sent only if the masking task ended on its own: a
-    // panic there must not commit part of a table.
-    masking
-        .await
-        .map_err(|e| StepError::message(format!("masking the rows stopped: {e}"), None))?;
-    let rows = sink.as_mut().finish().await?;
-    context.progress.add_rows(rows);
-    Ok((rows, bytes))
+    if !binary && !pending.is_empty() {
+        masker.row(&pending, &mut out);
+    }
+    if !out.is_empty() {
+        let _ = sender.send(Ok(out.split().freeze())).await;
+    }
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -457,7 +478,7 @@ mod tests {
         input.extend_from_slice(&9i32.to_be_bytes());
         input.extend_from_slice(b"ann@x.org");
         input.extend_from_slice(&(-1i32).to_be_bytes());
-        // Half a trailer: it waits for the rest.
+        // Half a trailer: it waits for the rest, then is left out.
         input.extend_from_slice(&[0xff]);
         let mut out = bytes::BytesMut::new();
         let mut header = false;
@@ -465,7 +486,12 @@ mod tests {
         masker.binary(&mut input, &mut out, &mut header);
         assert!(header);
         assert_eq!(input.as_ref(), &[0xff], "the cut trailer waits");
-        let tuple = &out[super::SIGNATURE.len() + 8..];
+        let before = out.len();
+        input.extend_from_slice(&[0xff]);
+        masker.binary(&mut input, &mut out, &mut header);
+        assert!(input.is_empty());
+        assert_eq!(out.len(), before, "the trailer is the writer's");
+        let tuple = &out[..];
         let parts: Vec<&str> = text.trim_end().split('\t').collect();
         let number = i32::from_be_bytes(tuple[6..10].try_into().expect("int4"));
         assert_eq!(number.to_string(), parts[0]);
