@@ -1,6 +1,6 @@
-//! Masking in the stream: the rows of `COPY ... TO STDOUT` (text format)
-//! from the source, with the hashed and faked fields replaced, into `COPY
-//! ... FROM STDIN` of the target. Unmasked values of those fields are only
+//! Masking in the stream: the rows of `COPY ... TO STDOUT` (text or binary
+//! format) from the source, with the hashed and faked fields replaced, into
+//! `COPY ... FROM STDIN` of the target. Unmasked values of those fields are only
 //! in this process's memory on the way, never on disk or in the target.
 //!
 //! A value's hash is SHA-256 of the salt, `|` and the value's text (as
@@ -58,7 +58,7 @@ pub(crate) const LAST: &[&str] = &[
     "Yao",
 ];
 
-/// Masks fields of text-format COPY rows.
+/// Masks fields of COPY rows, in text format (`row`) or binary (`binary`).
 #[derive(Clone)]
 pub(crate) struct Masker {
     /// The salt and `|`, hashed once; each value continues from here.
