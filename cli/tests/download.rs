@@ -255,18 +255,13 @@ async fn a_server_killed_mid_download_leaves_no_partial_file_and_a_rerun_complet
     // A server coming back may refuse a moment longer: a few more retries.
     let project = Project::new("killed", "  jobs = 1\n  retries = 4\n");
     let url = server.url(&bucket, "");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
-        .args(["run", "downloads.flow"])
-        .current_dir(&project.dir)
-        .env("BUCKET_URL", &url)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("FLOW_DATABASE_URL", db.url())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("flow starts");
+    let child = support::spawn_flow(
+        &project.dir,
+        "downloads.flow",
+        "BUCKET_URL",
+        &url,
+        &db.url(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while files(&project.raw()).len() < 3 {
         assert!(Instant::now() < deadline, "the download never started");

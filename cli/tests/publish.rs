@@ -451,18 +451,7 @@ async fn a_server_killed_mid_upload_leaves_no_partial_object_and_a_rerun_complet
         .collect();
     std::fs::write(folder.dir.join("release/large.bin"), &large).expect("file");
     folder.write("release/manifest.json", "{\"files\": 81}");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
-        .args(["run", "up.flow"])
-        .current_dir(&folder.dir)
-        .env("OUT_URL", &url)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("FLOW_DATABASE_URL", db.url())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("flow starts");
+    let child = support::spawn_flow(&folder.dir, "up.flow", "OUT_URL", &url, &db.url());
     let deadline = Instant::now() + Duration::from_secs(60);
     while objects(&bucket, "r/").await.len() < 3 {
         assert!(Instant::now() < deadline, "the upload never started");

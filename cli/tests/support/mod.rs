@@ -239,3 +239,28 @@ pub async fn wait_for_statement(client: &flow_db::tokio_postgres::Client, like: 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `flow run FILE` in `dir` as a child process, with the storage URL in
+/// `url_var`, this server's credentials and the flow database: for tests
+/// that stop the server while the run goes. Its output is piped.
+#[allow(dead_code)]
+pub fn spawn_flow(
+    dir: &Path,
+    file: &str,
+    url_var: &str,
+    url: &str,
+    flow_db: &str,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["run", file])
+        .current_dir(dir)
+        .env(url_var, url)
+        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+        .env("FLOW_DATABASE_URL", flow_db)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flow starts")
+}
