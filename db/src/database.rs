@@ -16,6 +16,16 @@ pub struct Database {
     /// How to open a connection of its own (`listen`).
     config: tokio_postgres::Config,
     verify: bool,
+    /// Behind a pooler in transaction mode: the run's values, which each
+    /// transaction sets for itself (a pooler refuses them at connection
+    /// start), and the server's own URL for what needs a session.
+    pooled: Option<Pooled>,
+}
+
+#[derive(Clone)]
+struct Pooled {
+    values: std::sync::Arc<Vec<(String, String)>>,
+    direct: Option<(tokio_postgres::Config, bool)>,
 }
 
 impl std::fmt::Debug for Database {
@@ -59,9 +69,16 @@ impl Database {
                 create_if_missing(cluster, port, database).await?;
                 (cluster.config(port, database)?, false)
             }
-            Location::Url(url) => config_from_url(url)?,
+            Location::Url(url) | Location::Pooled { url, .. } => config_from_url(url)?,
         };
-        if !settings.is_empty() {
+        let pooled = match location {
+            Location::Pooled { direct, .. } => Some(Pooled {
+                values: std::sync::Arc::new(settings.to_vec()),
+                direct: direct.as_deref().map(config_from_url).transpose()?,
+            }),
+            _ => None,
+        };
+        if !settings.is_empty() && pooled.is_none() {
             // Server options at connection start: `-c flow.name=value`, with
             // blanks and backslashes escaped as libpq's options expect.
             let escape = |text: &str| text.replace('\\', "\\\\").replace(' ', "\\ ");
@@ -103,44 +120,67 @@ impl Database {
             pool,
             config,
             verify,
+            pooled,
         };
         // Fail now, with a clear message, rather than in the middle of a step.
         drop(database.client().await?);
         Ok(database)
     }
 
+    /// Whether the database is reached through a pooler in transaction mode.
+    pub fn is_pooled(&self) -> bool {
+        self.pooled.is_some()
+    }
+
+    /// How to reach a session of this database for `purpose`: the URL's
+    /// server, or behind a pooler in transaction mode its `direct` URL; with
+    /// none, an error that names the setting.
+    fn session_config(&self, purpose: &str) -> Result<(&tokio_postgres::Config, bool), DbError> {
+        match &self.pooled {
+            None => Ok((&self.config, self.verify)),
+            Some(Pooled {
+                direct: Some((config, verify)),
+                ..
+            }) => Ok((config, *verify)),
+            Some(Pooled { direct: None, .. }) => Err(DbError::SessionNeeded {
+                name: self.name.clone(),
+                purpose: purpose.to_owned(),
+            }),
+        }
+    }
+
+    /// A connection of its own (for `purpose`), outside the pool, that
+    /// keeps one server session as long as it lives: behind a pooler in
+    /// transaction mode, to the `direct` URL.
+    pub async fn session(&self, purpose: &str) -> Result<tokio_postgres::Client, DbError> {
+        let (client, connection) = self.connect_session(purpose).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    async fn connect_session(
+        &self,
+        purpose: &str,
+    ) -> Result<(tokio_postgres::Client, tls::Connection), DbError> {
+        let (config, verify) = self.session_config(purpose)?;
+        config
+            .connect(tls::connector(verify))
+            .await
+            .map_err(|e| DbError::Connect {
+                name: self.name.clone(),
+                location: self.location.to_string(),
+                reason: describe(&e),
+                help: None,
+            })
+    }
+
     /// The libpq environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-    /// `PGDATABASE`, `PGSSLMODE`) that points a client program (`pg_dump`)
-    /// at this database, so that no secret is on its command line.
-    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = Vec::new();
-        if let Some(host) = self.config.get_hosts().first() {
-            let host = match host {
-                tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-            };
-            env.push(("PGHOST", host));
-        }
-        if let Some(port) = self.config.get_ports().first() {
-            env.push(("PGPORT", port.to_string()));
-        }
-        if let Some(user) = self.config.get_user() {
-            env.push(("PGUSER", user.to_owned()));
-        }
-        if let Some(password) = self.config.get_password() {
-            env.push(("PGPASSWORD", String::from_utf8_lossy(password).into_owned()));
-        }
-        if let Some(name) = self.config.get_dbname() {
-            env.push(("PGDATABASE", name.to_owned()));
-        }
-        let mode = match self.config.get_ssl_mode() {
-            SslMode::Disable => "disable",
-            SslMode::Require if self.verify => "verify-full",
-            SslMode::Require => "require",
-            _ => "prefer",
-        };
-        env.push(("PGSSLMODE", mode.to_owned()));
-        env
+    /// `PGDATABASE`, `PGSSLMODE`) that points a client program (`pg_dump`,
+    /// for `purpose`) at a session of this database (as
+    /// [`Database::session`]), so that no secret is on its command line.
+    pub fn session_env(&self, purpose: &str) -> Result<Vec<(&'static str, String)>, DbError> {
+        let (config, verify) = self.session_config(purpose)?;
+        Ok(libpq_env(config, verify))
     }
 
     /// The notifications sent on `channels` (channel, payload), from a
@@ -150,16 +190,7 @@ impl Database {
         &self,
         channels: &[String],
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<(String, String)>, DbError> {
-        let (client, mut connection) = self
-            .config
-            .connect(tls::connector(self.verify))
-            .await
-            .map_err(|e| DbError::Connect {
-                name: self.name.clone(),
-                location: self.location.to_string(),
-                reason: describe(&e),
-                help: None,
-            })?;
+        let (client, mut connection) = self.connect_session("listen for notifications").await?;
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let watcher = sender.clone();
         tokio::spawn(async move {
@@ -192,7 +223,7 @@ impl Database {
 
     /// A connection from the pool.
     pub async fn client(&self) -> Result<Client, DbError> {
-        self.pool.get().await.map_err(|error| {
+        let object = self.pool.get().await.map_err(|error| {
             let reason = match &error {
                 deadpool_postgres::PoolError::Backend(e) => describe(e),
                 other => other.to_string(),
@@ -213,12 +244,45 @@ impl Database {
                 reason,
                 help,
             }
-        })
+        })?;
+        let values = self.pooled.as_ref().map(|p| p.values.clone());
+        Ok(Client::new(object, values))
     }
 
     pub fn pool_size(&self) -> usize {
         self.pool.status().max_size
     }
+}
+
+fn libpq_env(config: &tokio_postgres::Config, verify: bool) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    if let Some(host) = config.get_hosts().first() {
+        let host = match host {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        };
+        env.push(("PGHOST", host));
+    }
+    if let Some(port) = config.get_ports().first() {
+        env.push(("PGPORT", port.to_string()));
+    }
+    if let Some(user) = config.get_user() {
+        env.push(("PGUSER", user.to_owned()));
+    }
+    if let Some(password) = config.get_password() {
+        env.push(("PGPASSWORD", String::from_utf8_lossy(password).into_owned()));
+    }
+    if let Some(name) = config.get_dbname() {
+        env.push(("PGDATABASE", name.to_owned()));
+    }
+    let mode = match config.get_ssl_mode() {
+        SslMode::Disable => "disable",
+        SslMode::Require if verify => "verify-full",
+        SslMode::Require => "require",
+        _ => "prefer",
+    };
+    env.push(("PGSSLMODE", mode.to_owned()));
+    env
 }
 
 /// The server's message when there is one, without the library's wrapping.
@@ -280,7 +344,9 @@ fn config_from_url(raw: &str) -> Result<(tokio_postgres::Config, bool), DbError>
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .filter_map(|(k, v)| {
-            if k == "sslmode" {
+            if k == "pool_mode" {
+                None
+            } else if k == "sslmode" {
                 sslmode = Some(v.into_owned());
                 None
             } else {

@@ -45,6 +45,17 @@ pub enum DbError {
     )]
     Location { value: String, reason: String },
 
+    #[error(
+        "database `{name}` is reached through a pooler in transaction mode, and to {purpose} flow needs a session of its own"
+    )]
+    #[diagnostic(
+        code(flow::db::session_needed),
+        help(
+            "give the server's own URL (not the pooler's) as `direct`: `database {name} = {{ url = env(\"...\"), pool_mode = \"transaction\", direct = env(\"...\") }}`"
+        )
+    )]
+    SessionNeeded { name: String, purpose: String },
+
     #[error("{message}")]
     #[diagnostic(code(flow::db::query))]
     Query {

@@ -10,6 +10,7 @@
 //! - [`Database`] is a pool of connections to one database, TLS when the URL
 //!   asks for it (rustls; no OpenSSL).
 
+mod client;
 mod cluster;
 mod database;
 mod db_error;
@@ -27,7 +28,6 @@ pub use database::{CancelOnDrop, Database, quote_ident, quote_literal};
 pub use db_error::{DbError, SqlError};
 pub use location::{Location, redact};
 
-pub use deadpool_postgres::{
-    ClientWrapper, GenericClient, Object as Client, Transaction as ClientTransaction,
-};
+pub use client::{Client, Sql};
+pub use deadpool_postgres::{ClientWrapper, Transaction as ClientTransaction};
 pub use tokio_postgres;

@@ -10,6 +10,11 @@ pub enum Location {
     /// A server given by URL. The libpq environment (`PGHOST`, `PGUSER`,
     /// `PGPASSWORD`, ...) fills what the URL leaves out.
     Url(String),
+    /// A server reached through a pooler in transaction mode (PgBouncer's
+    /// `pool_mode = transaction`): no session outlives a transaction, so
+    /// what needs one (advisory locks, `LISTEN`, `pg_dump`) goes to `direct`,
+    /// the server's own URL, or is refused without it.
+    Pooled { url: String, direct: Option<String> },
 }
 
 impl Location {
@@ -28,11 +33,39 @@ impl Location {
                 reason: "it is neither `embedded` nor a postgres:// URL".into(),
             });
         }
-        url::Url::parse(value).map_err(|e| DbError::Location {
+        let url = url::Url::parse(value).map_err(|e| DbError::Location {
             value: redact(value),
             reason: e.to_string(),
         })?;
-        Ok(Location::Url(value.to_owned()))
+        // `pool_mode=transaction`: a pooler's URL (flow's own parameter,
+        // named after PgBouncer's setting; taken out before connecting).
+        match url.query_pairs().find(|(k, _)| k == "pool_mode") {
+            Some((_, mode)) if mode == "transaction" => Ok(Location::Pooled {
+                url: value.to_owned(),
+                direct: None,
+            }),
+            Some((_, mode)) if mode != "session" => Err(DbError::Location {
+                value: redact(value),
+                reason: format!("`pool_mode={mode}` is neither `session` nor `transaction`"),
+            }),
+            _ => Ok(Location::Url(value.to_owned())),
+        }
+    }
+
+    /// A location behind a pooler in transaction mode: `url` the pooler's,
+    /// `direct` the server's own, both URLs.
+    pub fn pooled(url: &str, direct: Option<&str>, database: &str) -> Result<Self, DbError> {
+        let url_only = |value: &str| match Self::parse(value, database)? {
+            Location::Url(url) | Location::Pooled { url, .. } => Ok(url),
+            _ => Err(DbError::Location {
+                value: redact(value),
+                reason: "a pooler and the server behind it are given by URL".into(),
+            }),
+        };
+        Ok(Location::Pooled {
+            url: url_only(url)?,
+            direct: direct.map(url_only).transpose()?,
+        })
     }
 
     pub fn is_embedded(&self) -> bool {
@@ -78,6 +111,13 @@ impl fmt::Display for Location {
         match self {
             Location::Embedded { database } => write!(f, "embedded ({database})"),
             Location::Url(url) => f.write_str(&redact(url)),
+            Location::Pooled { url, direct } => {
+                write!(f, "{} (pooled, transaction mode", redact(url))?;
+                match direct {
+                    Some(direct) => write!(f, "; direct {})", redact(direct)),
+                    None => f.write_str(")"),
+                }
+            }
         }
     }
 }
@@ -91,6 +131,31 @@ impl fmt::Debug for Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pooler_in_transaction_mode_is_named_in_the_url_or_beside_it() {
+        let pooled = Location::parse(
+            "postgres://u:pw@bouncer:6432/api?pool_mode=transaction",
+            "api",
+        )
+        .expect("valid");
+        assert!(matches!(pooled, Location::Pooled { direct: None, .. }));
+        assert!(!pooled.to_string().contains("pw"));
+        let session = Location::parse("postgres://bouncer:6432/api?pool_mode=session", "api");
+        assert!(matches!(session, Ok(Location::Url(_))));
+        assert!(Location::parse("postgres://bouncer/api?pool_mode=statement", "api").is_err());
+        let direct = Location::pooled(
+            "postgres://u:pw@bouncer:6432/api",
+            Some("postgres://u:pw2@db:5432/api"),
+            "api",
+        )
+        .expect("valid");
+        assert!(
+            matches!(&direct, Location::Pooled { direct: Some(d), .. } if d.contains("db:5432"))
+        );
+        assert!(!direct.to_string().contains("pw2"));
+        assert!(Location::pooled("embedded", None, "api").is_err());
+    }
 
     #[test]
     fn passwords_never_show() {

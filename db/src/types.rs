@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use deadpool_postgres::GenericClient;
+use crate::Sql;
 
 use crate::{DbError, quote_ident, quote_literal};
 
@@ -105,7 +105,7 @@ const USER_TYPES: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
 /// those that belong to extensions such as PostGIS. Enums come first, then
 /// domains, then composites, each sorted by schema and name.
 pub async fn introspect(
-    client: &impl GenericClient,
+    client: &impl Sql,
     schemas: Option<&[String]>,
 ) -> Result<Vec<CustomType>, DbError> {
     let schemas: Option<Vec<String>> = schemas.map(<[String]>::to_vec);

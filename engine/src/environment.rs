@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use flow_db::Location;
-use flow_dsl::ast::ValueKind;
+use flow_dsl::ast::{Value, ValueKind};
 use miette::Diagnostic;
 use thiserror::Error;
 
@@ -81,16 +81,19 @@ impl Environment {
         names.sort_unstable();
         names.dedup();
         for db in names {
-            let value = match pick(&pipeline.databases, db) {
-                Some(declaration) => value_of(&declaration, "database", db)?,
-                None => "embedded".to_owned(),
+            let location = match pick(&pipeline.databases, db) {
+                Some(declaration) => location_of(&declaration.value, db)?,
+                None => Location::parse("embedded", db)?,
             };
-            databases.insert(db.to_owned(), Location::parse(&value, db)?);
+            databases.insert(db.to_owned(), location);
         }
         let mut storages = BTreeMap::new();
         for storage in pipeline.storages.keys() {
             if let Some(declaration) = pick(&pipeline.storages, storage) {
-                storages.insert(storage.clone(), value_of(&declaration, "storage", storage)?);
+                storages.insert(
+                    storage.clone(),
+                    text_of(&declaration.value, "storage", storage)?,
+                );
             }
         }
         Ok(Self {
@@ -101,12 +104,30 @@ impl Environment {
     }
 }
 
-fn value_of(
-    declaration: &Declaration,
-    what: &'static str,
-    name: &str,
-) -> Result<String, EnvironmentError> {
-    match &declaration.value.kind {
+/// A database's location: a string, or a map with the URL of a pooler,
+/// its `pool_mode` and the `direct` URL of the server behind it.
+fn location_of(value: &Value, db: &str) -> Result<Location, EnvironmentError> {
+    let ValueKind::Map(entries) = &value.kind else {
+        return Ok(Location::parse(&text_of(value, "database", db)?, db)?);
+    };
+    let entry = |key: &str| entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v);
+    let url = match entry("url") {
+        Some(url) => text_of(url, "database", db)?,
+        None => String::new(),
+    };
+    let transaction = entry("pool_mode")
+        .is_some_and(|mode| matches!(&mode.kind, ValueKind::String(m) if m == "transaction"));
+    if !transaction {
+        return Ok(Location::parse(&url, db)?);
+    }
+    let direct = entry("direct")
+        .map(|direct| text_of(direct, "database", db))
+        .transpose()?;
+    Ok(Location::pooled(&url, direct.as_deref(), db)?)
+}
+
+fn text_of(value: &Value, what: &'static str, name: &str) -> Result<String, EnvironmentError> {
+    match &value.kind {
         ValueKind::String(text) => Ok(text.clone()),
         ValueKind::Env {
             name: variable,

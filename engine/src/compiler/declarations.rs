@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use flow_dsl::Span;
-use flow_dsl::ast::{Binding, Flow, Item, ValueKind};
+use flow_dsl::ast::{Binding, Flow, Ident, Item, Value, ValueKind};
 
 use super::{
     Compiler,
@@ -112,9 +112,54 @@ impl Compiler<'_> {
         }
     }
 
-    /// A connection is a string, or `env("NAME")` with an optional string default.
+    /// A connection is a string, or `env("NAME")` with an optional string
+    /// default; a database may also be a map: `url`, `pool_mode` and `direct`.
     pub(super) fn check_connection(&mut self, kind: &str, binding: &Binding) {
-        let value = &binding.value;
+        match &binding.value.kind {
+            ValueKind::Map(entries) if kind == "database" => self.check_pooled(binding, entries),
+            _ => self.check_location(kind, &binding.name.name, &binding.value),
+        }
+    }
+
+    /// `{ url = ..., pool_mode = "transaction", direct = ... }`: a database
+    /// behind a pooler, and the server's own URL for what needs a session.
+    fn check_pooled(&mut self, binding: &Binding, entries: &[(Ident, Value)]) {
+        const KEYS: [&str; 3] = ["url", "pool_mode", "direct"];
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "url" | "direct" => self.check_location("database", &key.name, value),
+                "pool_mode" => {
+                    if !matches!(&value.kind, ValueKind::String(m) if m == "session" || m == "transaction")
+                    {
+                        self.errors.push(wrong_type(
+                            "pool_mode",
+                            "`\"session\"` or `\"transaction\"`",
+                            value,
+                            Some("the pooler's own `pool_mode`: `transaction` when a server is lent for one transaction at a time (PgBouncer's default is `session`)".into()),
+                        ));
+                    }
+                }
+                other => self.errors.push(CompileError::InvalidValue {
+                    message: format!("`{other}` is not a setting of a database"),
+                    span: key.span.into(),
+                    help: Some(crate::suggest::did_you_mean(
+                        other,
+                        "settings",
+                        KEYS.iter().copied(),
+                    )),
+                }),
+            }
+        }
+        if !entries.iter().any(|(key, _)| key.name == "url") {
+            self.errors.push(CompileError::InvalidValue {
+                message: format!("database `{}` has no `url`", binding.name.name),
+                span: binding.value.span.into(),
+                help: Some("`{ url = env(\"API_URL\"), pool_mode = \"transaction\", direct = env(\"API_DIRECT_URL\") }`".into()),
+            });
+        }
+    }
+
+    fn check_location(&mut self, kind: &str, name: &str, value: &Value) {
         let literal = match &value.kind {
             ValueKind::String(text) => Some((text.as_str(), value.span)),
             ValueKind::Env { default: None, .. } => None,
@@ -131,7 +176,7 @@ impl Compiler<'_> {
             },
             _ => {
                 self.errors.push(wrong_type(
-                    &binding.name.name,
+                    name,
                     "a string or `env(\"NAME\", \"default\")`",
                     value,
                     None,

@@ -179,8 +179,14 @@ impl Records {
         &self,
         space: &str,
         name: &str,
-    ) -> Result<Option<flow_db::ClientWrapper>, DbError> {
-        let client = self.database.client().await?;
+    ) -> Result<Option<tokio_postgres::Client>, DbError> {
+        // A connection of its own: when it is dropped, it closes and the
+        // lock goes with it, for another scheduler to take. Behind a pooler
+        // in transaction mode, a session lock needs the server's own URL.
+        let client = self
+            .database
+            .session("hold the schedule's advisory locks")
+            .await?;
         let locked: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
@@ -188,9 +194,7 @@ impl Records {
             )
             .await?
             .get(0);
-        // Taken out of the pool: when it is dropped, the connection closes and
-        // the lock goes with it, for another scheduler to take.
-        Ok(locked.then(|| flow_db::Client::take(client)))
+        Ok(locked.then_some(client))
     }
 }
 

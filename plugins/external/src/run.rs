@@ -60,7 +60,10 @@ fn request(external: &External, context: &RunContext) -> Value {
         .databases
         .iter()
         .filter_map(|(name, db)| match &db.location {
-            flow_engine::flow_db::Location::Url(url) => Some((name.clone(), json!(url))),
+            flow_engine::flow_db::Location::Url(url)
+            | flow_engine::flow_db::Location::Pooled { url, .. } => {
+                Some((name.clone(), json!(url)))
+            }
             flow_engine::flow_db::Location::Embedded { .. } => None,
         })
         .collect();

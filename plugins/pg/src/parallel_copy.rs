@@ -120,16 +120,20 @@ async fn copy_streams(
     for _ in 0..streams {
         let (send, mut receive) = tokio::sync::mpsc::channel::<Bytes>(4);
         senders.push(send);
-        let client = database.client().await?;
+        let mut client = database.client().await?;
         let copy = format!("COPY {staging} FROM STDIN WITH (FORMAT csv)");
         workers.push(async move {
             let guard = CancelOnDrop::new(&client);
-            let sink = client.copy_in::<_, Bytes>(&copy).await?;
+            // In a transaction, where COPY's exchanges stay on one server
+            // behind a pooler.
+            let transaction = client.transaction().await?;
+            let sink = transaction.copy_in::<_, Bytes>(&copy).await?;
             futures_util::pin_mut!(sink);
             while let Some(block) = receive.recv().await {
                 sink.feed(block).await?;
             }
             let rows = sink.as_mut().finish().await?;
+            transaction.commit().await?;
             guard.disarm();
             Ok::<u64, DbError>(rows)
         });

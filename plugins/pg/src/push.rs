@@ -1,5 +1,5 @@
 use flow_engine::flow_db::types::{self, CustomType, TypeStatement};
-use flow_engine::flow_db::{Client, GenericClient, quote_ident, quote_literal};
+use flow_engine::flow_db::{Client, Sql, quote_ident, quote_literal};
 use flow_engine::{
     BoxFuture, Operation, OperationSpec, Outcome, ParamSpec, ParamType, Params, Prepared, Problem,
     Registration, Resource, RunContext, StepContext, StepError, Target, inventory,

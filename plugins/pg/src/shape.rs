@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use flow_engine::flow_db::tokio_postgres::GenericClient;
+use flow_engine::flow_db::Sql;
 use flow_engine::flow_db::tokio_postgres::types::Oid;
 use flow_engine::flow_db::{DbError, quote_ident};
 
@@ -131,7 +131,7 @@ pub struct Enum {
 /// The shapes of `names` in `schema` (those that exist), and every enum
 /// they use, by name.
 pub async fn read(
-    client: &impl GenericClient,
+    client: &impl Sql,
     schema: &str,
     names: &[String],
 ) -> Result<(BTreeMap<String, Table>, BTreeMap<String, Enum>), DbError> {
@@ -200,7 +200,7 @@ pub async fn read(
 /// The tables' primary keys, foreign keys (and the tables they point at)
 /// and other constraints.
 async fn read_constraints(
-    client: &impl GenericClient,
+    client: &impl Sql,
     schema: &str,
     names: &[String],
     tables: &mut BTreeMap<String, Table>,
@@ -257,7 +257,7 @@ async fn read_constraints(
 
 /// Every enum of the user schemas of a database, by name; where two schemas
 /// have one of the same name, `public`'s.
-pub async fn enums(client: &impl GenericClient) -> Result<BTreeMap<String, Enum>, DbError> {
+pub async fn enums(client: &impl Sql) -> Result<BTreeMap<String, Enum>, DbError> {
     let rows = enum_rows(
         client,
         "t.typtype = 'e' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -270,7 +270,7 @@ pub async fn enums(client: &impl GenericClient) -> Result<BTreeMap<String, Enum>
 
 /// The enums `condition` selects, with their labels in order.
 async fn enum_rows(
-    client: &impl GenericClient,
+    client: &impl Sql,
     condition: &str,
     params: &[&(dyn flow_engine::flow_db::tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<(String, Enum)>, DbError> {

@@ -296,8 +296,6 @@ async fn copy(context: &RunContext) -> Result<Outcome, StepError> {
     }
     transaction.commit().await.map_err(DbError::from)?;
     guard.disarm();
-    // pg_dump's statements set the session's search path and timeouts.
-    let _ = target_client.batch_execute("RESET ALL").await;
     drop(snapshot_tx);
     Ok(report(&catalog, &plans, &copied, &before))
 }

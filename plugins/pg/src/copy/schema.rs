@@ -25,7 +25,7 @@ pub(crate) async fn dump(
     for schema in schemas {
         command.arg(format!("--schema={}", quote_ident(schema)));
     }
-    for (name, value) in source.libpq_env() {
+    for (name, value) in source.session_env("read its schema with pg_dump")? {
         command.env(name, value);
     }
     command.kill_on_drop(true);
@@ -56,12 +56,21 @@ fn adapt(dump: &str) -> String {
         if line.starts_with('\\') || line.starts_with("COMMENT ON SCHEMA ") {
             continue;
         }
-        match line.strip_prefix("CREATE SCHEMA ") {
-            Some(rest) if !rest.starts_with("IF NOT EXISTS") => {
-                out.push_str("CREATE SCHEMA IF NOT EXISTS ");
-                out.push_str(rest);
+        // pg_dump's settings last for the target's transaction only, so
+        // none stays on a connection (a pooler's, lent to others next).
+        if let Some(rest) = line.strip_prefix("SET ") {
+            out.push_str("SET LOCAL ");
+            out.push_str(rest);
+        } else if line == "SELECT pg_catalog.set_config('search_path', '', false);" {
+            out.push_str("SELECT pg_catalog.set_config('search_path', '', true);");
+        } else {
+            match line.strip_prefix("CREATE SCHEMA ") {
+                Some(rest) if !rest.starts_with("IF NOT EXISTS") => {
+                    out.push_str("CREATE SCHEMA IF NOT EXISTS ");
+                    out.push_str(rest);
+                }
+                _ => out.push_str(line),
             }
-            _ => out.push_str(line),
         }
         out.push('\n');
     }
@@ -134,10 +143,10 @@ mod tests {
 
     #[test]
     fn dumps_apply_where_the_schema_exists() {
-        let dump = "\\restrict abc\nSET lock_timeout = 0;\nCREATE SCHEMA public;\nCOMMENT ON SCHEMA public IS 'standard public schema';\nCREATE SCHEMA billing;\nCREATE TABLE public.t (id int);\n\\unrestrict abc\n";
+        let dump = "\\restrict abc\nSET lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\nCREATE SCHEMA public;\nCOMMENT ON SCHEMA public IS 'standard public schema';\nCREATE SCHEMA billing;\nCREATE TABLE public.t (id int);\n\\unrestrict abc\n";
         assert_eq!(
             adapt(dump),
-            "SET lock_timeout = 0;\nCREATE SCHEMA IF NOT EXISTS public;\nCREATE SCHEMA IF NOT EXISTS billing;\nCREATE TABLE public.t (id int);\n"
+            "SET LOCAL lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', true);\nCREATE SCHEMA IF NOT EXISTS public;\nCREATE SCHEMA IF NOT EXISTS billing;\nCREATE TABLE public.t (id int);\n"
         );
     }
 }

@@ -2,14 +2,14 @@
 //! anything is written, and what to say about them.
 
 use flow_engine::StepError;
-use flow_engine::flow_db::tokio_postgres;
+use flow_engine::flow_db::Sql;
 
 use super::Mode;
 use crate::migrate::{Change, CountAt};
 
 /// Counts the rows each data-dependent change would break, on `table_of(t)`.
 pub(super) async fn count_breaking(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl Sql,
     changes: &mut [Change],
     at: CountAt,
     table_of: impl Fn(&str) -> String,

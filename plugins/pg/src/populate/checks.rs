@@ -1,8 +1,8 @@
 //! The flow's `check` blocks, run on the tables populate writes before it
 //! commits or switches.
 
+use flow_engine::flow_db::Sql;
 use flow_engine::flow_db::quote_ident;
-use flow_engine::flow_db::tokio_postgres;
 use flow_engine::{Check, ParamSpec, ParamType, StepError};
 
 use super::Settings;
@@ -45,7 +45,7 @@ pub(super) fn check_failed(failures: &[String]) -> StepError {
 
 /// Runs the `check` blocks on the tables this step writes; returns what failed.
 pub(super) async fn run_checks(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl Sql,
     checks: &[Check],
     settings: &Settings,
     table_of: &(dyn Fn(&str) -> String + Sync),

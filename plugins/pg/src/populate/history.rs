@@ -12,8 +12,8 @@
 //! it commits, and never when it rolls back.
 
 use flow_engine::StepError;
+use flow_engine::flow_db::Sql;
 use flow_engine::flow_db::quote_ident;
-use flow_engine::flow_db::tokio_postgres::GenericClient;
 use serde_json::json;
 
 use super::{Mode, Report, Settings};
@@ -46,7 +46,7 @@ fn q(name: &str) -> String {
 /// The history of every table that keeps one, after the load; the
 /// notifications queued for the commit.
 pub(super) async fn record(
-    client: &impl GenericClient,
+    client: &impl Sql,
     settings: &Settings,
     shapes: &Shapes<'_>,
     run: Option<i64>,
@@ -145,12 +145,7 @@ impl History {
 
     /// The history table, its indexes, and columns a release began to track
     /// (their open versions take the current value: tracking starts now).
-    async fn ensure(
-        &self,
-        client: &impl GenericClient,
-        schema: &str,
-        table: &str,
-    ) -> Result<(), StepError> {
+    async fn ensure(&self, client: &impl Sql, schema: &str, table: &str) -> Result<(), StepError> {
         let mut columns: Vec<String> = self
             .key
             .iter()
@@ -249,7 +244,7 @@ impl History {
     /// changed or came; the counts and (some of) the keys of each kind.
     async fn diff(
         &self,
-        client: &impl GenericClient,
+        client: &impl Sql,
         table: &str,
         run: Option<i64>,
     ) -> Result<(Changed, serde_json::Value), StepError> {
@@ -324,10 +319,7 @@ impl History {
 }
 
 /// The target's columns and their types, as PostgreSQL prints them.
-async fn column_types(
-    client: &impl GenericClient,
-    target: &str,
-) -> Result<Vec<(String, String)>, StepError> {
+async fn column_types(client: &impl Sql, target: &str) -> Result<Vec<(String, String)>, StepError> {
     Ok(client
         .query(
             "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute

@@ -2,7 +2,7 @@
 //! in one transaction.
 
 use flow_engine::flow_db::quote_ident;
-use flow_engine::flow_db::tokio_postgres::{self, Transaction};
+use flow_engine::flow_db::tokio_postgres::Transaction;
 use flow_engine::{RunContext, StepError};
 
 use super::{
@@ -21,16 +21,19 @@ pub(super) async fn in_place(
     context: &RunContext,
     settings: &Settings,
     shapes: &Shapes<'_>,
-    flow: &tokio_postgres::Client,
+    flow: &mut flow_engine::flow_db::Client,
     client: &mut flow_engine::flow_db::Client,
     report: &mut Report,
     dry_run: bool,
 ) -> Result<(), StepError> {
+    // The model is read in a transaction of its own, where COPY's
+    // exchanges stay on one server behind a pooler.
+    let reading = flow.transaction().await?;
     let load = Load {
         context,
         settings,
         shapes,
-        flow,
+        flow: &reading,
     };
     let transaction = client.transaction().await?;
     let outside_keys = load.prepare(&transaction, report).await?;
@@ -88,7 +91,7 @@ struct Load<'a> {
     context: &'a RunContext,
     settings: &'a Settings,
     shapes: &'a Shapes<'a>,
-    flow: &'a tokio_postgres::Client,
+    flow: &'a Transaction<'a>,
 }
 
 impl Load<'_> {

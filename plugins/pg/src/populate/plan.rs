@@ -1,10 +1,10 @@
 //! Populate itself: the model and the target read, their differences
 //! classified, and the mode's load run (or, for `flow diff`, rolled back).
 
+use flow_engine::flow_db::Sql;
 use std::collections::BTreeMap;
 
 use flow_engine::flow_db::CancelOnDrop;
-use flow_engine::flow_db::tokio_postgres;
 use flow_engine::{RunContext, StepError};
 
 use super::{Mode, Report, Settings, in_place::in_place, report::refused, swap::swap};
@@ -13,7 +13,7 @@ use crate::shape::{self};
 
 /// Every column of the API database that uses one of `names` (enums).
 pub(super) async fn enum_columns(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl Sql,
     names: Vec<String>,
 ) -> Result<BTreeMap<String, Vec<(String, String, String)>>, StepError> {
     let mut columns: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
@@ -47,7 +47,7 @@ pub async fn populate(
 ) -> Result<Report, StepError> {
     let flow_db = context.database(&settings.database)?;
     let api = context.database(&settings.to_db)?;
-    let flow = flow_db.client().await?;
+    let mut flow = flow_db.client().await?;
     let (model, model_enums) = shape::read(&**flow, &settings.from, &settings.tables).await?;
     let mut client = api.client().await?;
     let guard = CancelOnDrop::new(&client);
@@ -124,7 +124,7 @@ pub async fn populate(
             context,
             settings,
             &shapes,
-            &flow,
+            &mut flow,
             &mut client,
             &mut report,
             dry_run,

@@ -34,19 +34,26 @@ pub(super) async fn swap(
     scratch.batch_execute(&setup).await?;
     report.swap_sql.push(setup);
     let loads = tables.iter().map(|table| async {
-        let flow = flow_db.client().await?;
-        let client = api.client().await?;
+        let mut flow = flow_db.client().await?;
+        let mut client = api.client().await?;
         let guard = CancelOnDrop::new(&client);
-        let source = flow.copy_out(&copy_out_sql(&settings.from, table)).await?;
-        let sink = client
+        // Each side in a transaction, where COPY's exchanges stay on one
+        // server behind a pooler.
+        let reading = flow.transaction().await?;
+        let writing = client.transaction().await?;
+        let source = reading
+            .copy_out(&copy_out_sql(&settings.from, table))
+            .await?;
+        let sink = writing
             .copy_in(&copy_in_sql(
                 &format!("{}.{}", q(&next), q(&table.name)),
                 table,
             ))
             .await?;
-        let moved = pump(context, source, sink).await;
+        let moved = pump(context, source, sink).await?;
+        writing.commit().await?;
         guard.disarm();
-        moved
+        Ok::<_, StepError>(moved)
     });
     let mut result = Ok(());
     for loaded in futures_util::future::join_all(loads).await {
