@@ -49,18 +49,11 @@ struct Bouncer {
 }
 
 impl Bouncer {
-    fn start(tag: &str, server: &Server, servers: usize) -> Option<Self> {
+    fn start(tag: &str, server: &Server, servers: usize) -> Self {
         let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .into_iter()
-            .find(|p| Path::new(p).exists());
-        let Some(binary) = binary else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "pgbouncer is missing: scripts/prerequisites installs it"
-            );
-            eprintln!("skipped: no pgbouncer (apt-get install pgbouncer)");
-            return None;
-        };
+            .find(|p| Path::new(p).exists())
+            .expect("pgbouncer is installed (scripts/prerequisites installs Debian's)");
         let dir = std::env::temp_dir().join(format!("flow-bouncer{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
@@ -97,16 +90,18 @@ impl Bouncer {
                 .status();
             command.args(["-u", "postgres"]);
         }
-        let child = command
+        let mut child = command
             .arg(dir.join("pgbouncer.ini"))
             .spawn()
             .expect("pgbouncer starts");
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Self { dir, port, child });
+                return Self { dir, port, child };
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "pgbouncer did not listen: {}",
             std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
@@ -157,9 +152,7 @@ fn nix_is_root() -> bool {
 async fn the_reference_pipeline_runs_unchanged_behind_pgbouncer_in_transaction_mode() {
     let reference = Reference::new("pooled").await;
     let server = Server::of(&reference.flow.url());
-    let Some(bouncer) = Bouncer::start("reference", &server, 2) else {
-        return;
-    };
+    let bouncer = Bouncer::start("reference", &server, 2);
     let pooled = |args: &[&str]| {
         reference
             .run(args)
@@ -256,9 +249,7 @@ step pg:target:populate {
 #[tokio::test(flavor = "multi_thread")]
 async fn what_needs_a_session_says_so_and_uses_the_direct_url() {
     let project = Project::new("pooler", "pooledlisten", "products.flow", LISTENING).await;
-    let Some(bouncer) = Bouncer::start("listen", &Server::of(&project.db.url()), 2) else {
-        return;
-    };
+    let bouncer = Bouncer::start("listen", &Server::of(&project.db.url()), 2);
     let pooled = bouncer.url(&project.db.url(), true);
     // LISTEN through a pooler in transaction mode would hear nothing: refused,
     // naming the setting.
@@ -342,9 +333,19 @@ step sql:flow:run seen {
         "seen.sql",
         "DROP TABLE IF EXISTS public.seen;\nCREATE TABLE public.seen AS SELECT current_setting('flow.release') AS release;\n",
     );
-    let Some(bouncer) = Bouncer::start("values", &Server::of(&project.db.url()), 1) else {
-        return;
-    };
+    let bouncer = Bouncer::start("values", &Server::of(&project.db.url()), 1);
+    // Not declared: the pooler refuses the values at connection start, and
+    // the error says what to add.
+    let undeclared = project
+        .run(&["--var", "release=2026-12 nightly"])
+        .env("FLOW_DATABASE_URL", bouncer.url(&project.db.url(), false))
+        .run();
+    assert_ne!(undeclared.code, 0);
+    assert!(
+        flat(&undeclared.stderr).contains("add `pool_mode=transaction` to the URL"),
+        "{}",
+        undeclared.stderr
+    );
     let run = project
         .run(&["--var", "release=2026-12 nightly"])
         .env("FLOW_DATABASE_URL", bouncer.url(&project.db.url(), true))
@@ -357,4 +358,83 @@ step sql:flow:run seen {
         .expect("seen")
         .get(0);
     assert_eq!(release, "2026-12 nightly");
+}
+
+const TICKS: &str = r#"flow ticks
+
+database flow = env("FLOW_DATABASE_URL")
+
+groups work
+
+step sh:run stamp {
+  group = work
+  command = "sh"
+  args = ["-c", "rm -f out.txt"]
+  writes = ["out.txt"]
+}
+
+schedule tick {
+  every = 1s
+  run = [work]
+}
+"#;
+
+/// The scheduler's lead and jobs are session advisory locks: behind a
+/// pooler in transaction mode they need the server's own URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_takes_its_locks_on_the_direct_url() {
+    let project = Project::new("pooler", "pooledticks", "ticks.flow", TICKS).await;
+    let bouncer = Bouncer::start("ticks", &Server::of(&project.db.url()), 2);
+    let pooled = bouncer.url(&project.db.url(), true);
+    let refused = project
+        .flow(&["schedule", "--tick-ms", "100"])
+        .env("FLOW_DATABASE_URL", &pooled)
+        .run();
+    let text = flat(&refused.stderr);
+    assert!(text.contains("not scheduling"), "{text}");
+    assert!(text.contains("direct"), "{text}");
+
+    project.write(
+        "ticks.flow",
+        &TICKS.replace(
+            r#"database flow = env("FLOW_DATABASE_URL")"#,
+            r#"database flow = { url = env("FLOW_DATABASE_URL"), pool_mode = "transaction", direct = env("FLOW_DIRECT_URL") }"#,
+        ),
+    );
+    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["schedule", "ticks.flow", "--tick-ms", "100"])
+        .current_dir(&project.dir)
+        .env("FLOW_DATABASE_URL", &pooled)
+        .env("FLOW_DIRECT_URL", project.db.url())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flow schedule");
+    let client = project.db.client().await.expect("client");
+    let mut succeeded = 0_i64;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(row) = client
+            .query_one(
+                "SELECT count(*) FROM _flow.fires WHERE status = 'succeeded'",
+                &[],
+            )
+            .await
+        {
+            succeeded = row.get(0);
+            if succeeded >= 2 {
+                break;
+            }
+        }
+    }
+    let _ = scheduler.kill();
+    let _ = scheduler.wait();
+    let mut log = String::new();
+    if let Some(mut stderr) = scheduler.stderr.take() {
+        use std::io::Read as _;
+        let _ = stderr.read_to_string(&mut log);
+    }
+    assert!(succeeded >= 2, "{log}");
+    assert!(log.contains("leading the schedules"), "{log}");
 }

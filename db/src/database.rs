@@ -228,7 +228,12 @@ impl Database {
                 deadpool_postgres::PoolError::Backend(e) => describe(e),
                 other => other.to_string(),
             };
-            let help = if reason.contains("password") {
+            let help = if reason.contains("unsupported startup parameter") {
+                Some(format!(
+                    "a pooler in transaction mode does not take the run's values at connection start: add `pool_mode=transaction` to the URL of `{}`",
+                    self.name
+                ))
+            } else if reason.contains("password") {
                 Some(format!(
                     "check the user and password of database `{}`",
                     self.name

@@ -131,6 +131,15 @@ async fn service(flow: Scheduled, tick: Duration, stop: CancellationToken, hooks
                         closed_orphans = false;
                     }
                     Ok(None) => {}
+                    // Behind a pooler in transaction mode without `direct`:
+                    // no lock would hold, so this flow is not scheduled.
+                    Err(error @ flow_db::DbError::SessionNeeded { .. }) => {
+                        let help = miette::Diagnostic::help(&error)
+                            .map(|h| format!("; {h}"))
+                            .unwrap_or_default();
+                        note(format!("not scheduling: {error}{help}"));
+                        break;
+                    }
                     Err(error) => note(format!("cannot take the lead: {error}")),
                 }
             }
