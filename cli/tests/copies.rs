@@ -4,6 +4,7 @@
 mod support;
 
 use flow_db::testing::TestDatabase;
+use support::pooler::{Bouncer, Server};
 use support::{Flow, Folder, flat};
 
 const SOURCE: &str = "
@@ -366,4 +367,47 @@ async fn a_failed_copy_leaves_the_target_and_bad_rules_are_named() {
         .get(0);
     assert_eq!(users, 100, "production is untouched");
     assert_eq!(setup.fingerprint().await, before);
+}
+
+/// Behind PgBouncer in transaction mode: the source's `pg_dump` needs a
+/// session, so it takes the source's `direct` URL (or the copy stops before
+/// anything is written); the rows go through the pooler and arrive as a
+/// copy straight to the servers makes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_goes_through_a_pooler_and_dumps_the_schema_on_the_direct_url() {
+    let setup = Setup::new("pooled").await;
+    let bouncer = Bouncer::start("copies", &Server::of(&setup.app.url()), 2);
+    let pooled = |db: &TestDatabase| bouncer.url(&db.url(), true);
+    let refused = setup
+        .run(&[])
+        .env("PRODUCTION_URL", pooled(&setup.production))
+        .expect(1);
+    let text = flat(&refused.stderr);
+    assert!(text.contains("flow::db::session_needed"), "{text}");
+    assert!(text.contains("pg_dump"), "{text}");
+    let stale: i64 = setup.one("SELECT count(*) FROM public.stale").await;
+    assert_eq!(stale, 1, "nothing written");
+
+    setup.folder.write(
+        "copies.flow",
+        &FLOW.replace(
+            r#"database production = env("PRODUCTION_URL")"#,
+            r#"database production = { url = env("PRODUCTION_URL"), pool_mode = "transaction", direct = env("PRODUCTION_DIRECT_URL") }"#,
+        ),
+    );
+    let through = setup
+        .run(&[])
+        .env("PRODUCTION_URL", pooled(&setup.production))
+        .env("PRODUCTION_DIRECT_URL", setup.production.url())
+        .env("APP_URL", pooled(&setup.app))
+        .env("FLOW_DATABASE_URL", pooled(&setup.flow))
+        .run();
+    assert_eq!(through.code, 0, "{}\n{}", through.stdout, through.stderr);
+    let pooled_rows = setup.fingerprint().await;
+    let visits: i64 = setup.one("SELECT count(*) FROM visits").await;
+    assert_eq!(visits, 400_000);
+
+    setup.folder.write("copies.flow", FLOW);
+    setup.run(&["--force"]).expect(0);
+    assert_eq!(setup.fingerprint().await, pooled_rows);
 }

@@ -25,7 +25,64 @@ pub struct Database {
 #[derive(Clone)]
 struct Pooled {
     values: std::sync::Arc<Vec<(String, String)>>,
-    direct: Option<(tokio_postgres::Config, bool)>,
+    direct: Option<Direct>,
+}
+
+/// The server behind the pooler: its config and a pool of sessions.
+#[derive(Clone)]
+struct Direct {
+    config: tokio_postgres::Config,
+    verify: bool,
+    pool: Pool,
+}
+
+/// The run's values as server options at connection start
+/// (`-c flow.name=value`, blanks and backslashes escaped as libpq's options
+/// expect).
+fn with_values(config: &mut tokio_postgres::Config, settings: &[(String, String)]) {
+    if settings.is_empty() {
+        return;
+    }
+    let escape = |text: &str| text.replace('\\', "\\\\").replace(' ', "\\ ");
+    let options: Vec<String> = settings
+        .iter()
+        .map(|(name, value)| format!("-c flow.{}={}", escape(name), escape(value)))
+        .collect();
+    let existing = config.get_options().map(str::to_owned);
+    let joined = existing
+        .into_iter()
+        .chain(options)
+        .collect::<Vec<_>>()
+        .join(" ");
+    config.options(&joined);
+}
+
+fn pool_of(
+    config: &tokio_postgres::Config,
+    verify: bool,
+    size: usize,
+    name: &str,
+    location: &Location,
+) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        tls::connector(verify),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .wait_timeout(Some(Duration::from_secs(600)))
+        .create_timeout(Some(Duration::from_secs(30)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Connect {
+            name: name.to_owned(),
+            location: location.to_string(),
+            reason: e.to_string(),
+            help: None,
+        })
 }
 
 impl std::fmt::Debug for Database {
@@ -72,48 +129,31 @@ impl Database {
             Location::Url(url) | Location::Pooled { url, .. } => config_from_url(url)?,
         };
         let pooled = match location {
-            Location::Pooled { direct, .. } => Some(Pooled {
-                values: std::sync::Arc::new(settings.to_vec()),
-                direct: direct.as_deref().map(config_from_url).transpose()?,
-            }),
-            _ => None,
+            Location::Pooled { direct, .. } => {
+                let direct = match direct {
+                    Some(url) => {
+                        let (mut config, verify) = config_from_url(url)?;
+                        with_values(&mut config, settings);
+                        let pool = pool_of(&config, verify, pool_size, name, location)?;
+                        Some(Direct {
+                            config,
+                            verify,
+                            pool,
+                        })
+                    }
+                    None => None,
+                };
+                Some(Pooled {
+                    values: std::sync::Arc::new(settings.to_vec()),
+                    direct,
+                })
+            }
+            _ => {
+                with_values(&mut config, settings);
+                None
+            }
         };
-        if !settings.is_empty() && pooled.is_none() {
-            // Server options at connection start: `-c flow.name=value`, with
-            // blanks and backslashes escaped as libpq's options expect.
-            let escape = |text: &str| text.replace('\\', "\\\\").replace(' ', "\\ ");
-            let options: Vec<String> = settings
-                .iter()
-                .map(|(name, value)| format!("-c flow.{}={}", escape(name), escape(value)))
-                .collect();
-            let existing = config.get_options().map(str::to_owned);
-            let joined = existing
-                .into_iter()
-                .chain(options)
-                .collect::<Vec<_>>()
-                .join(" ");
-            config.options(&joined);
-        }
-        let connector = tls::connector(verify);
-        let manager = Manager::from_config(
-            config.clone(),
-            connector,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .wait_timeout(Some(Duration::from_secs(600)))
-            .create_timeout(Some(Duration::from_secs(30)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| DbError::Connect {
-                name: name.to_owned(),
-                location: location.to_string(),
-                reason: e.to_string(),
-                help: None,
-            })?;
+        let pool = pool_of(&config, verify, pool_size, name, location)?;
         let database = Database {
             name: name.to_owned(),
             location: location.clone(),
@@ -139,9 +179,29 @@ impl Database {
         match &self.pooled {
             None => Ok((&self.config, self.verify)),
             Some(Pooled {
-                direct: Some((config, verify)),
+                direct: Some(direct),
                 ..
-            }) => Ok((config, *verify)),
+            }) => Ok((&direct.config, direct.verify)),
+            Some(Pooled { direct: None, .. }) => Err(DbError::SessionNeeded {
+                name: self.name.clone(),
+                purpose: purpose.to_owned(),
+            }),
+        }
+    }
+
+    /// A pooled connection that keeps its server for as long as it is held,
+    /// for work whose transactions wait on each other (`purpose`): from the
+    /// pool, or behind a pooler in transaction mode from the `direct` URL's.
+    pub async fn session_client(&self, purpose: &str) -> Result<Client, DbError> {
+        match &self.pooled {
+            None => self.client().await,
+            Some(Pooled {
+                direct: Some(direct),
+                ..
+            }) => {
+                let object = direct.pool.get().await.map_err(|e| self.pool_error(&e))?;
+                Ok(Client::new(object, None))
+            }
             Some(Pooled { direct: None, .. }) => Err(DbError::SessionNeeded {
                 name: self.name.clone(),
                 purpose: purpose.to_owned(),
@@ -223,35 +283,38 @@ impl Database {
 
     /// A connection from the pool.
     pub async fn client(&self) -> Result<Client, DbError> {
-        let object = self.pool.get().await.map_err(|error| {
-            let reason = match &error {
-                deadpool_postgres::PoolError::Backend(e) => describe(e),
-                other => other.to_string(),
-            };
-            let help = if reason.contains("unsupported startup parameter") {
-                Some(format!(
-                    "a pooler in transaction mode does not take the run's values at connection start: add `pool_mode=transaction` to the URL of `{}`",
-                    self.name
-                ))
-            } else if reason.contains("password") {
-                Some(format!(
-                    "check the user and password of database `{}`",
-                    self.name
-                ))
-            } else if reason.contains("does not exist") {
-                Some("create the database, or check the name in the URL".into())
-            } else {
-                Some("is the server running, and reachable from here?".into())
-            };
-            DbError::Connect {
-                name: self.name.clone(),
-                location: self.location.to_string(),
-                reason,
-                help,
-            }
-        })?;
+        let object = self.pool.get().await.map_err(|e| self.pool_error(&e))?;
         let values = self.pooled.as_ref().map(|p| p.values.clone());
         Ok(Client::new(object, values))
+    }
+
+    /// Why a connection could not be had, with what to check.
+    fn pool_error(&self, error: &deadpool_postgres::PoolError) -> DbError {
+        let reason = match error {
+            deadpool_postgres::PoolError::Backend(e) => describe(e),
+            other => other.to_string(),
+        };
+        let help = if reason.contains("unsupported startup parameter") {
+            Some(format!(
+                "a pooler in transaction mode does not take the run's values at connection start: add `pool_mode=transaction` to the URL of `{}`",
+                self.name
+            ))
+        } else if reason.contains("password") {
+            Some(format!(
+                "check the user and password of database `{}`",
+                self.name
+            ))
+        } else if reason.contains("does not exist") {
+            Some("create the database, or check the name in the URL".into())
+        } else {
+            Some("is the server running, and reachable from here?".into())
+        };
+        DbError::Connect {
+            name: self.name.clone(),
+            location: self.location.to_string(),
+            reason,
+            help,
+        }
     }
 
     pub fn pool_size(&self) -> usize {

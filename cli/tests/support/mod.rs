@@ -131,6 +131,7 @@ impl Flow {
     }
 }
 
+pub mod pooler;
 pub mod reference;
 pub mod s3;
 pub mod server;

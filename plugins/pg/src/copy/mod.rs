@@ -186,12 +186,17 @@ fn salt(settings: &Settings) -> Result<Option<String>, StepError> {
     }
 }
 
+/// Why a copy needs sessions of its source.
+const SOURCE_SESSION: &str = "copy it (pg_dump and the readers share one snapshot)";
+
 async fn copy(context: &RunContext) -> Result<Outcome, StepError> {
     let settings: &Settings = context.settings()?;
     let source = context.database(&settings.from)?;
     let target = context.database(&settings.target)?;
     let salt = salt(settings)?;
-    let mut holder = source.client().await?;
+    // pg_dump and the readers share one snapshot while they wait on each
+    // other: behind a pooler in transaction mode, on the server's own URL.
+    let mut holder = source.session_client(SOURCE_SESSION).await?;
     let snapshot_tx = crate::snapshot::begin(&mut holder, None).await?;
     let snapshot = crate::snapshot::export(&snapshot_tx).await?;
     let mut target_client = target.client().await?;
@@ -512,7 +517,7 @@ async fn copy_table(
     let mut clients = Vec::new();
     let mut guards = Vec::new();
     for _ in 0..readers {
-        let client = source.client().await?;
+        let client = source.session_client(SOURCE_SESSION).await?;
         guards.push(CancelOnDrop::new(&client));
         clients.push(client);
     }

@@ -25,7 +25,7 @@ pub(crate) async fn dump(
     for schema in schemas {
         command.arg(format!("--schema={}", quote_ident(schema)));
     }
-    for (name, value) in source.session_env("read its schema with pg_dump")? {
+    for (name, value) in source.session_env(super::SOURCE_SESSION)? {
         command.env(name, value);
     }
     command.kill_on_drop(true);
