@@ -31,6 +31,12 @@ step sh:run broken {
   group = manual
   command = "false"
 }
+
+step sh:run slow {
+  group = manual
+  command = "sh"
+  args = ["-c", "sleep ${SLOW_SECONDS:-60}"]
+}
 "#;
 
 fn spawn(folder: &Folder, db: &TestDatabase, step: &str, key: &str) -> std::process::Child {
@@ -171,6 +177,75 @@ async fn processes_attached_to_one_key_write_one_run() {
     let (other, status, _, _) = run_of(&db, "dag-run-2").await;
     assert_ne!(other, id);
     assert_eq!(status, "failed");
+}
+
+/// A task killed mid-step (a worker lost, a timeout): the next flow process
+/// on that machine finds the step's process gone and interrupts the step,
+/// so the run no longer looks as if it were going; a retry finishes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_whose_process_was_killed_is_interrupted_and_a_retry_finishes_it() {
+    let db = TestDatabase::create("attachkill").await.expect("database");
+    let folder = Folder::new("attach", "killed");
+    folder.write("attached.flow", FLOW);
+    let mut slow = spawn(&folder, &db, "sh:run/slow", "dag-run-9");
+    let client = db.client().await.expect("client");
+    let mut running = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        running = client
+            .query_opt(
+                "SELECT FROM _flow.steps WHERE step = 'sh:run/slow' AND status = 'running'",
+                &[],
+            )
+            .await
+            .expect("steps")
+            .is_some();
+        if running {
+            break;
+        }
+    }
+    assert!(running, "the step started");
+    slow.kill().expect("SIGKILL");
+    let _ = slow.wait();
+    let (_, status, _, steps) = run_of(&db, "dag-run-9").await;
+    assert_eq!(status, "running", "nothing has looked yet");
+    assert_eq!(steps, [("sh:run/slow".to_owned(), "running".to_owned())]);
+
+    // Any flow command on this machine looks.
+    Flow::new(["runs", "attached.flow"])
+        .dir(&folder.dir)
+        .env("FLOW_DATABASE_URL", db.url())
+        .expect(0);
+    let (id, status, _, steps) = run_of(&db, "dag-run-9").await;
+    assert_eq!(status, "interrupted");
+    assert_eq!(
+        steps,
+        [("sh:run/slow".to_owned(), "interrupted".to_owned())]
+    );
+    let error: String = client
+        .query_one("SELECT error FROM _flow.steps WHERE run_id = $1", &[&id])
+        .await
+        .expect("error")
+        .get(0);
+    assert!(error.contains("ended before the step did"), "{error}");
+
+    // The orchestrator's retry attaches the step again and the run ends.
+    Flow::new([
+        "run",
+        "attached.flow",
+        "--plain",
+        "--step",
+        "sh:run/slow",
+        "--attach",
+        "dag-run-9",
+    ])
+    .dir(&folder.dir)
+    .env("FLOW_DATABASE_URL", db.url())
+    .env("SLOW_SECONDS", "0")
+    .expect(0);
+    let (again, status, _, steps) = run_of(&db, "dag-run-9").await;
+    assert_eq!((again, status.as_str()), (id, "succeeded"));
+    assert_eq!(steps, [("sh:run/slow".to_owned(), "succeeded".to_owned())]);
 }
 
 /// Airflow (from PyPI, installed by `scripts/test`) runs the reference

@@ -86,6 +86,8 @@ CREATE TABLE IF NOT EXISTS _flow.keys (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS keys_active_name ON _flow.keys (name) WHERE revoked_at IS NULL;
 ALTER TABLE _flow.runs ADD COLUMN IF NOT EXISTS attach text;
+ALTER TABLE _flow.steps ADD COLUMN IF NOT EXISTS host text;
+ALTER TABLE _flow.steps ADD COLUMN IF NOT EXISTS pid integer;
 CREATE UNIQUE INDEX IF NOT EXISTS runs_attach ON _flow.runs (flow, attach) WHERE attach IS NOT NULL;
 ";
 
@@ -147,9 +149,51 @@ impl Records {
 
     /// Runs left `running` by a process of this host that no longer exists.
     /// An attached run belongs to no one process (its steps come from many,
-    /// one after the other): a step of it whose process was killed stays
-    /// `running` until the orchestrator's retry attaches it again.
+    /// one after the other): there, a step left `running` by a process of
+    /// this host that is gone is interrupted, and the run's status follows
+    /// its steps again (an orchestrator's retry attaches the step anew).
     async fn mark_interrupted(&self) -> Result<(), DbError> {
+        self.mark_interrupted_runs().await?;
+        self.mark_interrupted_steps().await
+    }
+
+    async fn mark_interrupted_steps(&self) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        let host = hostname();
+        let rows = client
+            .query(
+                "SELECT s.run_id, s.step, s.pid FROM _flow.steps s JOIN _flow.runs r ON r.id = s.run_id
+                 WHERE r.attach IS NOT NULL AND s.status = 'running' AND s.host = $1 AND s.pid IS NOT NULL",
+                &[&host],
+            )
+            .await?;
+        let mut runs = std::collections::BTreeSet::new();
+        for row in rows {
+            let (run, step, pid): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let error = format!("its process ({pid} on {host}) ended before the step did");
+            let changed = client
+                .execute(
+                    "UPDATE _flow.steps SET status = 'interrupted', finished_at = clock_timestamp(), error = $4
+                     WHERE run_id = $1 AND step = $2 AND status = 'running' AND pid = $3",
+                    &[&run, &step, &pid, &error],
+                )
+                .await?;
+            if changed > 0 {
+                runs.insert(run);
+            }
+        }
+        // One connection at a time: a command's pool may hold only one.
+        drop(client);
+        for run in runs {
+            self.finish_attached(run).await?;
+        }
+        Ok(())
+    }
+
+    async fn mark_interrupted_runs(&self) -> Result<(), DbError> {
         let client = self.database.client().await?;
         let host = hostname();
         let rows = client

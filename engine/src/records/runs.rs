@@ -165,9 +165,10 @@ impl Records {
         let client = self.database.client().await?;
         client
             .execute(
-                "UPDATE _flow.steps SET status = 'running', started_at = clock_timestamp(), attempts = attempts + 1
+                "UPDATE _flow.steps SET status = 'running', started_at = clock_timestamp(), attempts = attempts + 1,
+                   host = $3, pid = $4
                  WHERE run_id = $1 AND step = $2",
-                &[&run, &step],
+                &[&run, &step, &hostname(), &i32::try_from(std::process::id()).unwrap_or(0)],
             )
             .await?;
         Ok(())
