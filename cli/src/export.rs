@@ -163,32 +163,51 @@ fn dag(
     let _ = writeln!(text, "ENV = {}", py(&env_args));
     let steps: Vec<String> = plan.steps.iter().map(|s| py(&s.id)).collect();
     let _ = writeln!(text, "STEPS = [{}]", steps.join(", "));
-    text.push_str("SELECTED = \" \".join(\"--step \" + shlex.quote(step) for step in STEPS)\n\n");
+    text.push_str("SELECTED = \" \".join(\"--step \" + shlex.quote(step) for step in STEPS)\n");
     let schedule = pipeline.schedules.first();
-    let schedule_text = match schedule {
-        Some(s) => match (&s.cron, s.every) {
-            (Some(cron), _) => py(cron),
-            (None, Some(every)) => format!("datetime.timedelta(seconds={})", every.as_secs()),
-            (None, None) => "None".into(),
-        },
-        None => "None".into(),
-    };
-    let timezone = schedule.map_or("UTC", |s| s.timezone.as_str());
-    let _ = writeln!(
-        text,
-        "with DAG(\n    dag_id={},\n    schedule={schedule_text},\n    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),\n    catchup=False,\n    tags=[\"flow\"],\n    doc_md={},\n) as dag:",
-        py(&pipeline.name),
-        py(&format!(
-            "`{}` from `{}` (schedule timezone {timezone}).",
-            pipeline.name,
-            file.display()
-        ))
+    // A schedule with `for_each` runs the flow once per item, with its
+    // values: one flow run per item and DAG run, keyed `RUN_ID[item]`.
+    let jobs: Vec<(String, Vec<(String, String)>)> = schedule
+        .map(|s| s.jobs())
+        .filter(|jobs| jobs.iter().any(|(_, values)| !values.is_empty()))
+        .unwrap_or_default();
+    if let Some(schedule) = schedule.filter(|_| !jobs.is_empty()) {
+        let _ = writeln!(
+            text,
+            "# The items of schedule `{}`: one flow run each, with its values.\nJOBS = [",
+            schedule.name
+        );
+        for (job, values) in &jobs {
+            let item = job
+                .strip_prefix(&format!("{}[", schedule.name))
+                .and_then(|rest| rest.strip_suffix(']'))
+                .unwrap_or(job);
+            let given: Vec<String> = values
+                .iter()
+                .map(|(name, value)| format!("{}: {}", py(name), py(value)))
+                .collect();
+            let _ = writeln!(
+                text,
+                "    ({}, {}, {{{}}}),",
+                py(&task_id(item)),
+                py(item),
+                given.join(", ")
+            );
+        }
+        text.push_str("]\n");
+    }
+    text.push_str(
+        "\n\ndef flow_run(args, item, values):\n    \"\"\"`flow run` in the DAG run's flow run (one per item), with the item's values.\"\"\"\n    \
+         key = \"{{ run_id }}\" + (f\"[{item}]\" if item else \"\")\n    \
+         given = \"\".join(\" --var \" + shlex.quote(f\"{name}={value}\") for name, value in values.items())\n    \
+         return f\"{shlex.quote(FLOW)} run {shlex.quote(FILE)} {args} --attach {shlex.quote(key)}{given}{ENV}\"\n\n\n",
     );
-    // First every step is recorded in the flow run, pending, so that the run
-    // is going until the last of them ends.
+    text.push_str(
+        "def tasks(item, values):\n    \"\"\"A first task records every step in the flow run, pending, so that the run\n    is going until the last of them ends; then a task per step.\"\"\"\n",
+    );
     let _ = writeln!(
         text,
-        "    register = BashOperator(task_id=\"flow_register\", bash_command=f\"{{shlex.quote(FLOW)}} run {{shlex.quote(FILE)}} --attach '{{{{{{{{ run_id }}}}}}}}' --register {{SELECTED}}{{ENV}}\")"
+        "    register = BashOperator(task_id=\"flow_register\", bash_command=flow_run(\"--register \" + SELECTED, item, values))"
     );
     let mut groups: Vec<(Option<String>, Vec<&flow_engine::PlannedStep>)> = Vec::new();
     for step in &plan.steps {
@@ -204,10 +223,6 @@ fn dag(
         }
         for step in steps {
             let node = &pipeline.steps[step.index];
-            let command = format!(
-                "{{shlex.quote(FLOW)}} run {{shlex.quote(FILE)}} --step {} --attach '{{{{{{{{ run_id }}}}}}}}' --plain{{ENV}}",
-                sh(&step.id)
-            );
             let mut extra = String::new();
             if let Some(retries) = node.retries {
                 let _ = write!(extra, ", retries={retries}");
@@ -221,13 +236,13 @@ fn dag(
             }
             let _ = writeln!(
                 text,
-                "{indent}{} = BashOperator(task_id={}, bash_command=f\"{command}\"{extra})",
+                "{indent}{} = BashOperator(task_id={}, bash_command=flow_run({}, item, values){extra})",
                 task_id(&step.id),
                 py(&task_id(&step.id)),
+                py(&format!("--step {} --plain", sh(&step.id))),
             );
         }
     }
-    text.push('\n');
     for (step, upstream) in edges(plan) {
         if upstream.is_empty() {
             let _ = writeln!(text, "    register >> {}", task_id(&step));
@@ -235,6 +250,32 @@ fn dag(
         for before in upstream {
             let _ = writeln!(text, "    {} >> {}", task_id(&before), task_id(&step));
         }
+    }
+    let schedule_text = match schedule {
+        Some(s) => match (&s.cron, s.every) {
+            (Some(cron), _) => py(cron),
+            (None, Some(every)) => format!("datetime.timedelta(seconds={})", every.as_secs()),
+            (None, None) => "None".into(),
+        },
+        None => "None".into(),
+    };
+    let timezone = schedule.map_or("UTC", |s| s.timezone.as_str());
+    let _ = writeln!(
+        text,
+        "\n\nwith DAG(\n    dag_id={},\n    schedule={schedule_text},\n    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),\n    catchup=False,\n    tags=[\"flow\"],\n    doc_md={},\n) as dag:",
+        py(&pipeline.name),
+        py(&format!(
+            "`{}` from `{}` (schedule timezone {timezone}).",
+            pipeline.name,
+            file.display()
+        ))
+    );
+    if jobs.is_empty() {
+        text.push_str("    tasks(\"\", {})\n");
+    } else {
+        text.push_str(
+            "    for group, item, values in JOBS:\n        with TaskGroup(group):\n            tasks(item, values)\n",
+        );
     }
     text
 }

@@ -326,4 +326,71 @@ async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
     assert_eq!(status, "succeeded");
     assert!(key.starts_with("manual__"), "{key}");
     assert_eq!((steps, succeeded), (10, 10));
+
+    // A schedule with `for_each`: each DAG run runs the flow once per item,
+    // with its values, into one flow run per item.
+    std::fs::write(reference.dir.join("vendors.flow"), VENDORS).expect("flow");
+    Flow::new([
+        "export",
+        "airflow",
+        "vendors.flow",
+        "--binary",
+        env!("CARGO_BIN_EXE_flow"),
+        "-o",
+        &home.join("dags/vendors.py").display().to_string(),
+    ])
+    .dir(&reference.dir)
+    .expect(0);
+    airflow_command(&["dags", "test", "vendors", "2026-11-30"]);
+    let mut fetched: Vec<String> = std::fs::read_to_string(reference.dir.join("fetched.txt"))
+        .expect("fetched")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    fetched.sort();
+    assert_eq!(fetched, ["hallmark 2025", "ornaments 2025"]);
+    let runs: Vec<(String, String, String, i64)> = client
+        .query(
+            "SELECT r.attach, r.status, r.vars, count(s.*) FROM _flow.runs r JOIN _flow.steps s ON s.run_id = r.id
+              WHERE r.flow = 'vendors' GROUP BY r.id ORDER BY r.attach",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for ((key, status, vars, steps), item) in runs.iter().zip(["hallmark,2025", "ornaments,2025"]) {
+        assert!(key.ends_with(&format!("[{item}]")), "{key}");
+        assert_eq!((status.as_str(), *steps), ("succeeded", 2), "{key}");
+        assert!(
+            vars.contains(item.split(',').next().unwrap_or_default()),
+            "{vars}"
+        );
+    }
 }
+
+const VENDORS: &str = r#"flow vendors
+
+database flow = env("FLOW_DATABASE_URL")
+
+groups fetch -> publish
+
+step sh:run fetch {
+  group = fetch
+  command = "sh"
+  args = ["-c", "echo \"$FLOW_VENDOR $FLOW_YEAR\" >> fetched.txt"]
+}
+
+step sh:run publish {
+  group = publish
+  command = "true"
+}
+
+schedule nightly {
+  cron = "0 3 * * *"
+  run = [fetch, publish]
+  for_each = { vendor = ["hallmark", "ornaments"], year = ["2025"] }
+}
+"#;
