@@ -32,6 +32,19 @@ pub fn airflow(args: &AirflowArgs<'_>, registry: &Registry) -> Exit {
             return Exit::Invalid;
         }
     };
+    // The environment's variables are the workers' to have; its name is
+    // checked here.
+    if let Some(name) = args
+        .env
+        .filter(|name| *name != "default" && !flow.pipeline.environments.contains_key(*name))
+    {
+        let known = flow.pipeline.environments.keys().map(String::as_str);
+        output::error(flow_engine::EnvironmentError::Unknown {
+            name: name.to_owned(),
+            help: flow_engine::did_you_mean(name, "environments", known),
+        });
+        return Exit::Invalid;
+    }
     let plan = Plan::new(&flow.pipeline, &selected);
     let file = std::fs::canonicalize(args.file).unwrap_or_else(|_| args.file.to_path_buf());
     let binary = args.binary.map_or_else(

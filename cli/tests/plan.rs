@@ -230,4 +230,15 @@ fn the_reference_pipeline_as_an_airflow_dag() {
     assert!(seed.stdout.contains("pg_source_load = BashOperator"));
     assert!(!seed.stdout.contains("minio_download"));
     assert!(seed.stdout.contains("pg_source_create >> pg_source_load"));
+    // An environment the flow does not have is refused at export, not on
+    // the workers.
+    let refused = flow([
+        "export", "airflow", PARCELS, "--env", "prd", "--binary", "flow",
+    ])
+    .expect(2);
+    assert!(
+        refused.stderr.contains("unknown environment `prd`") && refused.stderr.contains("prod"),
+        "{}",
+        refused.stderr
+    );
 }
