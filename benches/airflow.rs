@@ -4,7 +4,9 @@
 //! databases each, in the same run.
 //!
 //! `cargo build --release && cargo bench -p flow-benches --bench airflow`
-//! prints both times and the ratio (Airflow's / flow's). Airflow is the one
+//! prints both times and the ratio (Airflow's / flow's), for the fixture's
+//! 400 parcels and for 200,000 (its parcels 500 times over, ids apart):
+//! Airflow's cost is per task, so the ratio falls as the steps grow. Airflow is the one
 //! `scripts/test` installs (`~/.cache/flow/airflow`, or `FLOW_AIRFLOW`);
 //! without it, or without the release `flow` binary, it says so and stops.
 #![allow(clippy::print_stdout)]
@@ -39,9 +41,123 @@ fn run(command: &mut Command) -> Duration {
     started.elapsed()
 }
 
+/// `spaces/shapefiles/town` under `dir`: the fixture's zoning, and its 400
+/// parcels `copies` times, each copy with ids of its own.
+fn scaled_town(root: &Path, dir: &Path, copies: usize) -> PathBuf {
+    let town = root.join("fixtures/spaces/shapefiles/town");
+    let out = dir.join("spaces/shapefiles/town");
+    std::fs::create_dir_all(&out).expect("dir");
+    for entry in std::fs::read_dir(&town).expect("read").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("parcels.") || name.ends_with(".prj") || name.ends_with(".cpg") {
+            std::fs::copy(entry.path(), out.join(&name)).expect("copy");
+        }
+    }
+    let mut reader = shapefile::Reader::from_path(town.join("parcels.shp")).expect("parcels");
+    let parcels: Vec<(shapefile::Shape, dbase::Record)> = reader
+        .iter_shapes_and_records()
+        .map(|r| r.expect("record"))
+        .collect();
+    let field = |name: &str| -> dbase::FieldName { name.try_into().expect("field") };
+    let table = dbase::TableWriterBuilder::new()
+        .add_numeric_field(field("PARCEL_ID"), 10, 0)
+        .add_character_field(field("ZONE"), 20)
+        .add_character_field(field("OWNER"), 30)
+        .add_date_field(field("SINCE"));
+    let mut writer = shapefile::Writer::from_path(out.join("parcels.shp"), table).expect("writer");
+    for copy in 0..copies {
+        for (shape, record) in &parcels {
+            let mut record = record.clone();
+            if let Some(dbase::FieldValue::Numeric(Some(id))) = record.get("PARCEL_ID").cloned() {
+                record.insert(
+                    "PARCEL_ID".into(),
+                    dbase::FieldValue::Numeric(Some(id + (copy * 1000) as f64)),
+                );
+            }
+            let shapefile::Shape::Polygon(polygon) = shape else {
+                panic!("the fixture's parcels are polygons");
+            };
+            writer
+                .write_shape_and_record(polygon, &record)
+                .expect("write");
+        }
+    }
+    dir.join("spaces")
+}
+
+/// The pipeline in `dir` (objects in `spaces`) by one `flow run`, then as
+/// its exported DAG by `airflow dags test` for `date`, each on fresh
+/// databases.
+async fn measure(
+    flow: &Path,
+    airflow: &str,
+    dir: &Path,
+    spaces: &str,
+    date: &str,
+) -> (Duration, Duration) {
+    let databases = |tag: &'static str| async move {
+        (
+            TestDatabase::create(&format!("benchairf{tag}"))
+                .await
+                .expect("db"),
+            TestDatabase::create(&format!("benchaira{tag}"))
+                .await
+                .expect("db"),
+        )
+    };
+    let with_env = |command: &mut Command, flow_db: &TestDatabase, api_db: &TestDatabase| {
+        command
+            .current_dir(dir)
+            .env("FLOW_DATABASE_URL", flow_db.url())
+            .env("API_DATABASE_URL", api_db.url())
+            .env("SPACES_URL", spaces)
+            .env("NO_COLOR", "1");
+    };
+    let (flow_db, api_db) = databases("one").await;
+    let mut one = Command::new(flow);
+    one.args(["run", "parcels.flow", "--plain"]);
+    with_env(&mut one, &flow_db, &api_db);
+    let alone = run(&mut one);
+
+    let (flow_db, api_db) = databases("dag").await;
+    let home = dir.join("airflow");
+    std::fs::create_dir_all(home.join("dags")).expect("dags");
+    let mut export = Command::new(flow);
+    export.args([
+        "export",
+        "airflow",
+        "parcels.flow",
+        "--binary",
+        &flow.display().to_string(),
+        "-o",
+        &home.join("dags/parcels.py").display().to_string(),
+    ]);
+    with_env(&mut export, &flow_db, &api_db);
+    run(&mut export);
+    let airflow_command = |args: &[&str]| {
+        let mut command = Command::new(airflow);
+        command
+            .args(args)
+            .env("AIRFLOW_HOME", &home)
+            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False");
+        with_env(&mut command, &flow_db, &api_db);
+        command
+    };
+    run(&mut airflow_command(&["db", "migrate"]));
+    let dag = run(&mut airflow_command(&["dags", "test", "parcels", date]));
+    (alone, dag)
+}
+
+/// The reference pipeline in a folder of its own under `dir`.
+fn pipeline(root: &Path, dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    copy_dir(&root.join("flows/parcels"), &dir.join("parcels"));
+    std::fs::copy(root.join("flows/parcels.flow"), dir.join("parcels.flow")).expect("flow");
+}
+
 #[tokio::main]
 async fn main() {
-    let Some(_full) = flow_benches::mode() else {
+    let Some(full) = flow_benches::mode() else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -62,72 +178,33 @@ async fn main() {
         );
         return;
     }
-    let dir = std::env::temp_dir().join(format!("flow-bench-airflow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&root.join("flows/parcels"), &dir.join("parcels"));
-    std::fs::copy(root.join("flows/parcels.flow"), dir.join("parcels.flow")).expect("flow");
+    let base = std::env::temp_dir().join(format!("flow-bench-airflow-{}", std::process::id()));
+    let fixture = base.join("fixture");
+    pipeline(&root, &fixture);
     let spaces = format!(
         "file://{}",
         std::fs::canonicalize(root.join("fixtures/spaces"))
             .expect("fixtures")
             .display()
     );
-    let databases = |tag: &'static str| async move {
-        (
-            TestDatabase::create(&format!("benchairf{tag}"))
-                .await
-                .expect("db"),
-            TestDatabase::create(&format!("benchaira{tag}"))
-                .await
-                .expect("db"),
-        )
-    };
-    let (flow_db, api_db) = databases("one").await;
-    let with_env = |command: &mut Command, flow_db: &TestDatabase, api_db: &TestDatabase| {
-        command
-            .current_dir(&dir)
-            .env("FLOW_DATABASE_URL", flow_db.url())
-            .env("API_DATABASE_URL", api_db.url())
-            .env("SPACES_URL", &spaces)
-            .env("NO_COLOR", "1");
-    };
-    let mut one = Command::new(&flow);
-    one.args(["run", "parcels.flow", "--plain"]);
-    with_env(&mut one, &flow_db, &api_db);
-    let alone = run(&mut one);
-
-    let (flow_db, api_db) = databases("dag").await;
-    let home = dir.join("airflow");
-    std::fs::create_dir_all(home.join("dags")).expect("dags");
-    let mut export = Command::new(&flow);
-    export.args([
-        "export",
-        "airflow",
-        "parcels.flow",
-        "--binary",
-        &flow.display().to_string(),
-        "-o",
-        &home.join("dags/parcels.py").display().to_string(),
-    ]);
-    with_env(&mut export, &flow_db, &api_db);
-    run(&mut export);
-    let airflow_command = |args: &[&str]| {
-        let mut command = Command::new(&airflow);
-        command
-            .args(args)
-            .env("AIRFLOW_HOME", &home)
-            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False");
-        with_env(&mut command, &flow_db, &api_db);
-        command
-    };
-    run(&mut airflow_command(&["db", "migrate"]));
-    let dag = run(&mut airflow_command(&[
-        "dags",
-        "test",
-        "parcels",
-        "2026-11-30",
-    ]));
+    let (alone, dag) = measure(&flow, &airflow, &fixture, &spaces, "2026-11-30").await;
     println!("\nthe reference pipeline, 10 steps, 2 cores");
-    flow_benches::line("one flow run", alone, Some(("airflow dags test", dag)));
-    let _ = std::fs::remove_dir_all(&dir);
+    flow_benches::line(
+        "400 parcels (the fixture)",
+        alone,
+        Some(("airflow dags test", dag)),
+    );
+
+    // The same ten tasks on more data: Airflow's cost is per task, not per row.
+    let copies = (500.0 * flow_benches::scale(full, 0.01)).max(1.0) as usize;
+    let scaled = base.join("scaled");
+    pipeline(&root, &scaled);
+    let spaces = format!("file://{}", scaled_town(&root, &scaled, copies).display());
+    let (alone, dag) = measure(&flow, &airflow, &scaled, &spaces, "2026-12-01").await;
+    flow_benches::line(
+        &format!("{} parcels", copies * 400),
+        alone,
+        Some(("airflow dags test", dag)),
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -18,7 +18,7 @@ use support::{Project, flat};
 async fn the_reference_pipeline_runs_unchanged_behind_pgbouncer_in_transaction_mode() {
     let reference = Reference::new("pooled").await;
     let server = Server::of(&reference.flow.url());
-    let bouncer = Bouncer::start("reference", &server, 2);
+    let bouncer = Bouncer::start("reference", &server, 1);
     let pooled = |args: &[&str]| {
         reference
             .run(args)
@@ -97,6 +97,38 @@ async fn the_reference_pipeline_runs_unchanged_behind_pgbouncer_in_transaction_m
             .as_deref()
             .is_some_and(|m| m.contains("prepared statement")),
         "{error:?}"
+    );
+}
+
+/// In session mode a pooler lends a server for the whole connection: the
+/// URL needs nothing more, and the pooler as many servers as flow opens
+/// connections (`--db-connections`, 8; with 2, a step waiting for a third
+/// connection waited until the pooler gave up).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reference_pipeline_runs_behind_pgbouncer_in_session_mode() {
+    let reference = Reference::new("sessionpooled").await;
+    let bouncer = Bouncer::start_in("session", &Server::of(&reference.flow.url()), 8, "session");
+    let run = reference
+        .run(&[])
+        .env(
+            "FLOW_DATABASE_URL",
+            bouncer.url(&reference.flow.url(), false),
+        )
+        .env("API_DATABASE_URL", bouncer.url(&reference.api.url(), false))
+        .run();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        reference
+            .one::<i64>("SELECT count(*) FROM public.parcels")
+            .await,
+        400
+    );
+    assert!(
+        bouncer
+            .log()
+            .contains(&format!("db={}", reference.api.name)),
+        "{}",
+        bouncer.log()
     );
 }
 

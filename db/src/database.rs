@@ -296,7 +296,7 @@ impl Database {
         };
         let help = if reason.contains("unsupported startup parameter") {
             Some(format!(
-                "a pooler in transaction mode does not take the run's values at connection start: add `pool_mode=transaction` to the URL of `{}`",
+                "a pooler (PgBouncer) does not pass the run's values on at connection start: add `pool_mode=transaction` to the URL of `{}`, and flow sets them in each transaction",
                 self.name
             ))
         } else if reason.contains("password") {

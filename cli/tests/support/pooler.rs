@@ -41,6 +41,11 @@ pub struct Bouncer {
 
 impl Bouncer {
     pub fn start(tag: &str, server: &Server, servers: usize) -> Self {
+        Self::start_in(tag, server, servers, "transaction")
+    }
+
+    /// The same, in `mode` (`session` or `transaction`).
+    pub fn start_in(tag: &str, server: &Server, servers: usize, mode: &str) -> Self {
         let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -64,7 +69,7 @@ impl Bouncer {
                 "[databases]\n* = host=127.0.0.1 port={server_port}\n\n\
                  [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                  auth_type = plain\nauth_file = {dir}/users.txt\n\
-                 pool_mode = transaction\ndefault_pool_size = {servers}\nmax_client_conn = 500\n\
+                 pool_mode = {mode}\ndefault_pool_size = {servers}\nmax_client_conn = 500\n\
                  server_reset_query = DISCARD ALL\nserver_reset_query_always = 1\n\
                  logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
                 server_port = server.port,
