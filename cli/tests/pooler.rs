@@ -336,3 +336,51 @@ async fn the_scheduler_takes_its_locks_on_the_direct_url() {
     assert!(succeeded >= 2, "{log}");
     assert!(log.contains("leading the schedules"), "{log}");
 }
+
+/// tokio-postgres learns a type it does not know (an enum, PostGIS's
+/// geometry) with a statement it prepares once and keeps for the
+/// connection; behind a pooler that statement stays on the server it was
+/// made on. GeoJSON exports of tables with different types, one after the
+/// other on one connection, each need a type the connection has not seen.
+#[tokio::test(flavor = "multi_thread")]
+async fn types_learnt_in_one_transaction_do_not_break_the_next() {
+    let project = Project::new(
+        "pooler",
+        "pooledtypes",
+        "shapes.flow",
+        r#"flow shapes
+
+database flow = env("FLOW_DATABASE_URL")
+
+step pg:flow:export {
+  tables = [points, kinds, moods]
+  to = "exports/{table}.geojson"
+  jobs = 1
+}
+"#,
+    )
+    .await;
+    let client = project.db.client().await.expect("client");
+    client
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS postgis;
+             CREATE TYPE kind AS ENUM ('a', 'b');
+             CREATE TYPE mood AS ENUM ('calm', 'busy');
+             CREATE TABLE points (id int PRIMARY KEY, g geometry(Point, 4326));
+             CREATE TABLE kinds (id int PRIMARY KEY, k kind, g geometry(Point, 4326));
+             CREATE TABLE moods (id int PRIMARY KEY, m mood, g geometry(Point, 4326));
+             INSERT INTO points VALUES (1, ST_SetSRID(ST_MakePoint(7, 46), 4326));
+             INSERT INTO kinds VALUES (1, 'b', ST_SetSRID(ST_MakePoint(7, 46), 4326));
+             INSERT INTO moods VALUES (1, 'busy', ST_SetSRID(ST_MakePoint(7, 46), 4326));",
+        )
+        .await
+        .expect("tables");
+    let bouncer = Bouncer::start("types", &Server::of(&project.db.url()), 2);
+    let run = project
+        .run(&["--plain"])
+        .env("FLOW_DATABASE_URL", bouncer.url(&project.db.url(), true))
+        .run();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let moods = std::fs::read_to_string(project.dir.join("exports/moods.geojson")).expect("moods");
+    assert!(moods.contains("\"busy\""), "{moods}");
+}

@@ -57,10 +57,17 @@ fn with_values(config: &mut tokio_postgres::Config, settings: &[(String, String)
     config.options(&joined);
 }
 
+/// A pool of connections to `config`. A connection to a pooler in
+/// transaction mode (`once`) is used for one checkout and closed:
+/// tokio-postgres keeps, per connection, the statement it learns unknown
+/// types with (an enum, a geometry), which stays on the server it was
+/// prepared on; a fresh connection learns again, inside its transaction.
+/// Connecting to a pooler costs no server connection.
 fn pool_of(
     config: &tokio_postgres::Config,
     verify: bool,
     size: usize,
+    once: bool,
     name: &str,
     location: &Location,
 ) -> Result<Pool, DbError> {
@@ -71,7 +78,15 @@ fn pool_of(
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if once {
+        builder = builder.pre_recycle(deadpool_postgres::Hook::sync_fn(|_, _| {
+            Err(deadpool_postgres::HookError::message(
+                "a pooler's connection is used once",
+            ))
+        }));
+    }
+    builder
         .max_size(size.max(1))
         .wait_timeout(Some(Duration::from_secs(600)))
         .create_timeout(Some(Duration::from_secs(30)))
@@ -134,7 +149,7 @@ impl Database {
                     Some(url) => {
                         let (mut config, verify) = config_from_url(url)?;
                         with_values(&mut config, settings);
-                        let pool = pool_of(&config, verify, pool_size, name, location)?;
+                        let pool = pool_of(&config, verify, pool_size, false, name, location)?;
                         Some(Direct {
                             config,
                             verify,
@@ -153,7 +168,7 @@ impl Database {
                 None
             }
         };
-        let pool = pool_of(&config, verify, pool_size, name, location)?;
+        let pool = pool_of(&config, verify, pool_size, pooled.is_some(), name, location)?;
         let database = Database {
             name: name.to_owned(),
             location: location.clone(),
