@@ -5,8 +5,9 @@
 //!
 //! `cargo build --release && cargo bench -p flow-benches --bench airflow`
 //! prints both times and the ratio (Airflow's / flow's), for the fixture's
-//! 400 parcels and for 200,000 (its parcels 500 times over, ids apart):
-//! Airflow's cost is per task, so the ratio falls as the steps grow. Airflow is the one
+//! 400 parcels and for 1,000,000 (its parcels 2,500 times over, ids apart),
+//! with a task per step and a task per flow group (`--per group`): Airflow's
+//! cost is per task, so the ratio falls as the steps grow. Airflow is the one
 //! `scripts/test` installs (`~/.cache/flow/airflow`, or `FLOW_AIRFLOW`);
 //! without it, or without the release `flow` binary, it says so and stops.
 #![allow(clippy::print_stdout)]
@@ -94,7 +95,7 @@ async fn measure(
     dir: &Path,
     spaces: &str,
     date: &str,
-) -> (Duration, Duration) {
+) -> (Duration, Duration, Duration) {
     let databases = |tag: &'static str| async move {
         (
             TestDatabase::create(&format!("benchairf{tag}"))
@@ -145,7 +146,31 @@ async fn measure(
     };
     run(&mut airflow_command(&["db", "migrate"]));
     let dag = run(&mut airflow_command(&["dags", "test", "parcels", date]));
-    (alone, dag)
+
+    // A task per flow group, on fresh databases again.
+    let (flow_db, api_db) = databases("grp").await;
+    let mut export = Command::new(flow);
+    export.args([
+        "export",
+        "airflow",
+        "parcels.flow",
+        "--per",
+        "group",
+        "--binary",
+        &flow.display().to_string(),
+        "-o",
+        &home.join("dags/parcels.py").display().to_string(),
+    ]);
+    with_env(&mut export, &flow_db, &api_db);
+    run(&mut export);
+    let mut grouped = Command::new(airflow);
+    grouped
+        .args(["dags", "test", "parcels", &format!("{date}T06:00:00+00:00")])
+        .env("AIRFLOW_HOME", &home)
+        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False");
+    with_env(&mut grouped, &flow_db, &api_db);
+    let grouped = run(&mut grouped);
+    (alone, dag, grouped)
 }
 
 /// The reference pipeline in a folder of its own under `dir`.
@@ -187,24 +212,20 @@ async fn main() {
             .expect("fixtures")
             .display()
     );
-    let (alone, dag) = measure(&flow, &airflow, &fixture, &spaces, "2026-11-30").await;
+    let (alone, dag, grouped) = measure(&flow, &airflow, &fixture, &spaces, "2026-11-30").await;
     println!("\nthe reference pipeline, 10 steps, 2 cores");
-    flow_benches::line(
-        "400 parcels (the fixture)",
-        alone,
-        Some(("airflow dags test", dag)),
-    );
+    let what = "400 parcels (the fixture)";
+    flow_benches::line(what, alone, Some(("airflow, task per step", dag)));
+    flow_benches::line(what, alone, Some(("airflow, task per group", grouped)));
 
     // The same ten tasks on more data: Airflow's cost is per task, not per row.
-    let copies = (500.0 * flow_benches::scale(full, 0.01)).max(1.0) as usize;
+    let copies = (2500.0 * flow_benches::scale(full, 0.002)).max(1.0) as usize;
     let scaled = base.join("scaled");
     pipeline(&root, &scaled);
     let spaces = format!("file://{}", scaled_town(&root, &scaled, copies).display());
-    let (alone, dag) = measure(&flow, &airflow, &scaled, &spaces, "2026-12-01").await;
-    flow_benches::line(
-        &format!("{} parcels", copies * 400),
-        alone,
-        Some(("airflow dags test", dag)),
-    );
+    let (alone, dag, grouped) = measure(&flow, &airflow, &scaled, &spaces, "2026-12-01").await;
+    let what = format!("{} parcels", copies * 400);
+    flow_benches::line(&what, alone, Some(("airflow, task per step", dag)));
+    flow_benches::line(&what, alone, Some(("airflow, task per group", grouped)));
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -291,6 +291,11 @@ pub enum ExportTarget {
         /// workers have it on PATH).
         #[arg(long, value_name = "PATH")]
         binary: Option<String>,
+        /// A task per step, or per flow group (its selected steps in one
+        /// `flow run`, in parallel as flow runs them: fewer tasks, less of
+        /// Airflow's cost per task, retries of the whole group).
+        #[arg(long, value_enum, default_value = "step")]
+        per: crate::export::Per,
     },
 }
 

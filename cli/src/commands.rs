@@ -105,6 +105,7 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
                     out,
                     env,
                     binary,
+                    per,
                 },
         } => crate::export::airflow(
             &crate::export::AirflowArgs {
@@ -113,6 +114,7 @@ pub fn run(args: Args, registry: &Registry) -> Exit {
                 out: out.as_deref(),
                 env: env.as_deref(),
                 binary: binary.as_deref(),
+                per,
             },
             registry,
         ),

@@ -12,6 +12,15 @@ use crate::args::SelectArgs;
 use crate::exit::Exit;
 use crate::{load, output};
 
+/// What one Airflow task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Per {
+    /// One step.
+    Step,
+    /// The selected steps of one flow group.
+    Group,
+}
+
 pub struct AirflowArgs<'a> {
     pub file: &'a Path,
     pub select: &'a SelectArgs,
@@ -19,6 +28,7 @@ pub struct AirflowArgs<'a> {
     pub env: Option<&'a str>,
     /// The `flow` the tasks run (default: this binary's path).
     pub binary: Option<&'a str>,
+    pub per: Per,
 }
 
 pub fn airflow(args: &AirflowArgs<'_>, registry: &Registry) -> Exit {
@@ -51,7 +61,8 @@ pub fn airflow(args: &AirflowArgs<'_>, registry: &Registry) -> Exit {
         || std::env::current_exe().map_or_else(|_| "flow".to_owned(), |p| p.display().to_string()),
         str::to_owned,
     );
-    let text = dag(&flow, &plan, &file, &binary, args.env);
+    let tasks = tasks(&flow.pipeline, &plan, args.per);
+    let text = dag(&flow, &plan, &tasks, &file, &binary, args.env);
     match args.out {
         Some(out) => {
             if let Err(error) = std::fs::write(out, text) {
@@ -64,7 +75,7 @@ pub fn airflow(args: &AirflowArgs<'_>, registry: &Registry) -> Exit {
             output::note(&format!(
                 "{}: {} task(s) in DAG `{}`",
                 out.display(),
-                plan.steps.len(),
+                tasks.len() + 1,
                 flow.pipeline.name
             ));
         }
@@ -90,46 +101,104 @@ fn sh(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-/// Each selected step's direct upstream steps: what it waits for (steps,
-/// and every step of the groups before it), without the edges another path
-/// already implies.
-fn edges(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
+/// An Airflow task: one step, or the selected steps of a flow group.
+struct Task {
+    /// Its task id, also its name in the DAG file.
+    id: String,
+    /// What `flow run` is given to run it.
+    args: String,
+    /// The task group it is drawn in (a step's flow group).
+    group: Option<String>,
+    retries: Option<u64>,
+    timeout: Option<std::time::Duration>,
+    /// The steps it runs.
+    steps: Vec<String>,
+}
+
+/// The tasks of the DAG, in the plan's order.
+fn tasks(pipeline: &flow_engine::Pipeline, plan: &Plan, per: Per) -> Vec<Task> {
+    let mut tasks: Vec<Task> = Vec::new();
+    for step in &plan.steps {
+        let node = &pipeline.steps[step.index];
+        let unit = match (per, &step.group) {
+            (Per::Group, Some(group)) => task_id(group),
+            _ => task_id(&step.id),
+        };
+        match tasks.iter_mut().find(|t| t.id == unit) {
+            Some(task) => {
+                task.steps.push(step.id.clone());
+                task.retries = task.retries.max(node.retries);
+                task.timeout = task.timeout.zip(node.timeout).map(|(a, b)| a + b);
+            }
+            None => tasks.push(Task {
+                id: unit,
+                args: String::new(),
+                group: step.group.clone().filter(|_| per == Per::Step),
+                retries: node.retries,
+                timeout: node.timeout,
+                steps: vec![step.id.clone()],
+            }),
+        }
+    }
+    for task in &mut tasks {
+        let steps: Vec<String> = task
+            .steps
+            .iter()
+            .map(|s| format!("--step {}", sh(s)))
+            .collect();
+        task.args = format!("{} --plain", steps.join(" "));
+    }
+    tasks
+}
+
+/// Each task's direct upstream tasks: what its steps wait for (steps, and
+/// every step of the groups before theirs), in other tasks, without the
+/// edges another path already implies.
+fn edges(plan: &Plan, tasks: &[Task]) -> BTreeMap<String, BTreeSet<String>> {
+    let task_of: BTreeMap<&str, &str> = tasks
+        .iter()
+        .flat_map(|t| t.steps.iter().map(move |s| (s.as_str(), t.id.as_str())))
+        .collect();
     let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for step in &plan.steps {
         if let Some(group) = &step.group {
             by_group.entry(group).or_default().push(&step.id);
         }
     }
-    let mut upstream: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut upstream: BTreeMap<String, BTreeSet<String>> = tasks
+        .iter()
+        .map(|t| (t.id.clone(), BTreeSet::new()))
+        .collect();
     for step in &plan.steps {
-        let mut waits: BTreeSet<String> = step.after.iter().cloned().collect();
+        let mut waits: BTreeSet<&str> = step.after.iter().map(String::as_str).collect();
         for group in &step.after_groups {
-            waits.extend(
-                by_group
-                    .get(group.as_str())
-                    .into_iter()
-                    .flatten()
-                    .map(|s| (*s).to_owned()),
-            );
+            waits.extend(by_group.get(group.as_str()).into_iter().flatten().copied());
         }
-        waits.remove(&step.id);
-        upstream.insert(step.id.clone(), waits);
+        let own = task_of[step.id.as_str()];
+        let entry = upstream.entry(own.to_owned()).or_default();
+        entry.extend(
+            waits
+                .iter()
+                .filter_map(|w| task_of.get(w))
+                .filter(|t| **t != own)
+                .map(|t| (*t).to_owned()),
+        );
     }
-    // Everything each step waits for, directly or not.
+    // Everything each task waits for, directly or not.
     let mut reach: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for step in &plan.steps {
+    for task in upstream.keys() {
         let mut seen = BTreeSet::new();
-        let mut stack: Vec<String> = upstream[&step.id].iter().cloned().collect();
+        let mut stack: Vec<String> = upstream[task].iter().cloned().collect();
         while let Some(next) = stack.pop() {
             if seen.insert(next.clone()) {
                 stack.extend(upstream.get(&next).into_iter().flatten().cloned());
             }
         }
-        reach.insert(step.id.clone(), seen);
+        reach.insert(task.clone(), seen);
     }
     upstream
         .iter()
-        .map(|(step, direct)| {
+        .map(|(task, direct)| {
             let kept = direct
                 .iter()
                 .filter(|a| {
@@ -139,7 +208,7 @@ fn edges(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
                 })
                 .cloned()
                 .collect();
-            (step.clone(), kept)
+            (task.clone(), kept)
         })
         .collect()
 }
@@ -147,6 +216,7 @@ fn edges(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
 fn dag(
     flow: &flow_engine::FlowFile,
     plan: &Plan,
+    tasks: &[Task],
     file: &Path,
     binary: &str,
     env: Option<&str>,
@@ -216,31 +286,31 @@ fn dag(
          return f\"{shlex.quote(FLOW)} run {shlex.quote(FILE)} {args} --attach {shlex.quote(key)}{given}{ENV}\"\n\n\n",
     );
     text.push_str(
-        "def tasks(item, values):\n    \"\"\"A first task records every step in the flow run, pending, so that the run\n    is going until the last of them ends; then a task per step.\"\"\"\n",
+        "def tasks(item, values):\n    \"\"\"A first task records every step in the flow run, pending, so that the run\n    is going until the last of them ends; then the tasks that run them.\"\"\"\n",
     );
     let _ = writeln!(
         text,
         "    register = BashOperator(task_id=\"flow_register\", bash_command=flow_run(\"--register \" + SELECTED, item, values))"
     );
-    let mut groups: Vec<(Option<String>, Vec<&flow_engine::PlannedStep>)> = Vec::new();
-    for step in &plan.steps {
-        match groups.iter_mut().find(|(g, _)| *g == step.group) {
-            Some((_, steps)) => steps.push(step),
-            None => groups.push((step.group.clone(), vec![step])),
+    let mut groups: Vec<(Option<&str>, Vec<&Task>)> = Vec::new();
+    for task in tasks {
+        let group = task.group.as_deref();
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, members)) => members.push(task),
+            None => groups.push((group, vec![task])),
         }
     }
-    for (group, steps) in &groups {
+    for (group, members) in &groups {
         let indent = if group.is_some() { "        " } else { "    " };
         if let Some(group) = group {
             let _ = writeln!(text, "    with TaskGroup({}):", py(&task_id(group)));
         }
-        for step in steps {
-            let node = &pipeline.steps[step.index];
+        for task in members {
             let mut extra = String::new();
-            if let Some(retries) = node.retries {
+            if let Some(retries) = task.retries {
                 let _ = write!(extra, ", retries={retries}");
             }
-            if let Some(timeout) = node.timeout {
+            if let Some(timeout) = task.timeout {
                 let _ = write!(
                     extra,
                     ", execution_timeout=datetime.timedelta(seconds={})",
@@ -250,18 +320,18 @@ fn dag(
             let _ = writeln!(
                 text,
                 "{indent}{} = BashOperator(task_id={}, bash_command=flow_run({}, item, values){extra})",
-                task_id(&step.id),
-                py(&task_id(&step.id)),
-                py(&format!("--step {} --plain", sh(&step.id))),
+                task.id,
+                py(&task.id),
+                py(&task.args),
             );
         }
     }
-    for (step, upstream) in edges(plan) {
+    for (task, upstream) in edges(plan, tasks) {
         if upstream.is_empty() {
-            let _ = writeln!(text, "    register >> {}", task_id(&step));
+            let _ = writeln!(text, "    register >> {task}");
         }
         for before in upstream {
-            let _ = writeln!(text, "    {} >> {}", task_id(&before), task_id(&step));
+            let _ = writeln!(text, "    {before} >> {task}");
         }
     }
     let schedule_text = match schedule {

@@ -327,6 +327,42 @@ async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
     assert!(key.starts_with("manual__"), "{key}");
     assert_eq!((steps, succeeded), (10, 10));
 
+    // A task per flow group: the same run, four step tasks fewer.
+    Flow::new([
+        "export",
+        "airflow",
+        "parcels.flow",
+        "--per",
+        "group",
+        "--binary",
+        env!("CARGO_BIN_EXE_flow"),
+        "-o",
+        &dag.display().to_string(),
+    ])
+    .dir(&reference.dir)
+    .expect(0);
+    let grouped = std::fs::read_to_string(&dag).expect("dag");
+    assert!(grouped.contains("seed >> populate"), "{grouped}");
+    airflow_command(&["dags", "test", "parcels", "2026-12-01"]);
+    let runs: Vec<(String, String, i64)> = client
+        .query(
+            "SELECT r.attach, r.status, count(s.*) FROM _flow.runs r JOIN _flow.steps s ON s.run_id = r.id
+              WHERE r.flow = 'parcels' AND r.attach IS NOT NULL GROUP BY r.id ORDER BY r.id",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_ne!(runs[0].0, runs[1].0);
+    assert_eq!(
+        (runs[1].1.as_str(), runs[1].2),
+        ("succeeded", 10),
+        "{runs:?}"
+    );
+
     // A schedule with `for_each`: each DAG run runs the flow once per item,
     // with its values, into one flow run per item.
     std::fs::write(reference.dir.join("vendors.flow"), VENDORS).expect("flow");

@@ -230,6 +230,25 @@ fn the_reference_pipeline_as_an_airflow_dag() {
     assert!(seed.stdout.contains("pg_source_load = BashOperator"));
     assert!(!seed.stdout.contains("minio_download"));
     assert!(seed.stdout.contains("pg_source_create >> pg_source_load"));
+    // A task per flow group, in the groups' order.
+    let grouped = flow([
+        "export", "airflow", PARCELS, "--per", "group", "--binary", "flow",
+    ])
+    .expect(0);
+    for edge in [
+        "register >> download",
+        "download >> configure",
+        "configure >> seed",
+        "seed >> populate",
+    ] {
+        assert!(grouped.stdout.contains(edge), "{edge}: {}", grouped.stdout);
+    }
+    assert_eq!(grouped.stdout.matches("BashOperator(task_id=").count(), 5);
+    assert!(
+        grouped
+            .stdout
+            .contains("--step 'pg:model:transform' --step 'pg:target:populate' --plain")
+    );
     // An environment the flow does not have is refused at export, not on
     // the workers.
     let refused = flow([
