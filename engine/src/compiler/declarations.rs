@@ -129,14 +129,20 @@ impl Compiler<'_> {
             match key.name.as_str() {
                 "url" | "direct" => self.check_location("database", &key.name, value),
                 "pool_mode" => {
-                    if !matches!(&value.kind, ValueKind::String(m) if m == "session" || m == "transaction")
-                    {
-                        self.errors.push(wrong_type(
+                    let help = "the pooler's own `pool_mode`: `\"transaction\"` when it lends a server for one transaction at a time, `\"session\"` (PgBouncer's default) for a whole connection";
+                    match &value.kind {
+                        ValueKind::String(mode) if mode == "session" || mode == "transaction" => {}
+                        ValueKind::String(mode) => self.errors.push(CompileError::InvalidValue {
+                            message: format!("`{mode}` is not a pool mode"),
+                            span: value.span.into(),
+                            help: Some(help.into()),
+                        }),
+                        _ => self.errors.push(wrong_type(
                             "pool_mode",
                             "`\"session\"` or `\"transaction\"`",
                             value,
-                            Some("the pooler's own `pool_mode`: `transaction` when a server is lent for one transaction at a time (PgBouncer's default is `session`)".into()),
-                        ));
+                            Some(help.into()),
+                        )),
                     }
                 }
                 other => self.errors.push(CompileError::InvalidValue {
