@@ -18,18 +18,6 @@ use std::time::{Duration, Instant};
 
 use flow_db::testing::TestDatabase;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for entry in std::fs::read_dir(from).expect("read").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
-        }
-    }
-}
-
 fn run(command: &mut Command) -> Duration {
     let started = Instant::now();
     let output = command.output().expect("runs");
@@ -173,24 +161,13 @@ async fn measure(
     (alone, dag, grouped)
 }
 
-/// The reference pipeline in a folder of its own under `dir`.
-fn pipeline(root: &Path, dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    copy_dir(&root.join("flows/parcels"), &dir.join("parcels"));
-    std::fs::copy(root.join("flows/parcels.flow"), dir.join("parcels.flow")).expect("flow");
-}
-
 #[tokio::main]
 async fn main() {
     let Some(full) = flow_benches::mode() else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let flow: PathBuf = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("flow")))
-        .filter(|p| p.exists())
-        .unwrap_or_default();
+    let flow: PathBuf = flow_benches::release_flow().unwrap_or_default();
     let airflow = std::env::var("FLOW_AIRFLOW").unwrap_or_else(|_| {
         format!(
             "{}/.cache/flow/airflow/bin/airflow",
@@ -205,7 +182,7 @@ async fn main() {
     }
     let base = std::env::temp_dir().join(format!("flow-bench-airflow-{}", std::process::id()));
     let fixture = base.join("fixture");
-    pipeline(&root, &fixture);
+    flow_benches::reference_pipeline(&fixture);
     let spaces = format!(
         "file://{}",
         std::fs::canonicalize(root.join("fixtures/spaces"))
@@ -221,7 +198,7 @@ async fn main() {
     // The same ten tasks on more data: Airflow's cost is per task, not per row.
     let copies = (2500.0 * flow_benches::scale(full, 0.002)).max(1.0) as usize;
     let scaled = base.join("scaled");
-    pipeline(&root, &scaled);
+    flow_benches::reference_pipeline(&scaled);
     let spaces = format!("file://{}", scaled_town(&root, &scaled, copies).display());
     let (alone, dag, grouped) = measure(&flow, &airflow, &scaled, &spaces, "2026-12-01").await;
     let what = format!("{} parcels", copies * 400);

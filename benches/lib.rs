@@ -145,6 +145,35 @@ pub async fn run_step(
     started.elapsed()
 }
 
+/// The reference pipeline (`flows/parcels.flow` and its folder) copied into
+/// `dir`, emptied first.
+pub fn reference_pipeline(dir: &std::path::Path) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let _ = std::fs::remove_dir_all(dir);
+    copy_dir(&root.join("flows/parcels"), &dir.join("parcels"));
+    std::fs::copy(root.join("flows/parcels.flow"), dir.join("parcels.flow")).expect("flow");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for entry in std::fs::read_dir(from).expect("read").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+/// The release `flow` beside a benchmark's executable, when it was built.
+pub fn release_flow() -> Option<std::path::PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("flow")))
+        .filter(|p| p.exists())
+}
+
 /// The peak resident memory of this process so far, in MiB.
 pub fn peak_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -86,7 +86,9 @@ impl Bouncer {
                 .status();
             command.args(["-u", "postgres"]);
         }
+        // Quiet: its log is in the folder (`log`).
         let mut child = command
+            .arg("-q")
             .arg(dir.join("pgbouncer.ini"))
             .spawn()
             .expect("pgbouncer starts");
