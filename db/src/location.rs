@@ -68,6 +68,36 @@ impl Location {
         })
     }
 
+    /// The URL a program of its own (a plugin, with its own driver) is
+    /// given: behind a pooler in transaction mode the server's own
+    /// (`direct`) when there is one, since such a program may rely on a
+    /// session, else the pooler's without flow's `pool_mode` (libpq refuses
+    /// parameters it does not know). None for the embedded cluster.
+    pub fn url_for_programs(&self) -> Option<String> {
+        match self {
+            Location::Embedded { .. } => None,
+            Location::Url(url) => Some(url.clone()),
+            Location::Pooled {
+                direct: Some(direct),
+                ..
+            } => Some(direct.clone()),
+            Location::Pooled { url, direct: None } => {
+                let mut parsed = url::Url::parse(url).ok()?;
+                let kept: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .filter(|(k, _)| k != "pool_mode")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                if kept.is_empty() {
+                    parsed.set_query(None);
+                } else {
+                    parsed.query_pairs_mut().clear().extend_pairs(kept);
+                }
+                Some(parsed.to_string())
+            }
+        }
+    }
+
     pub fn is_embedded(&self) -> bool {
         matches!(self, Location::Embedded { .. })
     }
@@ -155,6 +185,25 @@ mod tests {
         );
         assert!(!direct.to_string().contains("pw2"));
         assert!(Location::pooled("embedded", None, "api").is_err());
+        // Programs of their own get a URL libpq takes: the direct one, or
+        // the pooler's without `pool_mode`.
+        assert_eq!(
+            direct.url_for_programs().as_deref(),
+            Some("postgres://u:pw2@db:5432/api")
+        );
+        assert_eq!(
+            pooled.url_for_programs().as_deref(),
+            Some("postgres://u:pw@bouncer:6432/api")
+        );
+        let with_ssl = Location::parse(
+            "postgres://bouncer:6432/api?pool_mode=transaction&sslmode=require",
+            "api",
+        )
+        .expect("valid");
+        assert_eq!(
+            with_ssl.url_for_programs().as_deref(),
+            Some("postgres://bouncer:6432/api?sslmode=require")
+        );
     }
 
     #[test]

@@ -59,13 +59,7 @@ fn request(external: &External, context: &RunContext) -> Value {
     let databases: serde_json::Map<String, Value> = context
         .databases
         .iter()
-        .filter_map(|(name, db)| match &db.location {
-            flow_engine::flow_db::Location::Url(url)
-            | flow_engine::flow_db::Location::Pooled { url, .. } => {
-                Some((name.clone(), json!(url)))
-            }
-            flow_engine::flow_db::Location::Embedded { .. } => None,
-        })
+        .filter_map(|(name, db)| Some((name.clone(), json!(db.location.url_for_programs()?))))
         .collect();
     json!({
         "protocol": PROTOCOL,
