@@ -108,56 +108,40 @@ async fn measure(
     with_env(&mut one, &flow_db, &api_db);
     let alone = run(&mut one);
 
-    let (flow_db, api_db) = databases("dag").await;
     let home = dir.join("airflow");
     std::fs::create_dir_all(home.join("dags")).expect("dags");
-    let mut export = Command::new(flow);
-    export.args([
-        "export",
-        "airflow",
-        "parcels.flow",
-        "--binary",
-        &flow.display().to_string(),
-        "-o",
-        &home.join("dags/parcels.py").display().to_string(),
-    ]);
-    with_env(&mut export, &flow_db, &api_db);
-    run(&mut export);
-    let airflow_command = |args: &[&str]| {
-        let mut command = Command::new(airflow);
-        command
-            .args(args)
-            .env("AIRFLOW_HOME", &home)
-            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False");
-        with_env(&mut command, &flow_db, &api_db);
-        command
+    // The DAG exported with `per`, run by Airflow for `date`, on fresh
+    // databases.
+    let through_airflow = async |tag: &'static str, per: &str, date: &str| {
+        let (flow_db, api_db) = databases(tag).await;
+        let mut export = Command::new(flow);
+        export.args([
+            "export",
+            "airflow",
+            "parcels.flow",
+            "--per",
+            per,
+            "--binary",
+            &flow.display().to_string(),
+            "-o",
+            &home.join("dags/parcels.py").display().to_string(),
+        ]);
+        with_env(&mut export, &flow_db, &api_db);
+        run(&mut export);
+        let airflow_command = |args: &[&str]| {
+            let mut command = Command::new(airflow);
+            command
+                .args(args)
+                .env("AIRFLOW_HOME", &home)
+                .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False");
+            with_env(&mut command, &flow_db, &api_db);
+            command
+        };
+        run(&mut airflow_command(&["db", "migrate"]));
+        run(&mut airflow_command(&["dags", "test", "parcels", date]))
     };
-    run(&mut airflow_command(&["db", "migrate"]));
-    let dag = run(&mut airflow_command(&["dags", "test", "parcels", date]));
-
-    // A task per flow group, on fresh databases again.
-    let (flow_db, api_db) = databases("grp").await;
-    let mut export = Command::new(flow);
-    export.args([
-        "export",
-        "airflow",
-        "parcels.flow",
-        "--per",
-        "group",
-        "--binary",
-        &flow.display().to_string(),
-        "-o",
-        &home.join("dags/parcels.py").display().to_string(),
-    ]);
-    with_env(&mut export, &flow_db, &api_db);
-    run(&mut export);
-    let mut grouped = Command::new(airflow);
-    grouped
-        .args(["dags", "test", "parcels", &format!("{date}T06:00:00+00:00")])
-        .env("AIRFLOW_HOME", &home)
-        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False");
-    with_env(&mut grouped, &flow_db, &api_db);
-    let grouped = run(&mut grouped);
+    let dag = through_airflow("dag", "step", date).await;
+    let grouped = through_airflow("grp", "group", &format!("{date}T06:00:00+00:00")).await;
     (alone, dag, grouped)
 }
 

@@ -248,6 +248,22 @@ async fn a_step_whose_process_was_killed_is_interrupted_and_a_retry_finishes_it(
     assert_eq!(steps, [("sh:run/slow".to_owned(), "succeeded".to_owned())]);
 }
 
+/// `flow export airflow FILE ARGS... -o OUT` in `dir`, the tasks running
+/// this build of flow.
+fn export(dir: &std::path::Path, file: &str, args: &[&str], out: &std::path::Path) {
+    let mut all = vec![
+        "export",
+        "airflow",
+        file,
+        "--binary",
+        env!("CARGO_BIN_EXE_flow"),
+    ];
+    all.extend(args);
+    let out = out.display().to_string();
+    all.extend(["-o", &out]);
+    Flow::new(all).dir(dir).expect(0);
+}
+
 /// Airflow (from PyPI, installed by `scripts/test`) runs the reference
 /// pipeline as `flow export airflow` writes it: `airflow dags test` with
 /// SQLite metadata, every task a `flow run --step ID --attach RUN`.
@@ -261,17 +277,7 @@ async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
     let home = reference.dir.join("airflow");
     std::fs::create_dir_all(home.join("dags")).expect("dags");
     let dag = home.join("dags/parcels.py");
-    Flow::new([
-        "export",
-        "airflow",
-        "parcels.flow",
-        "--binary",
-        env!("CARGO_BIN_EXE_flow"),
-        "-o",
-        &dag.display().to_string(),
-    ])
-    .dir(&reference.dir)
-    .expect(0);
+    export(&reference.dir, "parcels.flow", &[], &dag);
     let airflow_command = |args: &[&str]| {
         let mut command = std::process::Command::new(&airflow);
         command
@@ -298,18 +304,7 @@ async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
     airflow_command(&["dags", "test", "parcels", "2026-11-30"]);
 
     // The API database ends as after `flow run`.
-    assert_eq!(
-        reference
-            .one::<i64>("SELECT count(*) FROM public.parcels")
-            .await,
-        400
-    );
-    assert_eq!(
-        reference
-            .one::<i64>("SELECT count(*) FROM public.zoning")
-            .await,
-        4
-    );
+    reference.assert_loaded().await;
     // One flow run for the DAG run, every step in it.
     let client = reference.flow.client().await.expect("client");
     let row = client
@@ -328,19 +323,7 @@ async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
     assert_eq!((steps, succeeded), (10, 10));
 
     // A task per flow group: the same run, four step tasks fewer.
-    Flow::new([
-        "export",
-        "airflow",
-        "parcels.flow",
-        "--per",
-        "group",
-        "--binary",
-        env!("CARGO_BIN_EXE_flow"),
-        "-o",
-        &dag.display().to_string(),
-    ])
-    .dir(&reference.dir)
-    .expect(0);
+    export(&reference.dir, "parcels.flow", &["--per", "group"], &dag);
     let grouped = std::fs::read_to_string(&dag).expect("dag");
     assert!(grouped.contains("seed >> populate"), "{grouped}");
     airflow_command(&["dags", "test", "parcels", "2026-12-01"]);
@@ -366,17 +349,12 @@ async fn airflow_runs_the_exported_reference_pipeline_into_one_flow_run() {
     // A schedule with `for_each`: each DAG run runs the flow once per item,
     // with its values, into one flow run per item.
     std::fs::write(reference.dir.join("vendors.flow"), VENDORS).expect("flow");
-    Flow::new([
-        "export",
-        "airflow",
+    export(
+        &reference.dir,
         "vendors.flow",
-        "--binary",
-        env!("CARGO_BIN_EXE_flow"),
-        "-o",
-        &home.join("dags/vendors.py").display().to_string(),
-    ])
-    .dir(&reference.dir)
-    .expect(0);
+        &[],
+        &home.join("dags/vendors.py"),
+    );
     airflow_command(&["dags", "test", "vendors", "2026-11-30"]);
     let mut fetched: Vec<String> = std::fs::read_to_string(reference.dir.join("fetched.txt"))
         .expect("fetched")

@@ -37,18 +37,7 @@ async fn the_reference_pipeline_runs_unchanged_behind_pgbouncer_in_transaction_m
         first.stderr,
         bouncer.log()
     );
-    assert_eq!(
-        reference
-            .one::<i64>("SELECT count(*) FROM public.parcels")
-            .await,
-        400
-    );
-    assert_eq!(
-        reference
-            .one::<i64>("SELECT count(*) FROM public.zoning")
-            .await,
-        4
-    );
+    reference.assert_loaded().await;
     // Every value equals a run straight to the server's.
     let through_bouncer: String = reference
         .one("SELECT md5(string_agg(p::text, '|' ORDER BY p.id)) FROM public.parcels p")
@@ -117,12 +106,7 @@ async fn the_reference_pipeline_runs_behind_pgbouncer_in_session_mode() {
         .env("API_DATABASE_URL", bouncer.url(&reference.api.url(), false))
         .run();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(
-        reference
-            .one::<i64>("SELECT count(*) FROM public.parcels")
-            .await,
-        400
-    );
+    reference.assert_loaded().await;
     assert!(
         bouncer
             .log()
@@ -130,6 +114,14 @@ async fn the_reference_pipeline_runs_behind_pgbouncer_in_session_mode() {
         "{}",
         bouncer.log()
     );
+}
+
+/// A bouncer in transaction mode in front of the project's database, with
+/// `servers` servers, and the database's URL through it, declared pooled.
+fn behind_bouncer(project: &Project, tag: &str, servers: usize) -> (Bouncer, String) {
+    let bouncer = Bouncer::start(tag, &Server::of(&project.db.url()), servers);
+    let pooled = bouncer.url(&project.db.url(), true);
+    (bouncer, pooled)
 }
 
 const LISTENING: &str = r#"flow products
@@ -147,8 +139,7 @@ step pg:target:populate {
 #[tokio::test(flavor = "multi_thread")]
 async fn what_needs_a_session_says_so_and_uses_the_direct_url() {
     let project = Project::new("pooler", "pooledlisten", "products.flow", LISTENING).await;
-    let bouncer = Bouncer::start("listen", &Server::of(&project.db.url()), 2);
-    let pooled = bouncer.url(&project.db.url(), true);
+    let (_bouncer, pooled) = behind_bouncer(&project, "listen", 2);
     // LISTEN through a pooler in transaction mode would hear nothing: refused,
     // naming the setting.
     let refused = project
@@ -231,7 +222,7 @@ step sql:flow:run seen {
         "seen.sql",
         "DROP TABLE IF EXISTS public.seen;\nCREATE TABLE public.seen AS SELECT current_setting('flow.release') AS release;\n",
     );
-    let bouncer = Bouncer::start("values", &Server::of(&project.db.url()), 1);
+    let (bouncer, pooled) = behind_bouncer(&project, "values", 1);
     // Not declared: the pooler refuses the values at connection start, and
     // the error says what to add.
     let undeclared = project
@@ -246,7 +237,7 @@ step sql:flow:run seen {
     );
     let run = project
         .run(&["--var", "release=2026-12 nightly"])
-        .env("FLOW_DATABASE_URL", bouncer.url(&project.db.url(), true))
+        .env("FLOW_DATABASE_URL", &pooled)
         .run();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let client = project.db.client().await.expect("client");
@@ -282,8 +273,7 @@ schedule tick {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scheduler_takes_its_locks_on_the_direct_url() {
     let project = Project::new("pooler", "pooledticks", "ticks.flow", TICKS).await;
-    let bouncer = Bouncer::start("ticks", &Server::of(&project.db.url()), 2);
-    let pooled = bouncer.url(&project.db.url(), true);
+    let (_bouncer, pooled) = behind_bouncer(&project, "ticks", 2);
     let refused = project
         .flow(&["schedule", "--tick-ms", "100"])
         .env("FLOW_DATABASE_URL", &pooled)
@@ -375,10 +365,10 @@ step pg:flow:export {
         )
         .await
         .expect("tables");
-    let bouncer = Bouncer::start("types", &Server::of(&project.db.url()), 2);
+    let (_bouncer, pooled) = behind_bouncer(&project, "types", 2);
     let run = project
         .run(&["--plain"])
-        .env("FLOW_DATABASE_URL", bouncer.url(&project.db.url(), true))
+        .env("FLOW_DATABASE_URL", &pooled)
         .run();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let moods = std::fs::read_to_string(project.dir.join("exports/moods.geojson")).expect("moods");

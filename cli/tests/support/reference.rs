@@ -82,6 +82,14 @@ impl Reference {
         self.api.client().await.expect("api")
     }
 
+    /// The API database holds what the pipeline loads: the fixture's 400
+    /// parcels and the 4 zoning classes.
+    pub async fn assert_loaded(&self) {
+        let parcels: i64 = self.one("SELECT count(*) FROM public.parcels").await;
+        let zoning: i64 = self.one("SELECT count(*) FROM public.zoning").await;
+        assert_eq!((parcels, zoning), (400, 4), "parcels and zoning classes");
+    }
+
     pub async fn one<T: for<'a> flow_db::tokio_postgres::types::FromSql<'a>>(
         &self,
         sql: &str,
