@@ -2,14 +2,14 @@
 
 mod support;
 
-use support::Flow;
+use support::{Flow, Folder};
 
-fn scratch(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("flow-fmt-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{name}.flow"));
-    std::fs::write(&path, text).expect("write flow");
-    path
+/// `name.flow` holding `text` in a folder removed when the test ends.
+fn scratch(name: &str, text: &str) -> (Folder, std::path::PathBuf) {
+    let folder = Folder::new("fmt", name);
+    folder.write(&format!("{name}.flow"), text);
+    let path = folder.dir.join(format!("{name}.flow"));
+    (folder, path)
 }
 
 const MESSY: &str = r#"# leading comment
@@ -28,14 +28,14 @@ step sql:flow:run { sql = "x.sql" timeout = 10m retries = 3 after = [minio:downl
 
 #[test]
 fn formats_into_the_canonical_layout() {
-    let path = scratch("messy", MESSY);
+    let (_folder, path) = scratch("messy", MESSY);
     let output = Flow::new(["fmt", "--stdout", path.to_str().expect("path")]).expect(0);
     insta::assert_snapshot!("fmt_messy", output.stdout);
 }
 
 #[test]
 fn check_reports_unformatted_files_and_fmt_rewrites_them() {
-    let path = scratch("rewrite", MESSY);
+    let (_folder, path) = scratch("rewrite", MESSY);
     let file = path.to_str().expect("path");
     let output = Flow::new(["fmt", "--check", file]).expect(1);
     assert!(output.stderr.contains("not formatted"), "{}", output.stderr);
@@ -58,7 +58,7 @@ fn check_reports_unformatted_files_and_fmt_rewrites_them() {
 
 #[test]
 fn a_flow_with_syntax_errors_is_left_alone() {
-    let path = scratch("broken", "step pg:source:load {\n  from = \n}\n");
+    let (_folder, path) = scratch("broken", "step pg:source:load {\n  from = \n}\n");
     let file = path.to_str().expect("path");
     let output = Flow::new(["fmt", file]).expect(2);
     assert!(
