@@ -374,3 +374,48 @@ step pg:flow:export {
     let moods = std::fs::read_to_string(project.dir.join("exports/moods.geojson")).expect("moods");
     assert!(moods.contains("\"busy\""), "{moods}");
 }
+
+/// An export's readers share one snapshot while its holder waits: through
+/// a pooler they need a server each, on the direct URL they need none.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_reads_its_snapshot_on_the_direct_url() {
+    let project = Project::new(
+        "pooler",
+        "pooledexport",
+        "out.flow",
+        r#"flow out
+
+database flow = { url = env("FLOW_DATABASE_URL"), pool_mode = "transaction", direct = env("FLOW_DIRECT_URL") }
+
+step pg:flow:export {
+  tables = [a, b, c]
+  to = "exports/{table}.csv"
+  jobs = 3
+}
+"#,
+    )
+    .await;
+    project
+        .db
+        .client()
+        .await
+        .expect("client")
+        .batch_execute(
+            "CREATE TABLE a AS SELECT 1 AS id; CREATE TABLE b AS SELECT 2 AS id; CREATE TABLE c AS SELECT 3 AS id;",
+        )
+        .await
+        .expect("tables");
+    // One server: the holder and three readers at once would wait for it.
+    let (_bouncer, pooled) = behind_bouncer(&project, "export", 1);
+    let run = project
+        .run(&["--plain"])
+        .env("FLOW_DATABASE_URL", &pooled)
+        .env("FLOW_DIRECT_URL", project.db.url())
+        .run();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for (table, id) in [("a", 1), ("b", 2), ("c", 3)] {
+        let text = std::fs::read_to_string(project.dir.join(format!("exports/{table}.csv")))
+            .expect("exported");
+        assert_eq!(text, format!("id\n{id}\n"));
+    }
+}

@@ -209,7 +209,20 @@ impl Database {
     /// pool, or behind a pooler in transaction mode from the `direct` URL's.
     pub async fn session_client(&self, purpose: &str) -> Result<Client, DbError> {
         match &self.pooled {
-            None => self.client().await,
+            Some(Pooled { direct: None, .. }) => Err(DbError::SessionNeeded {
+                name: self.name.clone(),
+                purpose: purpose.to_owned(),
+            }),
+            _ => self.direct_client().await,
+        }
+    }
+
+    /// A connection for work whose transactions may wait on each other but
+    /// need no session: behind a pooler in transaction mode, from the
+    /// `direct` URL's pool when there is one (else through the pooler,
+    /// which must then lend a server to each), otherwise from the pool.
+    pub async fn direct_client(&self) -> Result<Client, DbError> {
+        match &self.pooled {
             Some(Pooled {
                 direct: Some(direct),
                 ..
@@ -217,10 +230,7 @@ impl Database {
                 let object = direct.pool.get().await.map_err(|e| self.pool_error(&e))?;
                 Ok(Client::new(object, None))
             }
-            Some(Pooled { direct: None, .. }) => Err(DbError::SessionNeeded {
-                name: self.name.clone(),
-                purpose: purpose.to_owned(),
-            }),
+            _ => self.client().await,
         }
     }
 

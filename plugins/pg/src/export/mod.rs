@@ -368,7 +368,9 @@ async fn export(context: &RunContext) -> Result<Outcome, StepError> {
     let jobs = jobs(context, settings)?;
     let manifest = manifest_path(context, settings, &jobs)?;
     // One snapshot for every file: the first connection holds it open.
-    let mut holder = database.client().await?;
+    // One snapshot shared by the readers: behind a pooler, on the server's
+    // own URL when the flow gives one.
+    let mut holder = database.direct_client().await?;
     let snapshot = crate::snapshot::begin(&mut holder, None).await?;
     let id = crate::snapshot::export(&snapshot).await?;
     let streams = settings

@@ -85,7 +85,7 @@ pub(crate) async fn one(
         hash: Sha256::new(),
         bytes: 0,
     };
-    let mut client = database.client().await?;
+    let mut client = database.direct_client().await?;
     let guard = CancelOnDrop::new(&client);
     let transaction = crate::snapshot::begin(&mut client, Some(options.snapshot)).await?;
     transaction
