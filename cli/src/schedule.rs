@@ -120,8 +120,8 @@ pub fn serve(files: &[PathBuf], tick_ms: u64, env: Option<&str>, registry: &Regi
         let stop = CancellationToken::new();
         let _ = crate::run::cancel_on_signal(stop.clone(), "stopping: cancelling running runs");
         let tick = Duration::from_millis(tick_ms.max(50));
-        scheduler::serve(flows, tick, stop, Arc::new(Terminal)).await;
+        let served = scheduler::serve(flows, tick, stop, Arc::new(Terminal)).await;
         output::note("scheduler stopped");
-        Exit::Success
+        if served { Exit::Success } else { Exit::Failure }
     })
 }

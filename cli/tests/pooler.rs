@@ -277,7 +277,7 @@ async fn the_scheduler_takes_its_locks_on_the_direct_url() {
     let refused = project
         .flow(&["schedule", "--tick-ms", "100"])
         .env("FLOW_DATABASE_URL", &pooled)
-        .run();
+        .expect(1);
     let text = flat(&refused.stderr);
     assert!(text.contains("not scheduling"), "{text}");
     assert!(text.contains("direct"), "{text}");

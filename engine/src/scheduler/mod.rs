@@ -89,24 +89,34 @@ impl Scheduled {
 }
 
 /// Runs the schedules of `flows` until `stop` is cancelled, looking every
-/// `tick`; returns when every running run has ended.
+/// `tick`; returns when every running run has ended: whether every flow was
+/// served until then (false when one could not be, as behind a pooler
+/// without a direct URL).
 pub async fn serve(
     flows: Vec<Scheduled>,
     tick: Duration,
     stop: CancellationToken,
     hooks: Arc<dyn Hooks>,
-) {
-    let services: Vec<JoinHandle<()>> = flows
+) -> bool {
+    let services: Vec<JoinHandle<bool>> = flows
         .into_iter()
         .map(|flow| tokio::spawn(service(flow, tick, stop.clone(), Arc::clone(&hooks))))
         .collect();
+    let mut served = true;
     for service in services {
-        let _ = service.await;
+        served &= service.await.unwrap_or(false);
     }
+    served
 }
 
 /// One flow's schedules: stand by until leader, then fire on time.
-async fn service(flow: Scheduled, tick: Duration, stop: CancellationToken, hooks: Arc<dyn Hooks>) {
+/// Whether the flow was served until `stop`.
+async fn service(
+    flow: Scheduled,
+    tick: Duration,
+    stop: CancellationToken,
+    hooks: Arc<dyn Hooks>,
+) -> bool {
     let name = flow.flow.pipeline.name.clone();
     let note = |text: String| hooks.note(&format!("{name}: {text}"));
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -114,6 +124,7 @@ async fn service(flow: Scheduled, tick: Duration, stop: CancellationToken, hooks
     let mut connected: Option<(Session, Records)> = None;
     let mut settled = tokio::time::Instant::now();
     let mut closed_orphans = false;
+    let mut served = true;
     while !stop.is_cancelled() {
         if connected.is_none() {
             match flow.records().await {
@@ -138,6 +149,7 @@ async fn service(flow: Scheduled, tick: Duration, stop: CancellationToken, hooks
                             .map(|h| format!("; {h}"))
                             .unwrap_or_default();
                         note(format!("not scheduling: {error}{help}"));
+                        served = false;
                         break;
                     }
                     Err(error) => note(format!("cannot take the lead: {error}")),
@@ -186,4 +198,5 @@ async fn service(flow: Scheduled, tick: Duration, stop: CancellationToken, hooks
     if let Some((session, _)) = connected {
         session.close().await;
     }
+    served
 }
