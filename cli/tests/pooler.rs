@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use support::pooler::{Bouncer, Server};
 use support::reference::Reference;
-use support::{Project, flat};
+use support::{Flow, Project, flat};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reference_pipeline_runs_unchanged_behind_pgbouncer_in_transaction_mode() {
@@ -222,7 +222,16 @@ step sql:flow:run seen {
         "seen.sql",
         "DROP TABLE IF EXISTS public.seen;\nCREATE TABLE public.seen AS SELECT current_setting('flow.release') AS release;\n",
     );
-    let (bouncer, pooled) = behind_bouncer(&project, "values", 1);
+    // An export's queries run in transactions that share a snapshot.
+    project.write(
+        "export.flow",
+        "flow export\n\ndatabase flow = env(\"FLOW_DATABASE_URL\")\n\nstep pg:flow:export {\n  sql = \"queries/*.sql\"\n  to = \"exports/{table}.csv\"\n  jobs = 1\n}\n",
+    );
+    project.write(
+        "queries/release.sql",
+        "SELECT current_setting('flow.release') AS release",
+    );
+    let (bouncer, pooled) = behind_bouncer(&project, "values", 2);
     // Not declared: the pooler refuses the values at connection start, and
     // the error says what to add.
     let undeclared = project
@@ -247,6 +256,19 @@ step sql:flow:run seen {
         .expect("seen")
         .get(0);
     assert_eq!(release, "2026-12 nightly");
+    Flow::new([
+        "run",
+        "export.flow",
+        "--plain",
+        "--var",
+        "release=2026-12 nightly",
+    ])
+    .dir(&project.dir)
+    .env("FLOW_DATABASE_URL", &pooled)
+    .expect(0);
+    let exported =
+        std::fs::read_to_string(project.dir.join("exports/release.csv")).expect("exported");
+    assert_eq!(exported, "release\n2026-12 nightly\n");
 }
 
 const TICKS: &str = r#"flow ticks

@@ -202,24 +202,42 @@ impl Client {
     }
 
     /// A transaction; behind a pooler it starts by setting the run's values
-    /// for itself (`set_config(..., true)`).
+    /// for itself (see [`set_values`]).
     pub async fn transaction(&mut self) -> Result<deadpool_postgres::Transaction<'_>, Error> {
         let values = self.values.clone();
         let transaction = self.inner.transaction().await?;
-        if let Some(values) = values.filter(|v| !v.is_empty()) {
-            let (names, texts): (Vec<String>, Vec<String>) = values
-                .iter()
-                .map(|(name, value)| (format!("flow.{name}"), value.clone()))
-                .unzip();
-            Sql::execute(
-                &transaction,
-                "SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)",
-                &[&names, &texts],
-            )
-            .await?;
-        }
+        set_values(&transaction, values.as_deref()).await?;
         Ok(transaction)
     }
+
+    /// The run's values a transaction of this client must set for itself
+    /// (behind a pooler; elsewhere the connection has them from its start):
+    /// for [`set_values`] after `build_transaction`.
+    pub fn values(&self) -> Option<Arc<Vec<(String, String)>>> {
+        self.values.clone()
+    }
+}
+
+/// Sets the run's `values` (`flow.<name>`, [`Client::values`]) for
+/// `transaction` only (`set_config(..., true)`).
+pub async fn set_values(
+    transaction: &impl Sql,
+    values: Option<&Vec<(String, String)>>,
+) -> Result<(), Error> {
+    let Some(values) = values.filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let (names, texts): (Vec<String>, Vec<String>) = values
+        .iter()
+        .map(|(name, value)| (format!("flow.{name}"), value.clone()))
+        .unzip();
+    transaction
+        .execute(
+            "SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)",
+            &[&names, &texts],
+        )
+        .await?;
+    Ok(())
 }
 
 impl Sql for Client {

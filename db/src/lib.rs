@@ -28,6 +28,6 @@ pub use database::{CancelOnDrop, Database, quote_ident, quote_literal};
 pub use db_error::{DbError, SqlError};
 pub use location::{Location, redact};
 
-pub use client::{Client, Sql};
+pub use client::{Client, Sql, set_values};
 pub use deadpool_postgres::{ClientWrapper, Transaction as ClientTransaction};
 pub use tokio_postgres;

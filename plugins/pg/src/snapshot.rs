@@ -12,6 +12,7 @@ pub(crate) async fn begin<'a>(
     client: &'a mut Client,
     taken: Option<&str>,
 ) -> Result<ClientTransaction<'a>, DbError> {
+    let values = client.values();
     let transaction = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -23,6 +24,9 @@ pub(crate) async fn begin<'a>(
             .batch_execute(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(id)))
             .await?;
     }
+    // Behind a pooler the run's values come with each transaction (after
+    // the snapshot, which must come first).
+    flow_engine::flow_db::set_values(&transaction, values.as_deref()).await?;
     Ok(transaction)
 }
 
