@@ -84,6 +84,25 @@ pub fn airflow(args: &AirflowArgs<'_>, registry: &Registry) -> Exit {
     Exit::Success
 }
 
+/// How a task's command is made: everything but the DAG run's id is kept
+/// from Airflow's templates (a value or path with `{{` stays as written).
+const FLOW_RUN: &str = r#"
+
+def literal(text):
+    """Text Airflow's templates leave as it is."""
+    return "{% raw %}" + text + "{% endraw %}"
+
+
+def flow_run(args, item, values):
+    """`flow run` in the DAG run's flow run (one per item), with the item's values."""
+    key = "'{{ run_id }}'" + (literal(shlex.quote(f"[{item}]")) if item else "")
+    given = "".join(" --var " + shlex.quote(f"{name}={value}") for name, value in values.items())
+    command = literal(f"{shlex.quote(FLOW)} run {shlex.quote(FILE)} {args}")
+    return command + " --attach " + key + literal(given + ENV)
+
+
+"#;
+
 /// A step id as an Airflow task id: letters, digits and `_`.
 fn task_id(step: &str) -> String {
     step.chars()
@@ -279,12 +298,7 @@ fn dag(
         }
         text.push_str("]\n");
     }
-    text.push_str(
-        "\n\ndef flow_run(args, item, values):\n    \"\"\"`flow run` in the DAG run's flow run (one per item), with the item's values.\"\"\"\n    \
-         key = \"{{ run_id }}\" + (f\"[{item}]\" if item else \"\")\n    \
-         given = \"\".join(\" --var \" + shlex.quote(f\"{name}={value}\") for name, value in values.items())\n    \
-         return f\"{shlex.quote(FLOW)} run {shlex.quote(FILE)} {args} --attach {shlex.quote(key)}{given}{ENV}\"\n\n\n",
-    );
+    text.push_str(FLOW_RUN);
     text.push_str(
         "def tasks(item, values):\n    \"\"\"A first task records every step in the flow run, pending, so that the run\n    is going until the last of them ends; then the tasks that run them.\"\"\"\n",
     );
