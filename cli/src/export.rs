@@ -279,6 +279,9 @@ fn dag(
             "# The items of schedule `{}`: one flow run each, with its values.\nJOBS = [",
             schedule.name
         );
+        // Task group ids from the items, made unique (`a b` and `a_b` would
+        // both be `a_b`).
+        let mut used = BTreeSet::new();
         for (job, values) in &jobs {
             let item = job
                 .strip_prefix(&format!("{}[", schedule.name))
@@ -288,10 +291,17 @@ fn dag(
                 .iter()
                 .map(|(name, value)| format!("{}: {}", py(name), py(value)))
                 .collect();
+            let base = task_id(item);
+            let mut group = base.clone();
+            let mut n = 1;
+            while !used.insert(group.clone()) {
+                n += 1;
+                group = format!("{base}_{n}");
+            }
             let _ = writeln!(
                 text,
                 "    ({}, {}, {{{}}}),",
-                py(&task_id(item)),
+                py(&group),
                 py(item),
                 given.join(", ")
             );

@@ -249,6 +249,25 @@ fn the_reference_pipeline_as_an_airflow_dag() {
             .stdout
             .contains("--step 'pg:model:transform' --step 'pg:target:populate' --plain")
     );
+    // A schedule's items, each a task group of its own, named after it.
+    let dir = std::env::temp_dir().join(format!("flow-plan-items-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("items.flow"),
+        "flow items\n\nstep sh:run a {\n  command = \"true\"\n}\n\nschedule nightly {\n  cron = \"0 3 * * *\"\n  run = [manual]\n  for_each = [\"a b\", \"a_b\", \"it's\"]\n}\n",
+    )
+    .expect("flow");
+    let items = Flow::new(["export", "airflow", "items.flow", "--binary", "flow"])
+        .dir(&dir)
+        .expect(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    for line in [
+        r#"    ("a_b", "a b", {"item": "a b"}),"#,
+        r#"    ("a_b_2", "a_b", {"item": "a_b"}),"#,
+        r#"    ("it_s", "it's", {"item": "it's"}),"#,
+    ] {
+        assert!(items.stdout.contains(line), "{line}\n{}", items.stdout);
+    }
     // An environment the flow does not have is refused at export, not on
     // the workers.
     let refused = flow([
