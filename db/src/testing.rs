@@ -71,12 +71,21 @@ impl TestDatabase {
     }
 
     /// The database's URL, password included, for the programs under test.
+    /// With `FLOW_TEST_POOLER=PORT`, the URL of a pooler in transaction mode
+    /// on that port in front of the cluster (`pool_mode=transaction`): the
+    /// suite run through PgBouncer (tests that need a session then fail).
     pub fn url(&self) -> String {
         let password = self.cluster.password().unwrap_or_default();
+        let pooler = std::env::var("FLOW_TEST_POOLER")
+            .ok()
+            .and_then(|port| port.parse::<u16>().ok());
+        let (port, mode) = match pooler {
+            Some(port) => (port, "&pool_mode=transaction"),
+            None => (self.port, ""),
+        };
         format!(
-            "postgres://{}:{password}@127.0.0.1:{}/{}?sslmode=disable",
+            "postgres://{}:{password}@127.0.0.1:{port}/{}?sslmode=disable{mode}",
             crate::cluster::SUPERUSER,
-            self.port,
             self.name
         )
     }
