@@ -160,7 +160,8 @@ impl Sql for deadpool_postgres::ClientWrapper {
 pub struct Client {
     inner: deadpool_postgres::Object,
     /// The run's values, set in each transaction when the database is
-    /// behind a pooler (otherwise the connection got them at start).
+    /// behind a pooler in transaction mode (otherwise the connection got
+    /// them at start); `Some` exactly then.
     values: Option<Arc<Vec<(String, String)>>>,
 }
 
@@ -208,6 +209,11 @@ impl Client {
         let transaction = self.inner.transaction().await?;
         set_values(&transaction, values.as_deref()).await?;
         Ok(transaction)
+    }
+
+    /// Whether the connection goes through a pooler in transaction mode.
+    pub fn is_pooled(&self) -> bool {
+        self.values.is_some()
     }
 
     /// The run's values a transaction of this client must set for itself

@@ -516,9 +516,15 @@ pub struct CancelOnDrop {
 }
 
 impl CancelOnDrop {
+    /// Behind a pooler in transaction mode nothing is sent: PgBouncer 1.18
+    /// can stop on a cancel request whose sender closes at once, as
+    /// tokio-postgres's does (pgbouncer#801), and forwards none for a client
+    /// already gone. There the closed connection ends the work: the pooler
+    /// closes its server connection, and PostgreSQL rolls the transaction
+    /// back when the statement next talks to it.
     pub fn new(client: &Client) -> Self {
         Self {
-            token: Some(client.cancel_token()),
+            token: (!client.is_pooled()).then(|| client.cancel_token()),
         }
     }
 
