@@ -15,7 +15,13 @@ const PARCELS: &str = "flows/parcels.flow";
 fn reference() -> &'static Path {
     static COPY: OnceLock<PathBuf> = OnceLock::new();
     COPY.get_or_init(|| {
-        let copy = std::env::temp_dir().join(format!("flow-plan-{}", std::process::id()));
+        // Beside the test cluster's state, which `scripts/test` removes at
+        // the end (a static is never dropped, so the copy cannot remove
+        // itself).
+        let base = flow_db::testing::state_dir()
+            .parent()
+            .map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let copy = base.join(format!("flow-plan-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&copy);
         for part in ["flows/parcels.flow", "flows/parcels", "fixtures/spaces"] {
             copy_tree(&root().join(part), &copy.join(part));
