@@ -182,11 +182,6 @@ impl Database {
         Ok(database)
     }
 
-    /// Whether the database is reached through a pooler in transaction mode.
-    pub fn is_pooled(&self) -> bool {
-        self.pooled.is_some()
-    }
-
     /// How to reach a session of this database for `purpose`: the URL's
     /// server, or behind a pooler in transaction mode its `direct` URL; with
     /// none, an error that names the setting.
@@ -207,14 +202,11 @@ impl Database {
     /// A pooled connection that keeps its server for as long as it is held,
     /// for work whose transactions wait on each other (`purpose`): from the
     /// pool, or behind a pooler in transaction mode from the `direct` URL's.
+    /// Taken out of the pool ([`Client::take`]), it is a session of its own
+    /// that ends when dropped (session advisory locks).
     pub async fn session_client(&self, purpose: &str) -> Result<Client, DbError> {
-        match &self.pooled {
-            Some(Pooled { direct: None, .. }) => Err(DbError::SessionNeeded {
-                name: self.name.clone(),
-                purpose: purpose.to_owned(),
-            }),
-            _ => self.direct_client().await,
-        }
+        self.session_config(purpose)?;
+        self.direct_client().await
     }
 
     /// A connection for work whose transactions may wait on each other but
@@ -232,15 +224,6 @@ impl Database {
             }
             _ => self.client().await,
         }
-    }
-
-    /// A connection of its own (for `purpose`), outside the pool, that
-    /// keeps one server session as long as it lives: behind a pooler in
-    /// transaction mode, to the `direct` URL.
-    pub async fn session(&self, purpose: &str) -> Result<tokio_postgres::Client, DbError> {
-        let (client, connection) = self.connect_session(purpose).await?;
-        tokio::spawn(connection);
-        Ok(client)
     }
 
     async fn connect_session(

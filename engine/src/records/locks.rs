@@ -13,13 +13,13 @@ impl Records {
         &self,
         flow: &str,
         job: &str,
-    ) -> Result<Option<tokio_postgres::Client>, DbError> {
+    ) -> Result<Option<flow_db::ClientWrapper>, DbError> {
         self.try_lock(&format!("flow job {flow}"), job).await
     }
 
     /// Takes the scheduler's leadership for a flow on a connection of its own,
     /// held as long as the returned client lives (a session advisory lock).
-    pub async fn try_lead(&self, flow: &str) -> Result<Option<tokio_postgres::Client>, DbError> {
+    pub async fn try_lead(&self, flow: &str) -> Result<Option<flow_db::ClientWrapper>, DbError> {
         self.try_lock("flow schedule", flow).await
     }
 }

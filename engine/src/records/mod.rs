@@ -223,13 +223,12 @@ impl Records {
         &self,
         space: &str,
         name: &str,
-    ) -> Result<Option<tokio_postgres::Client>, DbError> {
-        // A connection of its own: when it is dropped, it closes and the
-        // lock goes with it, for another scheduler to take. Behind a pooler
-        // in transaction mode, a session lock needs the server's own URL.
+    ) -> Result<Option<flow_db::ClientWrapper>, DbError> {
+        // Behind a pooler in transaction mode, a session lock needs the
+        // server's own URL.
         let client = self
             .database
-            .session("hold the schedule's advisory locks")
+            .session_client("hold the schedule's advisory locks")
             .await?;
         let locked: bool = client
             .query_one(
@@ -238,7 +237,9 @@ impl Records {
             )
             .await?
             .get(0);
-        Ok(locked.then_some(client))
+        // Taken out of the pool: when it is dropped, the connection closes and
+        // the lock goes with it, for another scheduler to take.
+        Ok(locked.then(|| flow_db::Client::take(client)))
     }
 }
 
